@@ -1,0 +1,275 @@
+//! Command line: `llmux serve`, `llmux check`. Loading a config (file, or `CONFIG_URL` as a path
+//! or http(s) URL) and turning it into a runtime lives here so both commands share it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::{self, Diagnostic, Severity};
+use crate::providers::client::UpstreamClient;
+use crate::providers::demo;
+use crate::runtime::Runtime;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llmux",
+    version,
+    about = "One OpenAI-compatible endpoint in front of many LLM providers and keys."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file (uni-api api.yaml format). Default ./api.yaml; when absent, env CONFIG_URL.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+        host: String,
+        /// Port to listen on.
+        #[arg(long, short, env = "PORT", default_value_t = 8000)]
+        port: u16,
+        /// Run with the built-in demo provider and client key; no config, no network.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Validate a config and print every problem as file:line:col: key: problem.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Where the config text came from, for diagnostics.
+pub struct ConfigText {
+    pub name: String,
+    pub text: String,
+}
+
+const DEFAULT_CONFIG: &str = "api.yaml";
+
+/// Read the config: the given path, else ./api.yaml, else CONFIG_URL (path or http(s) URL).
+pub async fn read_config(
+    path: Option<PathBuf>,
+    client: &UpstreamClient,
+) -> Result<ConfigText, String> {
+    let explicit = path.is_some();
+    let path = path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    match std::fs::read_to_string(&path) {
+        Ok(text) if explicit || !text.trim().is_empty() => {
+            return Ok(ConfigText {
+                name: path.display().to_string(),
+                text,
+            });
+        }
+        Ok(_) => {}
+        Err(e) if explicit => return Err(format!("{}: cannot read config: {e}", path.display())),
+        Err(_) => {}
+    }
+    let Ok(url) = std::env::var("CONFIG_URL") else {
+        return Err(format!(
+            "{}: config file not found (pass --config, or set CONFIG_URL; `llmux serve --demo` runs without one)",
+            path.display()
+        ));
+    };
+    if url.starts_with("http://") || url.starts_with("https://") {
+        let (status, body) = client
+            .get_text(&url, &[], Duration::from_secs(100))
+            .await
+            .map_err(|e| format!("CONFIG_URL {url}: {e}"))?;
+        if !(200..300).contains(&status) {
+            return Err(format!("CONFIG_URL {url}: HTTP {status}"));
+        }
+        let text = String::from_utf8(body.to_vec())
+            .map_err(|_| format!("CONFIG_URL {url}: not UTF-8 text"))?;
+        Ok(ConfigText { name: url, text })
+    } else {
+        let p = url.strip_prefix("file://").unwrap_or(&url);
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| format!("{p}: cannot read config (CONFIG_URL): {e}"))?;
+        Ok(ConfigText {
+            name: p.to_string(),
+            text,
+        })
+    }
+}
+
+/// `TIMEOUT` env in seconds (uni-api), default 100.
+pub fn default_timeout() -> Duration {
+    std::env::var("TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(100))
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Parse, discover models, compile. Diagnostics are returned for the caller to print.
+pub async fn build_runtime(
+    text: &ConfigText,
+    client: &UpstreamClient,
+    discover: bool,
+) -> Result<(Runtime, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let loaded = config::parse_config(&text.text, &text.name, &env_lookup)?;
+    let mut warnings = loaded.warnings;
+    let mut cfg = loaded.config;
+    if discover {
+        for w in crate::providers::discovery::discover_models(&mut cfg, client).await {
+            tracing::warn!("{w}");
+        }
+    }
+    let (rt, mut more) = Runtime::compile(&cfg, &text.name, default_timeout())?;
+    warnings.append(&mut more);
+    Ok((rt, warnings))
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        match d.severity {
+            Severity::Error => tracing::error!("{d}"),
+            Severity::Warning => tracing::warn!("{d}"),
+        }
+    }
+}
+
+/// `llmux check`: exit code 0 when valid, 1 otherwise.
+pub async fn check(path: Option<PathBuf>) -> i32 {
+    let client = match UpstreamClient::new() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot start the HTTP client: {e}");
+            return 1;
+        }
+    };
+    let text = match read_config(path, &client).await {
+        Ok(t) => t,
+        Err(e) => {
+            println!("{e}");
+            return 1;
+        }
+    };
+    match build_runtime(&text, &client, false).await {
+        Ok((rt, warnings)) => {
+            for w in &warnings {
+                println!("{w}");
+            }
+            println!(
+                "{}: ok ({} providers, {} client keys, {} warnings)",
+                text.name,
+                rt.channels.len(),
+                rt.keys.len(),
+                warnings.len()
+            );
+            0
+        }
+        Err(diags) => {
+            for d in &diags {
+                println!("{d}");
+            }
+            let errors = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            println!("{}: {errors} error(s)", text.name);
+            1
+        }
+    }
+}
+
+fn shutdown_grace() -> Duration {
+    std::env::var("SHUTDOWN_GRACE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(30))
+}
+
+/// `llmux serve`.
+pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: bool) -> i32 {
+    let client = match UpstreamClient::new() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("cannot start the HTTP client: {e}");
+            return 1;
+        }
+    };
+    let runtime = if demo_mode {
+        match Runtime::compile(&demo::demo_config(), "<demo>", default_timeout()) {
+            Ok((rt, _)) => rt,
+            Err(diags) => {
+                print_diagnostics(&diags);
+                return 1;
+            }
+        }
+    } else {
+        let text = match read_config(config, &client).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("{e}");
+                return 1;
+            }
+        };
+        match build_runtime(&text, &client, true).await {
+            Ok((rt, warnings)) => {
+                print_diagnostics(&warnings);
+                rt
+            }
+            Err(diags) => {
+                print_diagnostics(&diags);
+                tracing::error!("{}: invalid config, not starting", text.name);
+                return 1;
+            }
+        }
+    };
+    let providers = runtime.channels.len();
+    let keys = runtime.keys.len();
+    let app = App::new(runtime, client);
+    let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot listen on {host}:{port}: {e}");
+            return 1;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(
+        "llmux {} listening on http://{addr} ({providers} providers, {keys} client keys)",
+        env!("CARGO_PKG_VERSION")
+    );
+    if demo_mode {
+        let shown = if host == "0.0.0.0" {
+            "127.0.0.1"
+        } else {
+            host.as_str()
+        };
+        println!(
+            "\nllmux demo is running. Try it:\n\n  curl http://{shown}:{port}/v1/chat/completions \\\n    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'\n\n(add \"stream\":true for a stream; models: {model}, {embed})\n",
+            key = demo::DEMO_CLIENT_KEY,
+            model = demo::DEMO_CHAT_MODEL,
+            embed = demo::DEMO_EMBED_MODEL,
+        );
+    }
+    crate::server::listen::serve(
+        Arc::clone(&app),
+        listener,
+        crate::server::listen::shutdown_signal(),
+        shutdown_grace(),
+    )
+    .await;
+    0
+}

@@ -1,0 +1,17 @@
+//! llmux: one OpenAI-compatible endpoint in front of many LLM providers and keys.
+//!
+//! Modules follow the request path: `server` (listener, auth, ingress APIs) → `routing`
+//! (model rules → candidate channels, the attempt loop) → `keypool` (which upstream key) →
+//! `providers` (URLs, auth headers, transport). `config` turns an `api.yaml` into the
+//! immutable [`runtime::Runtime`] every request reads.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod keypool;
+pub mod providers;
+pub mod routing;
+pub mod runtime;
+pub mod secret;
+pub mod server;

@@ -1,0 +1,237 @@
+//! Small deterministic helpers shared by the endpoint handlers.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One step of SplitMix64: cheap, good enough for ids and fake vectors.
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a, used so that the same input text always yields the same embedding.
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    h
+}
+
+const ALNUM: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `prefix` followed by `len` alphanumeric characters derived from `seed`.
+pub(crate) fn alnum_id(prefix: &str, seed: u64, len: usize) -> String {
+    let mut out = String::with_capacity(prefix.len() + len);
+    out.push_str(prefix);
+    let mut state = seed;
+    let mut bits = 0u64;
+    let mut avail = 0;
+    for _ in 0..len {
+        if avail == 0 {
+            bits = splitmix64(&mut state);
+            // 62^10 < 2^64, so ten digits per draw stay unbiased enough for ids.
+            avail = 10;
+        }
+        out.push(char::from(ALNUM[(bits % 62) as usize]));
+        bits /= 62;
+        avail -= 1;
+    }
+    out
+}
+
+/// 32 lowercase hex characters derived from `seed`.
+pub(crate) fn hex_id(prefix: &str, seed: u64) -> String {
+    let mut state = seed;
+    let a = splitmix64(&mut state);
+    let b = splitmix64(&mut state);
+    format!("{prefix}{a:016x}{b:016x}")
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Formats a duration the way Go's `time.Duration.String()` does (OpenAI's
+/// `x-ratelimit-reset-*` headers use it), at millisecond precision:
+/// `0s`, `17ms`, `1s`, `1.5s`, `6m0s`, `1h2m3s`.
+pub(crate) fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let hours = ms / 3_600_000;
+    let minutes = (ms / 60_000) % 60;
+    let sec_ms = ms % 60_000;
+    let secs = sec_ms / 1000;
+    let frac = sec_ms % 1000;
+    let mut s = if frac == 0 {
+        format!("{secs}s")
+    } else {
+        let f = format!("{frac:03}");
+        format!("{secs}.{}s", f.trim_end_matches('0'))
+    };
+    if hours > 0 {
+        s = format!("{hours}h{minutes}m{s}");
+    } else if minutes > 0 {
+        s = format!("{minutes}m{s}");
+    }
+    s
+}
+
+/// Rounds a duration up to whole milliseconds so that "try again in" never reads 0.
+pub(crate) fn ceil_ms(d: Duration) -> Duration {
+    let ms = d.as_micros().div_ceil(1000);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard, padded base64 (RFC 4648), as OpenAI uses for `b64_json` and
+/// `encoding_format: "base64"`.
+pub(crate) fn base64(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b0 = u32::from(chunk[0]);
+        let b1 = chunk.get(1).copied().map_or(0, u32::from);
+        let b2 = chunk.get(2).copied().map_or(0, u32::from);
+        let n = (b0 << 16) | (b1 << 8) | b2;
+        out.push(char::from(B64[(n >> 18) as usize & 63]));
+        out.push(char::from(B64[(n >> 12) as usize & 63]));
+        if chunk.len() > 1 {
+            out.push(char::from(B64[(n >> 6) as usize & 63]));
+        } else {
+            out.push('=');
+        }
+        if chunk.len() > 2 {
+            out.push(char::from(B64[n as usize & 63]));
+        } else {
+            out.push('=');
+        }
+    }
+    out
+}
+
+/// Deterministic prompt-token estimate: ceil(chars / 4), at least 1.
+pub(crate) fn tokens_for_chars(chars: usize) -> u64 {
+    u64::try_from(chars.div_ceil(4).max(1)).unwrap_or(u64::MAX)
+}
+
+/// Splits `text` into pieces that each hold one word plus the whitespace before
+/// it, so the pieces concatenate back to exactly `text`. Trailing whitespace
+/// stays on the last piece. Returns the byte offsets where each piece ends.
+pub(crate) fn word_ends(text: &str) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut in_word = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            if in_word {
+                ends.push(i);
+                in_word = false;
+            }
+        } else {
+            in_word = true;
+        }
+    }
+    if in_word {
+        ends.push(text.len());
+    }
+    ends
+}
+
+/// Splits `text` into per-word stream pieces (see [`word_ends`]).
+pub(crate) fn word_pieces(text: &str) -> Vec<&str> {
+    let ends = word_ends(text);
+    if ends.is_empty() {
+        return if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![text]
+        };
+    }
+    let mut pieces = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    let last = ends.len() - 1;
+    for (i, &end) in ends.iter().enumerate() {
+        let end = if i == last { text.len() } else { end };
+        pieces.push(&text[start..end]);
+        start = end;
+    }
+    pieces
+}
+
+/// The first `max_words` words of `text` (no trailing whitespace), and whether
+/// anything was cut.
+pub(crate) fn truncate_words(text: &str, max_words: usize) -> (&str, bool) {
+    let ends = word_ends(text);
+    if ends.len() <= max_words {
+        return (text, false);
+    }
+    match max_words.checked_sub(1).and_then(|i| ends.get(i)) {
+        Some(&end) => (&text[..end], true),
+        None => ("", true),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+        assert_eq!(go_duration(Duration::from_millis(17)), "17ms");
+        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_millis(18_642)), "18.642s");
+        assert_eq!(go_duration(Duration::from_secs(360)), "6m0s");
+        assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foob"), "Zm9vYg==");
+        assert_eq!(base64(b"fooba"), "Zm9vYmE=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn word_pieces_roundtrip() {
+        for text in ["", "one", "  lead", "a b  c", "trail  ", "x\ny\tz ", "   "] {
+            assert_eq!(word_pieces(text).concat(), text, "{text:?}");
+        }
+        assert_eq!(word_pieces("a b  c"), vec!["a", " b", "  c"]);
+        assert_eq!(word_pieces("trail  "), vec!["trail  "]);
+    }
+
+    #[test]
+    fn truncation() {
+        assert_eq!(truncate_words("a b c", 2), ("a b", true));
+        assert_eq!(truncate_words("a b c", 3), ("a b c", false));
+        assert_eq!(truncate_words("a b c", 0), ("", true));
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_shaped() {
+        let a = alnum_id("chatcmpl-", 7, 29);
+        assert_eq!(a, alnum_id("chatcmpl-", 7, 29));
+        assert_eq!(a.len(), 9 + 29);
+        assert!(a[9..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, alnum_id("chatcmpl-", 8, 29));
+        assert_eq!(hex_id("req_", 1).len(), 36);
+    }
+}

@@ -1,0 +1,14 @@
+//! Pure wire-format code for the llmux gateway: no async runtime, no network,
+//! no I/O, so everything here is deterministic and unit-testable.
+//!
+//! - [`body`]: the same-format fast path. Validate a JSON request body in one
+//!   pass, peek at `model`/`stream`/`stream_options`, and patch top-level
+//!   fields by splicing bytes instead of parsing and re-serializing.
+//! - [`sse`]: bounded Server-Sent Events framing (raw frames for passthrough),
+//!   decoding (WHATWG `EventSource` rules) and encoding.
+//! - [`openai`]: OpenAI wire types (chat completions, chunks, usage, models),
+//!   cheap usage extraction from stream chunks, and error bodies.
+
+pub mod body;
+pub mod openai;
+pub mod sse;

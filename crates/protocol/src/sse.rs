@@ -1,0 +1,295 @@
+//! Bounded Server-Sent Events framing and decoding, following the WHATWG
+//! `EventSource` rules: `\n`, `\r\n` and `\r` line ends, `data:` lines joined
+//! with `\n`, one optional space after the colon, `:` comments, a UTF-8 BOM
+//! at stream start, and dispatch on a blank line.
+//!
+//! [`SseFramer`] cuts a byte stream into the exact original bytes of each
+//! event (for passthrough with inspection); [`parse_frame`] interprets one
+//! frame; [`SseDecoder`] combines both.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SseError {
+    #[error("SSE event exceeds {limit} bytes")]
+    TooLarge { limit: usize },
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Splits a byte stream into complete raw event frames.
+///
+/// Each frame is the exact original bytes of one event including the line
+/// end of its terminating blank line, so concatenating all frames and
+/// [`take_rest`](Self::take_rest) reproduces the input (minus a leading BOM,
+/// which is dropped). Framing does not depend on how the input was chunked:
+/// a frame whose blank line ends in a bare `\r` at the end of the buffered
+/// data is held back until the next byte shows whether a `\n` follows.
+///
+/// Each byte is scanned once, so pushing is linear in the stream length.
+#[derive(Debug)]
+pub struct SseFramer {
+    buf: BytesMut,
+    limit: usize,
+    /// Stream offset of `buf[0]`.
+    base: usize,
+    /// Stream offsets where complete frames end, not yet handed out.
+    ends: VecDeque<usize>,
+    /// Stream offset where the current (incomplete) frame starts.
+    frame_start: usize,
+    /// Stream offset where the current line starts.
+    line_start: usize,
+    /// Stream offset up to which bytes have been scanned.
+    scan: usize,
+    bom_checked: bool,
+    failed: bool,
+}
+
+impl SseFramer {
+    /// A framer that rejects any event longer than `max_event_bytes`.
+    pub fn new(max_event_bytes: usize) -> Self {
+        SseFramer {
+            buf: BytesMut::new(),
+            limit: max_event_bytes,
+            base: 0,
+            ends: VecDeque::new(),
+            frame_start: 0,
+            line_start: 0,
+            scan: 0,
+            bom_checked: false,
+            failed: false,
+        }
+    }
+
+    /// Appends stream bytes. After `TooLarge` the framer stays failed.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), SseError> {
+        if self.failed {
+            return Err(SseError::TooLarge { limit: self.limit });
+        }
+        self.buf.extend_from_slice(chunk);
+        self.scan_frames()
+    }
+
+    /// The next complete frame, if one has been received.
+    pub fn next_frame(&mut self) -> Option<Bytes> {
+        let end = self.ends.pop_front()?;
+        let frame = self.buf.split_to(end - self.base).freeze();
+        self.base = end;
+        Some(frame)
+    }
+
+    /// Bytes left without a terminating blank line (the stream ended
+    /// mid-event), plus any frames not yet taken. Resets the framer.
+    pub fn take_rest(&mut self) -> Bytes {
+        let rest = self.buf.split().freeze();
+        let end = self.base + rest.len();
+        self.ends.clear();
+        self.base = end;
+        self.frame_start = end;
+        self.line_start = end;
+        self.scan = end;
+        rest
+    }
+
+    fn scan_frames(&mut self) -> Result<(), SseError> {
+        if !self.bom_checked {
+            let n = self.buf.len().min(BOM.len());
+            if self.buf[..n] != BOM[..n] {
+                self.bom_checked = true;
+            } else if n == BOM.len() {
+                let _ = self.buf.split_to(BOM.len());
+                self.bom_checked = true;
+            } else {
+                // Could still become a BOM.
+                return Ok(());
+            }
+        }
+        let buf_end = self.base + self.buf.len();
+        while self.scan < buf_end {
+            let from = self.scan - self.base;
+            let Some(i) = memchr::memchr2(b'\n', b'\r', &self.buf[from..]) else {
+                self.scan = buf_end;
+                break;
+            };
+            let at = from + i;
+            let term_len = if self.buf[at] == b'\r' {
+                match self.buf.get(at + 1) {
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
+                    None => {
+                        // `\r` may be the first half of `\r\n`: wait.
+                        self.scan = self.base + at;
+                        break;
+                    }
+                }
+            } else {
+                1
+            };
+            let line_end = self.base + at;
+            let next = line_end + term_len;
+            if line_end == self.line_start {
+                self.check_len(next - self.frame_start)?;
+                self.ends.push_back(next);
+                self.frame_start = next;
+            }
+            self.line_start = next;
+            self.scan = next;
+        }
+        self.check_len(buf_end - self.frame_start)
+    }
+
+    fn check_len(&mut self, len: usize) -> Result<(), SseError> {
+        if len > self.limit {
+            self.failed = true;
+            return Err(SseError::TooLarge { limit: self.limit });
+        }
+        Ok(())
+    }
+}
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    /// All `data` lines joined with `\n`.
+    pub data: String,
+    pub id: Option<String>,
+    pub retry: Option<u64>,
+}
+
+/// Interprets one frame. `None` when it holds no `data` or `event` field
+/// (comments, keep-alives, or a bare `retry:`/`id:` that browsers would not
+/// dispatch either). Parsing stops at the first
+/// blank line after a field; a final line without a line end still counts.
+/// Invalid UTF-8 is replaced with U+FFFD, as the spec decodes.
+pub fn parse_frame(frame: &[u8]) -> Option<SseEvent> {
+    let text = String::from_utf8_lossy(frame);
+    let mut ev = SseEvent::default();
+    let mut data_lines = 0usize;
+    let mut any = false;
+    let mut rest = text.as_ref();
+    while !rest.is_empty() {
+        let (line, next) = match memchr::memchr2(b'\n', b'\r', rest.as_bytes()) {
+            Some(i) => {
+                let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+                (&rest[..i], &rest[i + skip..])
+            }
+            None => (rest, ""),
+        };
+        rest = next;
+        if line.is_empty() {
+            if any {
+                break;
+            }
+            continue;
+        }
+        if line.starts_with(':') {
+            continue;
+        }
+        let (name, value) = match line.split_once(':') {
+            Some((name, value)) => (name, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line, ""),
+        };
+        match name {
+            "data" => {
+                if data_lines > 0 {
+                    ev.data.push('\n');
+                }
+                ev.data.push_str(value);
+                data_lines += 1;
+                any = true;
+            }
+            "event" => {
+                ev.event = Some(value.to_owned());
+                any = true;
+            }
+            "id" if !value.contains('\0') => {
+                ev.id = Some(value.to_owned());
+            }
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                if let Ok(ms) = value.parse() {
+                    ev.retry = Some(ms);
+                }
+            }
+            _ => {}
+        }
+    }
+    any.then_some(ev)
+}
+
+/// Incremental decoder: [`SseFramer`] plus [`parse_frame`].
+#[derive(Debug)]
+pub struct SseDecoder {
+    framer: SseFramer,
+}
+
+impl SseDecoder {
+    pub fn new(max_event_bytes: usize) -> Self {
+        SseDecoder {
+            framer: SseFramer::new(max_event_bytes),
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), SseError> {
+        self.framer.push(chunk)
+    }
+
+    /// The next complete event; comment-only frames are skipped.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        while let Some(frame) = self.framer.next_frame() {
+            if let Some(ev) = parse_frame(&frame) {
+                return Some(ev);
+            }
+        }
+        None
+    }
+
+    /// At end of stream: returns the remaining complete events one by one,
+    /// then a trailing event that lacked its blank line (as most clients
+    /// dispatch it), then `None`.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        if let Some(ev) = self.next_event() {
+            return Some(ev);
+        }
+        let rest = self.framer.take_rest();
+        parse_frame(&rest)
+    }
+}
+
+/// `data: {json}\n\n`. A payload containing line breaks is split over
+/// several `data:` lines, which a decoder joins back with `\n`.
+pub fn encode_data(json: &[u8]) -> Bytes {
+    encode_lines(b"data: ", json)
+}
+
+/// The OpenAI end-of-stream marker.
+pub const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
+
+/// `: text\n\n` (a comment, e.g. a keep-alive); multi-line text stays a
+/// comment on every line.
+pub fn encode_comment(text: &str) -> Bytes {
+    encode_lines(b": ", text.as_bytes())
+}
+
+fn encode_lines(prefix: &[u8], payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(prefix.len() + payload.len() + 2);
+    let mut rest = payload;
+    loop {
+        out.extend_from_slice(prefix);
+        match memchr::memchr2(b'\n', b'\r', rest) {
+            Some(i) => {
+                out.extend_from_slice(&rest[..i]);
+                out.push(b'\n');
+                let skip = if rest[i..].starts_with(b"\r\n") { 2 } else { 1 };
+                rest = &rest[i + skip..];
+            }
+            None => {
+                out.extend_from_slice(rest);
+                out.extend_from_slice(b"\n\n");
+                return Bytes::from(out);
+            }
+        }
+    }
+}
