@@ -235,7 +235,12 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
     };
     let providers = runtime.channels.len();
     let keys = runtime.keys.len();
+    let state_path = (!demo_mode).then(crate::keypool::persist::default_path);
+    if let Some(path) = &state_path {
+        crate::upkeep::restore(&runtime, path);
+    }
     let app = App::new(runtime, client);
+    let upkeep = tokio::spawn(crate::upkeep::run(Arc::clone(&app), state_path.clone()));
     let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
         Ok(l) => l,
         Err(e) => {
@@ -271,5 +276,9 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
         shutdown_grace(),
     )
     .await;
+    upkeep.abort();
+    if let Some(path) = &state_path {
+        crate::upkeep::save(&app.runtime(), path);
+    }
     0
 }

@@ -15,3 +15,4 @@ pub mod routing;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+pub mod upkeep;

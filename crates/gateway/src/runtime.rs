@@ -15,7 +15,8 @@ use crate::config::schema::{
     ApiKeyConfig, ApiKeyPreferences, Config, ModelEntry, PerModel, Pos, ProviderConfig,
 };
 use crate::config::{Diagnostic, Severity};
-use crate::keypool::KeyPool;
+use crate::keypool::clock::{Clock, SystemClock};
+use crate::keypool::{Algorithm, KeyPool, KeySpec, PoolSettings};
 use crate::providers::engine::{self, Engine};
 use crate::providers::urls;
 use crate::secret::mask;
@@ -30,6 +31,8 @@ pub struct Runtime {
     /// Aliases any key may use: tells "not allowed for you" (403) from "does not exist" (404).
     pub known_aliases: std::collections::HashSet<String>,
     pub settings: Settings,
+    /// The clock every key pool of this runtime runs on.
+    pub key_clock: Arc<dyn Clock>,
     key_lookup: KeyLookup,
 }
 
@@ -41,6 +44,33 @@ pub struct Settings {
     pub max_body_bytes: u64,
 }
 
+/// Key-pool settings from a provider's preferences (uni-api keys and llmux extensions).
+fn pool_settings(p: &ProviderConfig, flavor: crate::keypool::classify::Flavor) -> PoolSettings {
+    use crate::config::schema::KeySchedule;
+    let prefs = &p.preferences;
+    let secs = |v: Option<f64>| {
+        v.filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+    };
+    PoolSettings {
+        name: p.provider.clone(),
+        flavor: Some(flavor),
+        algorithm: match prefs.api_key_schedule_algorithm {
+            None => Algorithm::Smart,
+            Some(KeySchedule::RoundRobin) => Algorithm::RoundRobin,
+            Some(KeySchedule::Random) => Algorithm::Random,
+            Some(KeySchedule::FixedPriority) => Algorithm::FixedPriority,
+            Some(KeySchedule::SmartRoundRobin) => Algorithm::SmartRoundRobin,
+        },
+        limits: prefs.api_key_rate_limit.clone(),
+        cooldown: secs(prefs.api_key_cooldown_period),
+        rate_limit_cooldown: secs(prefs.api_key_rate_limit_cooldown_period),
+        quota_cooldown: secs(prefs.api_key_quota_cooldown_period),
+        max_inflight: prefs.key_max_inflight,
+        shared_scope: prefs.quota_scope.as_deref() == Some("shared"),
+    }
+}
+
 #[derive(Debug)]
 pub struct Channel {
     pub index: usize,
@@ -49,7 +79,11 @@ pub struct Channel {
     /// OpenAI-style API root (`https://host/v1`) the endpoint suffixes are appended to.
     pub api_root: String,
     pub forced_engine: Option<Engine>,
+    /// How this provider's answers are read (error bodies, rate-limit headers).
+    pub flavor: crate::keypool::classify::Flavor,
     pub keys: KeyPool,
+    /// How long a request may wait for one of this provider's keys to free up.
+    pub key_wait: Duration,
     pub models: Vec<ModelEntry>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub config: ProviderConfig,
@@ -138,12 +172,22 @@ impl Runtime {
         file: &str,
         default_timeout: Duration,
     ) -> Result<(Runtime, Vec<Diagnostic>), Vec<Diagnostic>> {
+        Self::compile_with_clock(config, file, default_timeout, Arc::new(SystemClock::new()))
+    }
+
+    /// As [`Runtime::compile`], with the key pools on the given clock (tests, simulation).
+    pub fn compile_with_clock(
+        config: &Config,
+        file: &str,
+        default_timeout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Runtime, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut warnings = Vec::new();
         let mut errors = Vec::new();
 
         let mut channels = Vec::with_capacity(config.providers.len());
         for (index, p) in config.providers.iter().enumerate() {
-            match build_channel(index, p, file) {
+            match build_channel(index, p, file, &clock) {
                 Ok((ch, mut w)) => {
                     warnings.append(&mut w);
                     channels.push(Arc::new(ch));
@@ -211,6 +255,7 @@ impl Runtime {
                 keys,
                 known_aliases,
                 settings,
+                key_clock: clock,
                 key_lookup: KeyLookup { hasher, buckets },
             },
             warnings,
@@ -241,6 +286,7 @@ fn build_channel(
     index: usize,
     p: &ProviderConfig,
     file: &str,
+    clock: &Arc<dyn Clock>,
 ) -> Result<(Channel, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut warnings = Vec::new();
     let path = format!("providers[{index}]");
@@ -290,6 +336,26 @@ fn build_channel(
             ),
         ));
     }
+    let flavor = engine::flavor(engine::detect(&base_url, forced_engine, "gpt"), &base_url);
+    let specs = p
+        .api
+        .iter()
+        .enumerate()
+        .map(|(i, secret)| {
+            let opts = p.key_options.get(i).cloned().unwrap_or_default();
+            KeySpec {
+                secret: secret.clone(),
+                scope: opts.scope,
+                max_inflight: opts.max_inflight,
+            }
+        })
+        .collect();
+    let keys = KeyPool::new(specs, pool_settings(p, flavor), Arc::clone(clock));
+    let key_wait = p
+        .preferences
+        .key_wait_timeout
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(Duration::from_secs(10), Duration::from_secs_f64);
     Ok((
         Channel {
             index,
@@ -297,7 +363,9 @@ fn build_channel(
             api_root: urls::api_root(&base_url),
             base_url,
             forced_engine,
-            keys: KeyPool::new(&p.api),
+            flavor,
+            keys,
+            key_wait,
             models,
             headers,
             config: p.clone(),

@@ -389,8 +389,6 @@ api_keys:
 
 #[tokio::test]
 async fn fails_over_on_429_5xx_and_timeouts_but_not_on_400() {
-    let (a, b, gw) = two_channels().await;
-    let url = gw.url("/v1/chat/completions");
     let body = chat_body("gpt-4o-mini", "hello", false);
     for kind in [
         FaultKind::RateLimited {
@@ -401,20 +399,21 @@ async fn fails_over_on_429_5xx_and_timeouts_but_not_on_400() {
         FaultKind::InvalidKey,
         FaultKind::ResetConnection,
     ] {
-        let before = (a.request_count(), b.request_count());
+        let (a, b, gw) = two_channels().await;
         a.push_fault(Fault::new(kind.clone()));
-        let r = post_json(&url, Some(KEY), &body).await;
+        let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body).await;
         assert_eq!(r.status, 200, "{kind:?}: {}", r.text());
         assert_eq!(
-            b.request_count(),
-            before.1 + 1,
+            (a.request_count(), b.request_count()),
+            (1, 1),
             "{kind:?} did not fail over"
         );
     }
     // A slow first channel (beyond its 1 s model_timeout) fails over within the timeout.
+    let (a, _b, gw) = two_channels().await;
     a.push_fault(Fault::new(FaultKind::Delay(Duration::from_secs(5))));
     let started = std::time::Instant::now();
-    let r = post_json(&url, Some(KEY), &body).await;
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body).await;
     assert_eq!(r.status, 200);
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -422,11 +421,11 @@ async fn fails_over_on_429_5xx_and_timeouts_but_not_on_400() {
         started.elapsed()
     );
     // A bad request is the client's fault: returned as is, not retried.
-    let before_b = b.request_count();
+    let (a, b, gw) = two_channels().await;
     a.push_fault(Fault::new(FaultKind::BadRequest {
         message: "Invalid 'messages[0]'".into(),
     }));
-    let r = post_json(&url, Some(KEY), &body).await;
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body).await;
     assert_eq!(r.status, 400);
     assert!(
         r.openai_error()["message"]
@@ -434,7 +433,13 @@ async fn fails_over_on_429_5xx_and_timeouts_but_not_on_400() {
             .unwrap()
             .contains("messages[0]")
     );
-    assert_eq!(b.request_count(), before_b);
+    assert_eq!(b.request_count(), 0);
+    // So is a context-length error.
+    a.push_fault(Fault::new(FaultKind::ContextLengthExceeded));
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.openai_error()["code"], "context_length_exceeded");
+    assert_eq!(b.request_count(), 0);
 }
 
 #[tokio::test]

@@ -1009,7 +1009,7 @@ mod tests {
         );
         assert_eq!(
             p("5/fortnight").unwrap_err(),
-            "unknown unit `fortnight` (units: s, sec, second, m, min, minute, h, hr, hour, d, day, mo, month, y, year, tpr)"
+            "unknown unit `fortnight` (units: s, sec, second, m, min, minute, h, hr, hour, d, day, mo, month, y, year, rpm, rph, rpd, tpm, tph, tpd, tpr)"
         );
         assert!(
             p("99999999999999999999/min")
@@ -1496,5 +1496,48 @@ mod tests {
         // the anchor holder itself is an unknown top-level key
         assert_eq!(loaded.warnings.len(), 1);
         assert_eq!(loaded.warnings[0].path, "x-defaults");
+    }
+
+    #[test]
+    fn llmux_extensions_token_windows_and_key_options() {
+        let text = "providers:\n  - provider: p\n    base_url: https://api.openai.com/v1\n    api:\n      - sk-plain-000000000\n      - {key: sk-org-a-11111111, scope: org-a, max_inflight: 4}\n    model: [gpt-4o]\n    preferences:\n      api_key_rate_limit: 500/rpm,40000/tpm,10000/rpd\n      key_max_inflight: 8\n      key_wait_timeout: 2.5\n      quota_scope: shared\napi_keys:\n  - api: sk-client\n";
+        let l = ok(text);
+        let p = &l.config.providers[0];
+        assert_eq!(p.api, vec!["sk-plain-000000000", "sk-org-a-11111111"]);
+        assert_eq!(p.key_options[0], KeyOptions::default());
+        assert_eq!(
+            p.key_options[1],
+            KeyOptions {
+                scope: Some("org-a".into()),
+                max_inflight: Some(4)
+            }
+        );
+        assert_eq!(
+            p.preferences.api_key_rate_limit,
+            Some(RateLimitSpec::All(vec![
+                RateLimit {
+                    count: 500,
+                    period: RatePeriod::Window(60)
+                },
+                RateLimit {
+                    count: 40000,
+                    period: RatePeriod::TokenWindow(60)
+                },
+                RateLimit {
+                    count: 10000,
+                    period: RatePeriod::Window(86_400)
+                },
+            ]))
+        );
+        assert_eq!(p.preferences.key_max_inflight, Some(8));
+        assert_eq!(p.preferences.key_wait_timeout, Some(2.5));
+        assert_eq!(p.preferences.quota_scope.as_deref(), Some("shared"));
+        let bad = parse_config("providers:\n  - provider: p\n    base_url: https://x/v1\n    api:\n      - {scope: a}\n    preferences:\n      quota_scope: org\napi_keys:\n  - api: k\n", "api.yaml", &env).unwrap_err();
+        let text = lines(&bad).join("\n");
+        assert!(text.contains("api.yaml:5:9: providers[0].api[0]: a key written as a mapping needs `key: <the key>`"), "{text}");
+        assert!(
+            text.contains("providers[0].preferences.quota_scope: expected `shared` or `per_key`"),
+            "{text}"
+        );
     }
 }

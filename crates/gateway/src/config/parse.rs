@@ -11,8 +11,8 @@ use serde_json::{Map, Value as Json};
 use super::diag::{Sink, index_path, key_path, quote};
 use super::schema::{
     ApiKeyConfig, ApiKeyPreferences, AutoRetry, ChannelSchedule, Config, GlobalPreferences,
-    KeySchedule, ModelEntry, ModelRule, PerModel, Pos, Price, ProviderConfig, ProviderPreferences,
-    RateLimit, RateLimitSpec, RatePeriod,
+    KeyOptions, KeySchedule, ModelEntry, ModelRule, PerModel, Pos, Price, ProviderConfig,
+    ProviderPreferences, RateLimit, RateLimitSpec, RatePeriod,
 };
 use super::yaml::{Entry, Node, Value};
 
@@ -66,6 +66,10 @@ const PROVIDER_PREF_KEYS: &[&str] = &[
     "responses_stream_commit_policy",
     "search_defaults",
     "oaix_routing_attempt_id",
+    // llmux extensions
+    "key_max_inflight",
+    "key_wait_timeout",
+    "quota_scope",
 ];
 
 const API_KEY_KEYS: &[&str] = &["api", "model", "role", "preferences"];
@@ -134,7 +138,14 @@ const RATE_UNITS: &[(&str, u64)] = &[
     ("month", 2_592_000),
     ("y", 31_536_000),
     ("year", 31_536_000),
+    // llmux extensions, named like the providers' own limits
+    ("rpm", 60),
+    ("rph", 3600),
+    ("rpd", 86_400),
 ];
+
+/// llmux extension: token budgets (`40000/tpm`).
+const TOKEN_UNITS: &[(&str, u64)] = &[("tpm", 60), ("tph", 3600), ("tpd", 86_400)];
 
 const REQUEST_RULE_FIELDS: &[&str] = &[
     "endpoint",
@@ -366,7 +377,7 @@ fn provider(node: &Node, path: &str, sink: &mut Sink) -> Option<ProviderConfig> 
     let base_url = value(entries, "base_url")
         .and_then(|n| string(n, &key_path(path, "base_url"), sink, "a URL").map(|s| (s, n.pos)));
     if let Some(n) = value(entries, "api") {
-        p.api = provider_keys(n, &key_path(path, "api"), sink);
+        (p.api, p.key_options) = provider_keys(n, &key_path(path, "api"), sink);
     }
     if let Some(n) = value(entries, "model") {
         p.model = model_entries(n, &key_path(path, "model"), sink);
@@ -510,21 +521,62 @@ fn resolve_base_url(
     }
 }
 
-/// `api: key`, `api: 123` or a list of them; empty entries are dropped.
-fn provider_keys(node: &Node, path: &str, sink: &mut Sink) -> Vec<String> {
+/// `api: key`, `api: 123` or a list of them; empty entries are dropped. A list item may also be
+/// a mapping `{key, scope, max_inflight}` (llmux extension).
+fn provider_keys(node: &Node, path: &str, sink: &mut Sink) -> (Vec<String>, Vec<KeyOptions>) {
     let mut keys = Vec::new();
+    let mut options = Vec::new();
     match &node.value {
         Value::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
                 let ip = index_path(path, i);
                 match &item.value {
-                    Value::Seq(_) | Value::Map(_) => sink.error(
+                    Value::Map(entries) => {
+                        warn_unknown(
+                            sink,
+                            entries,
+                            &ip,
+                            &["key", "scope", "max_inflight"],
+                            |_| None,
+                        );
+                        let key = value(entries, "key")
+                            .and_then(|n| string(n, &key_path(&ip, "key"), sink, "a key string"));
+                        let Some(key) = key.filter(|k| !k.is_empty()) else {
+                            sink.error(
+                                item.pos,
+                                &ip,
+                                "a key written as a mapping needs `key: <the key>`",
+                            );
+                            continue;
+                        };
+                        let scope = value(entries, "scope")
+                            .and_then(|n| string(n, &key_path(&ip, "scope"), sink, "a scope name"));
+                        let max_inflight = value(entries, "max_inflight").and_then(|n| {
+                            let p = key_path(&ip, "max_inflight");
+                            let v = number(n, &p, sink, "a whole number of requests")?;
+                            if v >= 1.0 && v.fract() == 0.0 && v <= f64::from(u32::MAX) {
+                                Some(v as u32)
+                            } else {
+                                sink.error(n.pos, &p, format!("expected a whole number of requests of at least 1, found {v}"));
+                                None
+                            }
+                        });
+                        keys.push(key);
+                        options.push(KeyOptions {
+                            scope,
+                            max_inflight,
+                        });
+                    }
+                    Value::Seq(_) => sink.error(
                         item.pos,
                         &ip,
                         format!("expected a key string, found {}", describe(&item.value)),
                     ),
                     _ => match scalar_text(&item.value) {
-                        Some(k) if !k.is_empty() => keys.push(k),
+                        Some(k) if !k.is_empty() => {
+                            keys.push(k);
+                            options.push(KeyOptions::default());
+                        }
                         _ => sink.warn(item.pos, &ip, "empty key ignored"),
                     },
                 }
@@ -538,10 +590,11 @@ fn provider_keys(node: &Node, path: &str, sink: &mut Sink) -> Vec<String> {
         other => {
             if let Some(k) = scalar_text(other).filter(|k| !k.is_empty()) {
                 keys.push(k);
+                options.push(KeyOptions::default());
             }
         }
     }
-    keys
+    (keys, options)
 }
 
 /// `None` when absent or empty: uni-api then discovers the models from the upstream.
@@ -871,6 +924,35 @@ fn provider_preferences(entries: &[Entry], path: &str, sink: &mut Sink) -> Provi
     }
     if let Some(n) = value(entries, "oaix_routing_attempt_id") {
         pp.oaix_routing_attempt_id = boolean(n, &kp("oaix_routing_attempt_id"), sink);
+    }
+    if let Some(n) = value(entries, "key_max_inflight") {
+        let p = kp("key_max_inflight");
+        if let Some(v) = number(n, &p, sink, "a whole number of requests") {
+            if v >= 1.0 && v.fract() == 0.0 && v <= f64::from(u32::MAX) {
+                pp.key_max_inflight = Some(v as u32);
+            } else {
+                sink.error(
+                    n.pos,
+                    &p,
+                    format!("expected a whole number of requests of at least 1, found {v}"),
+                );
+            }
+        }
+    }
+    if let Some(n) = value(entries, "key_wait_timeout") {
+        pp.key_wait_timeout = seconds(n, &kp("key_wait_timeout"), sink, false);
+    }
+    if let Some(n) = value(entries, "quota_scope") {
+        let p = kp("quota_scope");
+        match string(n, &p, sink, "`shared` or `per_key`").as_deref() {
+            Some("shared") => pp.quota_scope = Some("shared".into()),
+            Some("per_key") | None => {}
+            Some(other) => sink.error(
+                n.pos,
+                &p,
+                format!("expected `shared` or `per_key`, found {}", quote(other)),
+            ),
+        }
     }
     pp
 }
@@ -1507,10 +1589,17 @@ pub(crate) fn parse_rate_limit(text: &str) -> Result<Vec<RateLimit>, String> {
         }
         let period = if unit == "tpr" {
             RatePeriod::TokensPerRequest
+        } else if let Some((_, secs)) = TOKEN_UNITS.iter().find(|(u, _)| *u == unit) {
+            RatePeriod::TokenWindow(*secs)
         } else if let Some((_, secs)) = RATE_UNITS.iter().find(|(u, _)| *u == unit) {
             RatePeriod::Window(*secs)
         } else {
-            let names: Vec<&str> = RATE_UNITS.iter().map(|(u, _)| *u).chain(["tpr"]).collect();
+            let names: Vec<&str> = RATE_UNITS
+                .iter()
+                .chain(TOKEN_UNITS)
+                .map(|(u, _)| *u)
+                .chain(["tpr"])
+                .collect();
             let lower = unit.to_ascii_lowercase();
             let hint = if let Some(singular) = unit.strip_suffix('s').filter(|s| names.contains(s))
             {

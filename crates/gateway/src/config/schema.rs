@@ -29,6 +29,9 @@ pub struct ProviderConfig {
     pub base_url: Option<String>,
     /// `api`: one key or a list of keys (empty for keyless local servers).
     pub api: Vec<String>,
+    /// llmux extension, one entry per `api` key: a key may be written as a mapping
+    /// `{key: sk-..., scope: org-a, max_inflight: 4}`.
+    pub key_options: Vec<KeyOptions>,
     /// `None` when `model` is absent: the list is discovered from the upstream at start-up.
     pub model: Option<Vec<ModelEntry>>,
     pub engine: Option<String>,
@@ -51,6 +54,15 @@ pub struct ProviderConfig {
     pub exclude_request_types: Vec<String>,
     pub exclude_request_rules: Vec<Value>,
     pub preferences: ProviderPreferences,
+}
+
+/// Per-key settings (llmux extension).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyOptions {
+    /// Keys with the same scope drain one quota bucket (an org, a project, a deployment).
+    pub scope: Option<String>,
+    /// Most requests this key may have in flight at once.
+    pub max_inflight: Option<u32>,
 }
 
 /// `- name` or `- upstream_name: alias`.
@@ -83,6 +95,13 @@ pub struct ProviderPreferences {
     pub responses_stream_commit_policy: Option<String>,
     pub search_defaults: Option<Value>,
     pub oaix_routing_attempt_id: Option<bool>,
+    /// llmux extension: default in-flight cap per key.
+    pub key_max_inflight: Option<u32>,
+    /// llmux extension: how long a request may wait for a key of this provider to free up
+    /// (seconds; default 10, bounded by the request's timeout).
+    pub key_wait_timeout: Option<f64>,
+    /// llmux extension: `shared` = all keys of this provider drain one quota (one org/project).
+    pub quota_scope: Option<String>,
 }
 
 /// uni-api `api_key_schedule_algorithm`.
@@ -122,6 +141,8 @@ pub enum RatePeriod {
     Window(u64),
     /// `N/tpr`: tokens per request.
     TokensPerRequest,
+    /// llmux extension `N/tpm`, `N/tph`, `N/tpd`: a token budget over this many seconds.
+    TokenWindow(u64),
 }
 
 #[derive(Debug, Clone, Default)]

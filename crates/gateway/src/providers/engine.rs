@@ -72,6 +72,25 @@ impl Engine {
     }
 }
 
+/// How a provider's error bodies and rate-limit headers read, by engine and host.
+pub fn flavor(engine: Engine, base_url: &str) -> crate::keypool::classify::Flavor {
+    use crate::keypool::classify::Flavor;
+    let host = base_url
+        .parse::<Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    match engine {
+        Engine::Claude => Flavor::Anthropic,
+        Engine::Gemini => Flavor::Gemini,
+        Engine::VertexGemini | Engine::VertexClaude => Flavor::Vertex,
+        Engine::Azure => Flavor::Azure,
+        _ if host == "api.openai.com" => Flavor::OpenAi,
+        _ if host == "api.groq.com" => Flavor::Groq,
+        _ => Flavor::OpenAiCompatible,
+    }
+}
+
 /// Engine for one (provider, upstream model) pair. `forced` is the provider's `engine:`.
 pub fn detect(base_url: &str, forced: Option<Engine>, upstream_model: &str) -> Engine {
     if let Some(engine) = forced {

@@ -1,7 +1,9 @@
-//! The attempt loop: try candidates in order, each with a key from its pool; fall over to the
-//! next on rate limits, server errors, timeouts and network errors; return client errors
-//! (400/413) at once. Before the first byte reaches the client an attempt may be retried
-//! elsewhere; after it, never.
+//! The attempt loop: try candidates in order, each with a key its pool chooses; every upstream
+//! outcome is classified and fed back to the pool; rate limits, server errors, overload,
+//! timeouts and network errors move on to another key or channel, while bad requests and
+//! context-length errors are returned at once. Before the first byte reaches the client an
+//! attempt may be retried elsewhere; after it, never. When no key can serve now, the request
+//! waits (within its deadline) for the earliest one, or gets a 429 with `Retry-After`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,9 @@ use protocol::body::{Edit, RequestPeek};
 use crate::app::App;
 use crate::config::schema::AutoRetry;
 use crate::error::ApiError;
-use crate::keypool::KeyLease;
+use crate::keypool::classify::{self, Classified, ErrorClass};
+use crate::keypool::limits::Cost;
+use crate::keypool::{Acquire, Lease, Observed, ratelimit_headers};
 use crate::providers::demo;
 use crate::providers::engine::Engine;
 use crate::providers::urls::Endpoint;
@@ -27,6 +31,8 @@ use crate::server::relay::Relay;
 const MAX_ERROR_BODY: usize = 256 * 1024;
 /// Largest first stream event held back for validation.
 const MAX_FIRST_EVENT: usize = 1024 * 1024;
+/// Completion tokens reserved when the client sets no max_tokens.
+const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
 
 /// A JSON request to forward: its bytes and what was peeked from them.
 pub struct JsonRequest {
@@ -49,6 +55,21 @@ enum Outcome {
     Retry(Failure),
 }
 
+/// What the loop does for one candidate: answer in process, or send upstream.
+pub enum Prepared {
+    Answer(Response<RespBody>),
+    Upstream(Send),
+}
+
+/// What one attempt sends.
+pub struct Send {
+    pub endpoint: Endpoint,
+    pub body: RespBody,
+    pub content_type: HeaderValue,
+    /// The client asked for an event stream.
+    pub wants_stream: bool,
+}
+
 /// Upper bound of attempts for one request: every candidate once, plus further keys of
 /// multi-key channels, bounded like uni-api (`#candidates + min(10, 2·Σkeys)`).
 fn attempt_budget(rt: &Runtime, candidates: &[Candidate], auto_retry: AutoRetry) -> usize {
@@ -63,11 +84,23 @@ fn attempt_budget(rt: &Runtime, candidates: &[Candidate], auto_retry: AutoRetry)
     }
 }
 
-/// What the loop does for one candidate: answer in process, or send upstream. `None` when
-/// the request body cannot be sent again (a streamed upload already consumed).
-pub enum Prepared {
-    Answer(Response<RespBody>),
-    Upstream(Send),
+/// Token cost for admission: the prompt estimated from the body size, plus the completion the
+/// client allows (providers charge `max_tokens` at admission too).
+pub fn estimate_cost(body: &[u8], peek: Option<&RequestPeek>) -> Cost {
+    let input = (body.len() as u64).div_ceil(4);
+    let output = peek
+        .and_then(|p| {
+            ["max_completion_tokens", "max_tokens", "max_output_tokens"]
+                .iter()
+                .find_map(|k| p.view.raw(body, k))
+                .and_then(|raw| std::str::from_utf8(raw).ok()?.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(DEFAULT_OUTPUT_RESERVE);
+    Cost {
+        requests: 1,
+        tokens: input + output,
+        input_tokens: input,
+    }
 }
 
 pub async fn forward_json(
@@ -78,7 +111,20 @@ pub async fn forward_json(
     candidates: Arc<[Candidate]>,
 ) -> Response<RespBody> {
     let model = req.peek.model.clone();
-    run_attempts(app, rt, key, &model, &candidates, |cand| {
+    let cost = |cand: &Candidate| {
+        if rt.channels[cand.channel]
+            .keys
+            .needs_tokens(&cand.upstream_model)
+        {
+            estimate_cost(&req.body, Some(&req.peek))
+        } else {
+            Cost {
+                requests: 1,
+                ..Cost::default()
+            }
+        }
+    };
+    run_attempts(app, rt, key, &model, &candidates, cost, |cand| {
         Some(if cand.engine == Engine::Demo {
             Prepared::Answer(demo::respond(&req, &cand.upstream_model))
         } else {
@@ -93,34 +139,79 @@ pub async fn forward_json(
     .await
 }
 
+/// Why a candidate cannot be tried now.
+enum Blocked {
+    /// Its pool has a key free at this instant.
+    Until(crate::keypool::clock::Nanos, String),
+    Never(String),
+    TooLarge(String),
+}
+
 /// Walk the candidates (first pass: each once; later passes: their further keys) within the
-/// attempt budget, until one answers.
+/// attempt budget and the request's deadline, until one answers.
 pub async fn run_attempts(
     app: &App,
     rt: &Arc<Runtime>,
     key: &ClientKey,
     model: &str,
     candidates: &[Candidate],
+    cost_of: impl Fn(&Candidate) -> Cost,
     mut prepare: impl FnMut(&Candidate) -> Option<Prepared>,
 ) -> Response<RespBody> {
     let budget = attempt_budget(rt, candidates, key.prefs.auto_retry).max(1);
-    // keys already tried, per candidate position
+    let started = tokio::time::Instant::now();
+    let deadline = started + rt.settings.default_timeout;
+    // keys already tried, per candidate position; candidates out of the running
     let mut tried: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
+    let mut done = vec![false; candidates.len()];
     let mut attempts = 0usize;
     let mut last: Option<Failure> = None;
-    'passes: loop {
+    loop {
         let mut progressed = false;
+        let mut blocked: Vec<Blocked> = Vec::new();
         for (pos, cand) in candidates.iter().enumerate() {
             if attempts >= budget {
-                break 'passes;
+                break;
+            }
+            if done[pos] {
+                continue;
             }
             let channel = &rt.channels[cand.channel];
-            let Some(lease) = channel.keys.lease(&tried[pos]) else {
-                continue;
+            let lease = if channel.keys.is_empty() {
+                // Keyless upstream (Ollama, vLLM, the demo): one attempt per candidate.
+                done[pos] = true;
+                None
+            } else {
+                match channel
+                    .keys
+                    .acquire(&cand.upstream_model, cost_of(cand), &tried[pos])
+                {
+                    Acquire::Granted(lease) => {
+                        if attempts > 0 && !channel.keys.allow_retry() {
+                            tracing::warn!(provider = %channel.name, "retry budget exhausted; not retrying");
+                            return final_error(model, attempts, last);
+                        }
+                        tried[pos].push(lease.index());
+                        Some(lease)
+                    }
+                    Acquire::Wait { until, why } => {
+                        blocked.push(Blocked::Until(until, why));
+                        continue;
+                    }
+                    Acquire::Exhausted { why, .. } => {
+                        done[pos] = true;
+                        blocked.push(Blocked::Never(why));
+                        continue;
+                    }
+                    Acquire::TooLarge { why } => {
+                        done[pos] = true;
+                        blocked.push(Blocked::TooLarge(why));
+                        continue;
+                    }
+                }
             };
-            tried[pos].push(lease.index());
             let Some(prepared) = prepare(cand) else {
-                break 'passes;
+                return final_error(model, attempts, last);
             };
             attempts += 1;
             progressed = true;
@@ -142,9 +233,69 @@ pub async fn run_attempts(
                 }
             }
         }
-        if !progressed {
+        if attempts >= budget {
             break;
         }
+        if progressed {
+            continue;
+        }
+        // Nothing could be tried now: wait for the earliest key if it frees within the
+        // candidates' wait allowance and the request's deadline; otherwise answer now.
+        let earliest = blocked
+            .iter()
+            .filter_map(|b| match b {
+                Blocked::Until(t, why) => Some((*t, why)),
+                _ => None,
+            })
+            .min_by_key(|(t, _)| *t);
+        let Some((until, why)) = earliest else {
+            if attempts > 0 {
+                break;
+            }
+            let too_large = blocked.iter().find_map(|b| match b {
+                Blocked::TooLarge(w) => Some(w.clone()),
+                _ => None,
+            });
+            if let Some(why) = too_large {
+                return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", why)
+                    .code("request_too_large")
+                    .into_openai_response();
+            }
+            let why = blocked
+                .iter()
+                .find_map(|b| match b {
+                    Blocked::Never(w) => Some(w.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| format!("No available providers at the moment: {model}"));
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", why)
+                .code("no_available_keys")
+                .into_openai_response();
+        };
+        let clock_now = rt.key_clock.now();
+        let wait = Duration::from_nanos(until.saturating_sub(clock_now));
+        let allowance = candidates
+            .iter()
+            .map(|c| rt.channels[c.channel].key_wait)
+            .max()
+            .unwrap_or_default();
+        let now = tokio::time::Instant::now();
+        if now + wait <= deadline && now + wait <= started + allowance {
+            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+            continue;
+        }
+        if attempts > 0 {
+            break;
+        }
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            format!("{why}; retry in {secs}s"),
+        )
+        .code("rate_limit_exceeded");
+        err.retry_after = Some(secs);
+        return err.into_openai_response();
     }
     final_error(model, attempts, last)
 }
@@ -204,13 +355,34 @@ fn json_body_for(req: &JsonRequest, cand: &Candidate) -> Bytes {
     ))
 }
 
-/// What one attempt sends.
-pub struct Send {
-    pub endpoint: Endpoint,
-    pub body: RespBody,
-    pub content_type: HeaderValue,
-    /// The client asked for an event stream.
-    pub wants_stream: bool,
+fn observed(channel: &Channel, headers: &http::HeaderMap, unix_ms: u64) -> Observed {
+    Observed {
+        limits: ratelimit_headers::parse_limits(headers, channel.flavor, unix_ms),
+        scope_id: ratelimit_headers::scope_id(headers),
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn retry_failure(
+    lease: &mut Option<Lease>,
+    c: Classified,
+    status: StatusCode,
+    body: Option<Bytes>,
+) -> Outcome {
+    if let Some(l) = lease.as_mut() {
+        l.failure(&c);
+    }
+    Outcome::Retry(Failure {
+        status,
+        message: c.message,
+        body,
+    })
 }
 
 async fn attempt(
@@ -219,7 +391,7 @@ async fn attempt(
     channel: &Channel,
     cand: &Candidate,
     send: Send,
-    lease: KeyLease,
+    mut lease: Option<Lease>,
 ) -> Outcome {
     match cand.engine {
         e if e.speaks_openai() => {}
@@ -246,8 +418,8 @@ async fn attempt(
                 "application/json"
             },
         );
-    if let Some(key) = lease.key() {
-        builder = builder.header(header::AUTHORIZATION, format!("Bearer {}", key.secret()));
+    if let Some(l) = &lease {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {}", l.secret()));
     }
     let mut upstream_req = match builder.body(send.body) {
         Ok(r) => r,
@@ -267,50 +439,59 @@ async fn attempt(
     let timeout = rt.timeout_for(channel, &cand.alias, &cand.upstream_model);
     let resp = match tokio::time::timeout(timeout, app.client.send(upstream_req)).await {
         Err(_) => {
-            return Outcome::Retry(Failure {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                message: format!(
-                    "provider `{}` did not answer within {}s",
-                    channel.name,
-                    timeout.as_secs_f64()
-                ),
-                body: None,
-            });
+            let msg = format!(
+                "provider `{}` did not answer within {}s",
+                channel.name,
+                timeout.as_secs_f64()
+            );
+            let c = classify::classify_transport(true, true, &msg);
+            return retry_failure(&mut lease, c, StatusCode::GATEWAY_TIMEOUT, None);
         }
         Ok(Err(e)) => {
-            return Outcome::Retry(Failure {
-                status: StatusCode::BAD_GATEWAY,
-                message: format!(
-                    "provider `{}` unreachable: {}",
-                    channel.name,
-                    error_chain(&*e)
-                ),
-                body: None,
-            });
+            let msg = format!(
+                "provider `{}` unreachable: {}",
+                channel.name,
+                error_chain(&*e)
+            );
+            let c = classify::classify_transport(!is_connect_error(&*e), false, &msg);
+            return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
         }
         Ok(Ok(resp)) => resp,
     };
     let status = resp.status();
+    let now_ms = unix_ms();
+    if let Some(l) = &lease {
+        l.observe(&observed(channel, resp.headers(), now_ms));
+    }
     if !status.is_success() {
+        let headers = resp.headers().clone();
         let body = read_limited(resp.into_body(), MAX_ERROR_BODY, timeout).await;
-        let message = body
-            .as_deref()
-            .and_then(protocol::openai::parse_error_body)
-            .map(|e| e.message)
-            .unwrap_or_else(|| {
-                format!(
-                    "provider `{}` answered HTTP {}",
-                    channel.name,
-                    status.as_u16()
-                )
-            });
+        let mut c = classify::classify_response(
+            channel.flavor,
+            status.as_u16(),
+            &headers,
+            body.as_deref().unwrap_or_default(),
+            now_ms,
+        );
+        if c.message.is_empty() {
+            c.message = format!(
+                "provider `{}` answered HTTP {}",
+                channel.name,
+                status.as_u16()
+            );
+        }
+        let retry = c.class.retry_elsewhere() && c.should_retry != Some(false);
+        if let Some(l) = lease.as_mut() {
+            l.failure(&c);
+        }
         let failure = Failure {
             status,
-            message,
+            message: c.message,
             body,
         };
-        // The request itself is at fault: another channel would refuse it too.
-        if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The request itself is at fault (or the provider says not to retry): another key
+        // or channel would refuse it too.
+        if !retry {
             return Outcome::Done(relay_error(failure));
         }
         return Outcome::Retry(failure);
@@ -325,19 +506,38 @@ async fn attempt(
     if is_sse {
         match first_event(incoming, timeout).await {
             Ok((prefix, incoming)) => {
-                let relay = Relay::new(incoming, Some(prefix), timeout, true, Some(lease));
+                if let Some(l) = lease.as_mut() {
+                    l.success();
+                }
+                let relay = Relay::new(incoming, Some(prefix), timeout, true, lease);
                 Outcome::Done(client_response(status, content_type, relay, true))
             }
-            Err(message) => Outcome::Retry(Failure {
-                status: StatusCode::BAD_GATEWAY,
-                message: format!("provider `{}`: {message}", channel.name),
-                body: None,
-            }),
+            Err(message) => {
+                let message = format!("provider `{}`: {message}", channel.name);
+                let c = Classified {
+                    class: ErrorClass::ServerError,
+                    retry_after: None,
+                    reset_at_unix_ms: None,
+                    limit_tokens: None,
+                    model_unavailable: false,
+                    should_retry: None,
+                    message,
+                };
+                retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None)
+            }
         }
     } else {
-        let relay = Relay::new(incoming, None, timeout, false, Some(lease));
+        if let Some(l) = lease.as_mut() {
+            l.success();
+        }
+        let relay = Relay::new(incoming, None, timeout, false, lease);
         Outcome::Done(client_response(status, content_type, relay, false))
     }
+}
+
+fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(|e| e.is_connect())
 }
 
 fn client_response(

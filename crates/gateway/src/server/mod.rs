@@ -1,6 +1,7 @@
 //! The HTTP front: listener, routing of paths to ingress handlers, client authentication and
 //! error rendering.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod listen;
@@ -25,6 +26,7 @@ enum Route {
     Models,
     Json(Endpoint),
     Multipart(Endpoint),
+    AdminKeys,
 }
 
 fn route(path: &str) -> Option<(Route, Method)> {
@@ -40,6 +42,7 @@ fn route(path: &str) -> Option<(Route, Method)> {
             Method::POST,
         ),
         "/healthz" => (Route::Health, Method::GET),
+        "/admin/keys" => (Route::AdminKeys, Method::GET),
         _ => return None,
     })
 }
@@ -90,5 +93,6 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
         Route::Multipart(endpoint) => {
             openai::multipart_endpoint(&app, &rt, &key, endpoint, req).await
         }
+        Route::AdminKeys => admin::keys(&rt, &key),
     }
 }

@@ -205,7 +205,11 @@ pub async fn multipart_endpoint(
     // A fully read upload can be sent again to another channel; a streamed one only once.
     let mut rest = if ended { None } else { Some(body) };
     let mut sent_once = false;
-    attempt::run_attempts(app, rt, key, &model, &candidates, |cand| {
+    let cost = |_: &crate::runtime::Candidate| crate::keypool::limits::Cost {
+        requests: 1,
+        ..Default::default()
+    };
+    attempt::run_attempts(app, rt, key, &model, &candidates, cost, |cand| {
         if cand.engine == Engine::Demo {
             return Some(Prepared::Answer(
                 ApiError::bad_request(

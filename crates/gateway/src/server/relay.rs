@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use crate::keypool::KeyLease;
+use crate::keypool::Lease;
 use crate::server::body::BoxError;
 
 pin_project_lite::pin_project! {
@@ -26,7 +26,67 @@ pin_project_lite::pin_project! {
         last_activity: Instant,
         sse: bool,
         done: bool,
-        lease: Option<KeyLease>,
+        lease: Option<Lease>,
+        usage: Option<UsageTap>,
+    }
+}
+
+/// Watches the relayed bytes for the provider's token usage, so the key's token reservation
+/// can be settled; only when something was reserved.
+struct UsageTap {
+    framer: Option<protocol::sse::SseFramer>,
+    /// Non-stream: the last bytes of the body, where `usage` sits.
+    tail: Vec<u8>,
+    total: Option<u64>,
+}
+
+const USAGE_TAIL: usize = 4096;
+
+impl UsageTap {
+    fn feed(&mut self, data: &[u8]) {
+        match &mut self.framer {
+            Some(framer) => {
+                if framer.push(data).is_err() {
+                    self.framer = None;
+                    return;
+                }
+                while let Some(frame) = framer.next_frame() {
+                    if let Some(ev) = protocol::sse::parse_frame(&frame)
+                        && let Some(u) = protocol::openai::usage_from_chunk(ev.data.as_bytes())
+                    {
+                        self.total = Some(total_tokens(&u));
+                    }
+                }
+            }
+            None => {
+                self.tail.extend_from_slice(data);
+                if self.tail.len() > 2 * USAGE_TAIL {
+                    self.tail.drain(..self.tail.len() - USAGE_TAIL);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Option<u64> {
+        if self.total.is_none() && !self.tail.is_empty() {
+            let at = memchr::memmem::rfind(&self.tail, b"\"usage\"")?;
+            let rest = &self.tail[at + 7..];
+            let colon = rest.iter().position(|b| *b == b':')?;
+            let mut de = serde_json::Deserializer::from_slice(&rest[colon + 1..])
+                .into_iter::<protocol::openai::Usage>();
+            if let Some(Ok(u)) = de.next() {
+                self.total = Some(total_tokens(&u));
+            }
+        }
+        self.total
+    }
+}
+
+fn total_tokens(u: &protocol::openai::Usage) -> u64 {
+    if u.total_tokens > 0 {
+        u.total_tokens
+    } else {
+        u.prompt_tokens + u.completion_tokens
     }
 }
 
@@ -37,9 +97,21 @@ impl Relay {
         prefix: Option<Bytes>,
         idle_timeout: Duration,
         sse: bool,
-        lease: Option<KeyLease>,
+        lease: Option<Lease>,
     ) -> Self {
         let now = Instant::now();
+        let usage = lease
+            .as_ref()
+            .filter(|l| l.reserved_tokens() > 0)
+            .map(|_| UsageTap {
+                framer: sse.then(|| protocol::sse::SseFramer::new(1024 * 1024)),
+                tail: Vec::new(),
+                total: None,
+            });
+        let mut usage = usage;
+        if let (Some(tap), Some(p)) = (usage.as_mut(), prefix.as_ref()) {
+            tap.feed(p);
+        }
         Relay {
             inner,
             prefix,
@@ -49,6 +121,7 @@ impl Relay {
             sse,
             done: false,
             lease,
+            usage,
         }
     }
 }
@@ -83,6 +156,9 @@ impl Body for Relay {
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.last_activity = Instant::now();
+                if let (Some(tap), Some(data)) = (this.usage.as_mut(), frame.data_ref()) {
+                    tap.feed(data);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -100,6 +176,11 @@ impl Body for Relay {
             }
             Poll::Ready(None) => {
                 *this.done = true;
+                if let (Some(tap), Some(lease)) = (this.usage.as_mut(), this.lease.as_ref())
+                    && let Some(total) = tap.finish()
+                {
+                    lease.settle_tokens(total);
+                }
                 this.lease.take();
                 Poll::Ready(None)
             }
