@@ -15,4 +15,5 @@ pub mod routing;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+pub mod sim;
 pub mod upkeep;

@@ -47,10 +47,16 @@ impl std::error::Error for Aborted {}
 
 const ABORT_GRACE: Duration = Duration::from_millis(10);
 
+enum Delays {
+    Uniform(Duration),
+    /// Slept before each chunk (the first one's too, if non-zero).
+    Each(std::vec::IntoIter<Duration>),
+}
+
 struct Paced {
     chunks: std::vec::IntoIter<Bytes>,
     sent: usize,
-    delay: Duration,
+    delays: Delays,
     abort_after: Option<usize>,
     done: bool,
 }
@@ -60,10 +66,24 @@ struct Paced {
 /// there are fewer), which makes hyper drop the connection without finishing
 /// the response — exactly what a client sees when an upstream dies.
 pub(crate) fn paced(chunks: Vec<Bytes>, delay: Duration, abort_after: Option<usize>) -> Body {
+    paced_with(chunks, Delays::Uniform(delay), abort_after)
+}
+
+/// Like [`paced`], but sleeping `delays[i]` before chunk `i` (missing
+/// entries are zero).
+pub(crate) fn paced_each(
+    chunks: Vec<Bytes>,
+    delays: Vec<Duration>,
+    abort_after: Option<usize>,
+) -> Body {
+    paced_with(chunks, Delays::Each(delays.into_iter()), abort_after)
+}
+
+fn paced_with(chunks: Vec<Bytes>, delays: Delays, abort_after: Option<usize>) -> Body {
     let state = Paced {
         chunks: chunks.into_iter(),
         sent: 0,
-        delay,
+        delays,
         abort_after,
         done: false,
     };
@@ -78,8 +98,13 @@ pub(crate) fn paced(chunks: Vec<Bytes>, delay: Duration, abort_after: Option<usi
         };
         match next {
             Some(chunk) => {
-                if st.sent > 0 && !st.delay.is_zero() {
-                    tokio::time::sleep(st.delay).await;
+                let delay = match &mut st.delays {
+                    Delays::Uniform(d) if st.sent > 0 => *d,
+                    Delays::Uniform(_) => Duration::ZERO,
+                    Delays::Each(it) => it.next().unwrap_or(Duration::ZERO),
+                };
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
                 }
                 st.sent += 1;
                 Some((Ok(Frame::data(chunk)), st))
@@ -88,7 +113,11 @@ pub(crate) fn paced(chunks: Vec<Bytes>, delay: Duration, abort_after: Option<usi
                 st.done = true;
                 // Pausing lets hyper flush what was sent; an error while data is
                 // still buffered would discard it along with the connection.
-                tokio::time::sleep(st.delay.max(ABORT_GRACE)).await;
+                let delay = match &st.delays {
+                    Delays::Uniform(d) => *d,
+                    Delays::Each(_) => Duration::ZERO,
+                };
+                tokio::time::sleep(delay.max(ABORT_GRACE)).await;
                 Some((Err(BoxError::from(Aborted)), st))
             }
             None => None,

@@ -1,5 +1,7 @@
 //! `POST /v1/chat/completions`, buffered and streamed (SSE), with tool calls.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde::Serialize;
@@ -7,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::body::{self, Body};
 use crate::errors::ApiError;
-use crate::server::{Ctx, Streamed};
+use crate::server::{Ctx, Streamed, TokenUsage};
 use crate::util::{alnum_id, tokens_for_chars, truncate_words, unix_now, word_ends, word_pieces};
 
 const ROLES: [&str; 6] = [
@@ -68,20 +70,33 @@ fn content_text(content: &Value) -> (usize, String) {
     }
 }
 
-/// Prompt tokens for a chat body, for errors that quote the prompt size.
-pub(crate) fn prompt_tokens_of_body(body: &Bytes) -> u64 {
-    let chars = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("messages").and_then(Value::as_array).map(|msgs| {
-                msgs.iter()
-                    .filter_map(|m| m.get("content"))
-                    .map(|c| content_text(c).0)
-                    .sum::<usize>()
-            })
+/// Prompt tokens of a chat request, exactly as its `usage` will report them.
+pub(crate) fn prompt_tokens_of(v: &Value) -> u64 {
+    let chars = v
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|msgs| {
+            msgs.iter()
+                .filter_map(|m| m.get("content"))
+                .map(|c| content_text(c).0)
+                .sum::<usize>()
         })
         .unwrap_or(0);
     tokens_for_chars(chars)
+}
+
+/// `max_completion_tokens`, else `max_tokens` (positive integers only).
+pub(crate) fn max_tokens_of(v: &Value) -> Option<u64> {
+    ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|name| v.get(*name).and_then(Value::as_u64).filter(|m| *m > 0))
+}
+
+/// Prompt tokens for a chat body, for errors that quote the prompt size.
+pub(crate) fn prompt_tokens_of_body(body: &Bytes) -> u64 {
+    serde_json::from_slice::<Value>(body)
+        .map(|v| prompt_tokens_of(&v))
+        .unwrap_or_else(|_| tokens_for_chars(0))
 }
 
 fn int_param(obj: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
@@ -558,9 +573,16 @@ pub(crate) fn handle(ctx: &Ctx<'_>, v: &Value) -> Result<Response<Body>, ApiErro
         }),
     };
     let usage = Usage::new(req.prompt_tokens, completion_per_choice * req.n as u64);
+    let tokens = TokenUsage {
+        input: usage.prompt_tokens,
+        output: usage.completion_tokens,
+        output_per_choice: completion_per_choice,
+    };
 
     if req.stream {
-        Ok(stream_response(ctx, &req, &id, created, &answer, usage))
+        let mut resp = stream_response(ctx, &req, &id, created, &answer, usage);
+        resp.extensions_mut().insert(tokens);
+        Ok(resp)
     } else {
         let choices = (0..req.n)
             .map(|index| match &answer {
@@ -612,7 +634,9 @@ pub(crate) fn handle(ctx: &Ctx<'_>, v: &Value) -> Result<Response<Body>, ApiErro
             system_fingerprint: FINGERPRINT,
         };
         let bytes = serde_json::to_vec(&completion).map_err(|_| ApiError::server_error())?;
-        Ok(body::json(StatusCode::OK, bytes))
+        let mut resp = body::json(StatusCode::OK, bytes);
+        resp.extensions_mut().insert(tokens);
+        Ok(resp)
     }
 }
 
@@ -650,6 +674,14 @@ fn stream_response(
     };
 
     let mut events = Vec::new();
+    // Tokens "generated" before each event, for `token_delay` pacing.
+    let mut tokens_before: Vec<u64> = Vec::new();
+    let mut mark = |events: &Vec<Bytes>, tokens: u64| {
+        tokens_before.resize(events.len(), 0);
+        if let Some(last) = tokens_before.last_mut() {
+            *last = tokens;
+        }
+    };
     match answer {
         Answer::Text { text, finish } => {
             for i in 0..req.n {
@@ -668,6 +700,11 @@ fn stream_response(
                         ..Delta::default()
                     };
                     events.push(one(i, delta, None));
+                    // The n choices are generated side by side: one token of
+                    // time per step.
+                    if i == 0 {
+                        mark(&events, 1);
+                    }
                 }
             }
             for i in 0..req.n {
@@ -715,6 +752,7 @@ fn stream_response(
                             ..Delta::default()
                         };
                         events.push(one(i, delta, None));
+                        mark(&events, tokens_for_chars(piece.chars().count()));
                     }
                 }
                 events.push(one(i, Delta::default(), Some("tool_calls")));
@@ -726,14 +764,26 @@ fn stream_response(
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
 
+    let chunk_delay = ctx.shared.chunk_delay;
+    let token_delay = ctx.shared.token_delay;
     // Unpaced streams go out as one frame (still chunked, still SSE): the
     // split would be invisible to clients anyway and costs throughput.
-    let events = if ctx.shared.chunk_delay.is_zero() && ctx.mode.drop_after.is_none() {
-        vec![Bytes::from(events.concat())]
+    let body = if chunk_delay.is_zero() && token_delay.is_zero() && ctx.mode.drop_after.is_none() {
+        body::paced(vec![Bytes::from(events.concat())], Duration::ZERO, None)
+    } else if token_delay.is_zero() {
+        body::paced(events, chunk_delay, ctx.mode.drop_after)
     } else {
-        events
+        tokens_before.resize(events.len(), 0);
+        let delays = tokens_before
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let base = if i == 0 { Duration::ZERO } else { chunk_delay };
+                base + token_delay.saturating_mul(u32::try_from(*t).unwrap_or(u32::MAX))
+            })
+            .collect();
+        body::paced_each(events, delays, ctx.mode.drop_after)
     };
-    let body = body::paced(events, ctx.shared.chunk_delay, ctx.mode.drop_after);
     let mut resp = body::response(StatusCode::OK, "text/event-stream; charset=utf-8", body);
     resp.extensions_mut().insert(Streamed);
     resp

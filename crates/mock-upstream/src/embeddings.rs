@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::body::{self, Body};
 use crate::errors::ApiError;
-use crate::server::Ctx;
+use crate::server::{Ctx, TokenUsage};
 use crate::util::{base64, fnv1a64, splitmix64, tokens_for_chars};
 
 /// Native width of a model's vectors (`dimensions` may only shorten it).
@@ -88,6 +88,13 @@ fn items(input: &Value) -> Result<Vec<(u64, u64)>, ApiError> {
             .collect(),
         _ => Err(invalid_input()),
     }
+}
+
+/// Prompt tokens of a request, as its `usage` will report them (`None` when
+/// the input is invalid).
+pub(crate) fn prompt_tokens_of(v: &Value) -> Option<u64> {
+    let items = items(v.get("input")?).ok()?;
+    Some(items.iter().map(|(_, t)| t).sum())
 }
 
 #[derive(Serialize)]
@@ -200,7 +207,13 @@ pub(crate) fn handle(ctx: &Ctx<'_>, v: &Value) -> Result<Response<Body>, ApiErro
         },
     };
     let bytes = serde_json::to_vec(&out).map_err(|_| ApiError::server_error())?;
-    Ok(body::json(StatusCode::OK, bytes))
+    let mut resp = body::json(StatusCode::OK, bytes);
+    resp.extensions_mut().insert(TokenUsage {
+        input: prompt_tokens,
+        output: 0,
+        output_per_choice: 0,
+    });
+    Ok(resp)
 }
 
 #[cfg(test)]

@@ -180,13 +180,52 @@ impl ApiError {
         )
     }
 
-    pub fn rate_limited(model: &str, limit: u64, used: u64, retry_in: &str) -> ApiError {
+    /// 429 "Rate limit reached ..." for one dimension (`what` is e.g.
+    /// "requests per min (RPM)", `kind` is `requests` or `tokens`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rate_limit_reached(
+        model: &str,
+        org: &str,
+        what: &str,
+        kind: &'static str,
+        limit: u64,
+        used: i64,
+        requested: u64,
+        retry_in: &str,
+    ) -> ApiError {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "Rate limit reached for {model} in organization {ORGANIZATION} on requests per min (RPM): Limit {limit}, Used {used}, Requested 1. Please try again in {retry_in}. Visit https://platform.openai.com/account/rate-limits to learn more."
+                "Rate limit reached for {model} in organization {org} on {what}: Limit {limit}, Used {used}, Requested {requested}. Please try again in {retry_in}. Visit https://platform.openai.com/account/rate-limits to learn more."
             ),
+            kind,
+            None,
+            Some("rate_limit_exceeded"),
+        )
+    }
+
+    /// 429 on requests per minute, as the RPM bucket words it.
+    pub fn rate_limited(model: &str, org: &str, limit: u64, used: u64, retry_in: &str) -> ApiError {
+        ApiError::rate_limit_reached(
+            model,
+            org,
+            "requests per min (RPM)",
             "requests",
+            limit,
+            i64::try_from(used).unwrap_or(i64::MAX),
+            1,
+            retry_in,
+        )
+    }
+
+    /// 429 for a request larger than the whole TPM limit: no wait helps.
+    pub fn request_too_large(model: &str, org: &str, limit: u64, requested: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Request too large for {model} in organization {org} on tokens per min (TPM): Limit {limit}, Requested {requested}. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more."
+            ),
+            "tokens",
             None,
             Some("rate_limit_exceeded"),
         )

@@ -130,6 +130,12 @@ struct ScopeModel {
     block_strikes: u32,
     /// Largest request the scope accepts (learned from "Request too large").
     max_request_tokens: Option<u64>,
+    /// Grant sequence of the lease whose response headers were applied last: an older
+    /// snapshot (answers arrive out of order) must not overwrite a newer one.
+    snap_seq: u64,
+    /// Reservations of leases still in flight, by grant sequence; a snapshot taken when lease
+    /// N started cannot include the ones granted after it, so they are re-applied.
+    inflight: std::collections::BTreeMap<u64, Cost>,
 }
 
 #[derive(Debug)]
@@ -161,6 +167,7 @@ struct State {
     rng: fastrand::Rng,
     retry_tokens: f64,
     dirty: bool,
+    grant_seq: u64,
 }
 
 #[derive(Debug)]
@@ -220,7 +227,8 @@ impl KeyPool {
                 secret: Arc::from(spec.secret.as_str()),
                 masked,
                 scope,
-                scope_learned: false,
+                // A configured scope is not overridden by what headers suggest.
+                scope_learned: spec.scope.is_some(),
                 max_inflight: spec.max_inflight.or(settings.max_inflight),
                 inflight: 0,
                 health: Health::Healthy,
@@ -256,6 +264,7 @@ impl KeyPool {
                     rng,
                     retry_tokens: 10.0,
                     dirty: false,
+                    grant_seq: 0,
                 }),
             }),
         }
@@ -398,10 +407,14 @@ impl KeyPool {
         }
         let secret = Arc::clone(&key.secret);
         let scope = key.scope;
-        if let Some(sm) = st.scopes[scope].models.get_mut(model) {
-            sm.learned.take(&cost, now);
-        }
+        st.grant_seq += 1;
+        let seq = st.grant_seq;
+        let sm = st.scopes[scope].models.entry(Box::from(model)).or_default();
+        sm.learned.take(&cost, now);
+        sm.inflight.insert(seq, cost);
         Acquire::Granted(Lease {
+            seq,
+            scope_at_grant: scope,
             shared: Arc::clone(&self.shared),
             index,
             model: Box::from(model),
@@ -694,7 +707,8 @@ fn admissible(
     let configured = settings.limits.as_ref().map(|spec| limits_for(spec, model));
     let key = &mut st.keys[i];
     key.health.tick(now);
-    let name = key.masked.clone();
+    // Reasons are only built for keys that cannot serve (the happy path allocates nothing).
+    let name = key.masked.as_str();
     let mut probation = false;
     match &key.health {
         Health::Healthy => {}
@@ -770,7 +784,7 @@ fn admissible(
         if *until > now {
             return Verdict::Later {
                 at: *until,
-                why: format!("{name}: {why}"),
+                why: format!("{}: {why}", st.keys[i].masked),
             };
         }
         // The scope gets one probe; until it answers, the billing block holds.
@@ -781,15 +795,15 @@ fn admissible(
         if sm.blocked_until > now {
             return Verdict::Later {
                 at: sm.blocked_until,
-                why: format!("{name}: {}", sm.block_why),
+                why: format!("{}: {}", st.keys[i].masked, sm.block_why),
             };
         }
         if let Some(max) = sm.max_request_tokens
             && cost.tokens > max
         {
             return Verdict::TooLarge(format!(
-                "the request (~{} tokens) is larger than {name}'s limit of {max} tokens per minute",
-                cost.tokens
+                "the request (~{} tokens) is larger than {}'s limit of {max} tokens per minute",
+                cost.tokens, st.keys[i].masked
             ));
         }
         let (wait, binding) = sm.learned.wait(cost, now);
@@ -920,6 +934,8 @@ fn resort_by_success(st: &mut State) {
 /// the client has the last byte or goes away).
 #[derive(Debug)]
 pub struct Lease {
+    seq: u64,
+    scope_at_grant: usize,
     shared: Arc<Shared>,
     index: usize,
     model: Box<str>,
@@ -952,6 +968,7 @@ impl Lease {
     pub fn observe(&self, obs: &Observed) {
         let now = self.shared.clock.now();
         let mut st = self.shared.lock();
+        let mut joined = false;
         if let Some(scope_id) = &obs.scope_id {
             let learned_name = format!("{}:{scope_id}", self.shared.settings.name);
             let key = &st.keys[self.index];
@@ -960,6 +977,7 @@ impl Lease {
                 && !self.shared.settings.shared_scope
             {
                 join_scope(&mut st, self.index, &learned_name);
+                joined = true;
             }
         }
         let scope = st.keys[self.index].scope;
@@ -967,6 +985,23 @@ impl Lease {
             .models
             .entry(self.model.clone())
             .or_default();
+        // A key moved to another scope since this request started: its headers describe
+        // the old one (unless this very answer revealed the move).
+        if self.seq < sm.snap_seq || (scope != self.scope_at_grant && !joined) {
+            return;
+        }
+        sm.snap_seq = self.seq;
+        // The snapshot is the provider's view when this request arrived, not now: re-apply
+        // what was granted after it.
+        let later = sm
+            .inflight
+            .range(self.seq + 1..)
+            .fold(Cost::default(), |a, (_, c)| Cost {
+                requests: a.requests + c.requests,
+                tokens: a.tokens + c.tokens,
+                input_tokens: a.input_tokens + c.input_tokens,
+            });
+        let at = self.started;
         let dims = [
             (Dim::Requests, obs.limits.requests),
             (Dim::Tokens, obs.limits.tokens),
@@ -987,11 +1022,20 @@ impl Lease {
                 } else {
                     Duration::from_secs(60)
                 };
+            let extra = match dim {
+                Dim::Requests => later.requests,
+                Dim::Tokens => later.tokens,
+                _ => 0,
+            };
             match sm.learned.get_mut(dim) {
-                Some(b) => b.observe(limit, remaining, now),
+                Some(b) => {
+                    b.observe(limit, remaining, at);
+                    b.force(extra, now);
+                }
                 None => {
                     let mut b = Bucket::new(limit, period);
-                    b.observe(limit, remaining, now);
+                    b.observe(limit, remaining, at);
+                    b.force(extra, now);
                     sm.learned.buckets.push((dim, b));
                 }
             }
@@ -1004,7 +1048,11 @@ impl Lease {
         let now = self.shared.clock.now();
         let mut st = self.shared.lock();
         let key = &mut st.keys[self.index];
-        key.health = Health::Healthy;
+        // A request sent before the key was disabled may still succeed: that does not
+        // bring a revoked key back (re-validation does).
+        if !matches!(key.health, Health::Disabled { .. }) {
+            key.health = Health::Healthy;
+        }
         key.strikes = 0;
         key.consecutive_server = 0;
         key.consecutive_transport = 0;
@@ -1036,7 +1084,11 @@ impl Lease {
         }
         let scope = key.scope;
         if let Some(sm) = st.scopes[scope].models.get_mut(&*self.model) {
-            sm.learned.settle_tokens(reserved, actual, now);
+            // A snapshot taken after this request started already counts what it really used.
+            if self.seq > sm.snap_seq {
+                sm.learned.settle_tokens(reserved, actual, now);
+            }
+            sm.inflight.remove(&self.seq);
         }
     }
 
@@ -1190,8 +1242,10 @@ impl Lease {
                     tracing::error!("{}", m.why);
                 } else {
                     let key = &mut st.keys[self.index];
+                    // More 401s from requests already in flight are the same event: keep the
+                    // schedule step (only a failed re-validation moves it on).
                     let attempt = match key.health {
-                        Health::Disabled { attempt, .. } => attempt + 1,
+                        Health::Disabled { attempt, .. } => attempt,
                         _ => 0,
                     };
                     key.health = Health::disabled(c.class, &AUTH_REVALIDATE, attempt, now);
@@ -1215,6 +1269,15 @@ impl Lease {
                 }
                 let m = st.models.entry(Box::from(model)).or_default();
                 record_model_outcome(m, now, false);
+            }
+            ErrorClass::Overloaded
+                if st
+                    .models
+                    .get(model)
+                    .is_some_and(|m| m.blocked_until > self.started) =>
+            {
+                // An answer to a request sent before the current pause: the same wave, already
+                // acted on.
             }
             ErrorClass::Overloaded => {
                 let m = st.models.entry(Box::from(model)).or_default();
@@ -1275,6 +1338,13 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
+        if let Some(sm) = st
+            .scopes
+            .get_mut(self.scope_at_grant)
+            .and_then(|s| s.models.get_mut(&*self.model))
+        {
+            sm.inflight.remove(&self.seq);
+        }
         if let Some(key) = st.keys.get_mut(self.index) {
             key.inflight = key.inflight.saturating_sub(1);
             if self.probe

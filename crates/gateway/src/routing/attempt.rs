@@ -45,6 +45,8 @@ pub struct JsonRequest {
 #[derive(Debug)]
 struct Failure {
     status: StatusCode,
+    /// How the pool classified it (None: not an upstream answer, e.g. an engine not served).
+    class: Option<ErrorClass>,
     message: String,
     /// The upstream's own error body, relayed verbatim when it is the only attempt.
     body: Option<Bytes>,
@@ -70,8 +72,8 @@ pub struct Send {
     pub wants_stream: bool,
 }
 
-/// Upper bound of attempts for one request: every candidate once, plus further keys of
-/// multi-key channels, bounded like uni-api (`#candidates + min(10, 2·Σkeys)`).
+/// Upper bound of attempts for one request, as uni-api: `#candidates + min(10, 2·Σkeys)` (a
+/// single provider with a single key gets three tries), or `AUTO_RETRY: N` + 1.
 fn attempt_budget(rt: &Runtime, candidates: &[Candidate], auto_retry: AutoRetry) -> usize {
     let total_keys: usize = candidates
         .iter()
@@ -79,8 +81,8 @@ fn attempt_budget(rt: &Runtime, candidates: &[Candidate], auto_retry: AutoRetry)
         .sum();
     match auto_retry {
         AutoRetry::Enabled(false) => 1,
-        AutoRetry::Attempts(n) => (n as usize).saturating_add(1).min(total_keys.max(1)),
-        AutoRetry::Enabled(true) => total_keys.min(candidates.len() + (2 * total_keys).min(10)),
+        AutoRetry::Attempts(n) => (n as usize).saturating_add(1),
+        AutoRetry::Enabled(true) => candidates.len() + (2 * total_keys).min(10),
     }
 }
 
@@ -164,6 +166,10 @@ pub async fn run_attempts(
     // keys already tried, per candidate position; candidates out of the running
     let mut tried: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
     let mut done = vec![false; candidates.len()];
+    // A candidate whose keys all failed transiently (rate limit, overload, server error) may
+    // use them again once, after the pool says they are free.
+    let mut transient = vec![false; candidates.len()];
+    let mut reopened = vec![false; candidates.len()];
     let mut attempts = 0usize;
     let mut last: Option<Failure> = None;
     loop {
@@ -199,6 +205,12 @@ pub async fn run_attempts(
                         continue;
                     }
                     Acquire::Exhausted { why, .. } => {
+                        if transient[pos] && !reopened[pos] && !tried[pos].is_empty() {
+                            reopened[pos] = true;
+                            tried[pos].clear();
+                            blocked.push(Blocked::Until(rt.key_clock.now(), why));
+                            continue;
+                        }
                         done[pos] = true;
                         blocked.push(Blocked::Never(why));
                         continue;
@@ -222,6 +234,20 @@ pub async fn run_attempts(
             match outcome {
                 Outcome::Done(resp) => return resp,
                 Outcome::Retry(f) => {
+                    transient[pos] = matches!(
+                        f.class,
+                        Some(
+                            ErrorClass::RateLimited
+                                | ErrorClass::Overloaded
+                                | ErrorClass::ServerError
+                                | ErrorClass::Timeout
+                                | ErrorClass::TransportPreSend
+                        )
+                    );
+                    if channel.keys.is_empty() && transient[pos] && !reopened[pos] {
+                        reopened[pos] = true;
+                        done[pos] = false;
+                    }
                     tracing::warn!(
                         provider = %channel.name,
                         model = %cand.upstream_model,
@@ -284,10 +310,16 @@ pub async fn run_attempts(
             tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
             continue;
         }
-        if attempts > 0 {
-            break;
-        }
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if attempts > 0 {
+            // The keys that failed are known to free at `until`: say so.
+            let mut resp = final_error(model, attempts, last);
+            if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            return resp;
+        }
         let mut err = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
@@ -380,6 +412,7 @@ fn retry_failure(
     }
     Outcome::Retry(Failure {
         status,
+        class: Some(c.class),
         message: c.message,
         body,
     })
@@ -398,6 +431,7 @@ async fn attempt(
         other => {
             return Outcome::Retry(Failure {
                 status: StatusCode::NOT_IMPLEMENTED,
+                class: None,
                 message: format!(
                     "provider `{}` uses the `{}` engine, which this llmux build does not serve yet",
                     channel.name,
@@ -426,6 +460,7 @@ async fn attempt(
         Err(e) => {
             return Outcome::Retry(Failure {
                 status: StatusCode::BAD_GATEWAY,
+                class: None,
                 message: format!("cannot build the request for `{}`: {e}", channel.name),
                 body: None,
             });
@@ -480,12 +515,13 @@ async fn attempt(
                 status.as_u16()
             );
         }
-        let retry = c.class.retry_elsewhere() && c.should_retry != Some(false);
+        let retry = c.may_retry_elsewhere();
         if let Some(l) = lease.as_mut() {
             l.failure(&c);
         }
         let failure = Failure {
             status,
+            class: Some(c.class),
             message: c.message,
             body,
         };
@@ -514,15 +550,7 @@ async fn attempt(
             }
             Err(message) => {
                 let message = format!("provider `{}`: {message}", channel.name);
-                let c = Classified {
-                    class: ErrorClass::ServerError,
-                    retry_after: None,
-                    reset_at_unix_ms: None,
-                    limit_tokens: None,
-                    model_unavailable: false,
-                    should_retry: None,
-                    message,
-                };
+                let c = Classified::new(ErrorClass::ServerError, message);
                 retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None)
             }
         }
