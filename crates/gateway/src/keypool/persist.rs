@@ -11,26 +11,8 @@ use super::classify::ErrorClass;
 use super::health::Health;
 use super::pool::KeyPool;
 
-const ALL_CLASSES: [ErrorClass; 15] = [
-    ErrorClass::RateLimited,
-    ErrorClass::RequestTooLarge,
-    ErrorClass::DailyQuota,
-    ErrorClass::Billing,
-    ErrorClass::AuthInvalid,
-    ErrorClass::Permission,
-    ErrorClass::ServerError,
-    ErrorClass::Overloaded,
-    ErrorClass::TransportPreSend,
-    ErrorClass::Timeout,
-    ErrorClass::StreamInterrupted,
-    ErrorClass::BadRequest,
-    ErrorClass::ContextTooLong,
-    ErrorClass::ClientCancelled,
-    ErrorClass::UnknownClientError,
-];
-
 fn class_named(name: &str) -> Option<ErrorClass> {
-    ALL_CLASSES.into_iter().find(|c| c.as_str() == name)
+    ErrorClass::ALL.into_iter().find(|c| c.as_str() == name)
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
