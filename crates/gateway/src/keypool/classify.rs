@@ -1068,27 +1068,13 @@ fn nth_sunday(year: i64, month: u32, n: i64) -> i64 {
 #[allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use http::{HeaderName, HeaderValue};
 
     /// 2025-09-14T18:40:00Z = 11:40 PDT.
     const NOW: u64 = 1_757_875_200_000;
     /// 2025-09-15T00:00 PDT = 07:00Z: the Gemini per-day reset after NOW.
     const PT_MIDNIGHT: u64 = 1_757_919_600_000;
 
-    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
+    use crate::keypool::ratelimit_headers::tests::{hm, ms};
 
     /// One real-shaped upstream answer and what it must classify as.
     struct Case {

@@ -970,13 +970,16 @@ impl Lease {
         let mut st = self.shared.lock();
         let mut joined = false;
         if let Some(scope_id) = &obs.scope_id {
-            let learned_name = format!("{}:{scope_id}", self.shared.settings.name);
             let key = &st.keys[self.index];
-            if !key.scope_learned
-                && st.scopes[key.scope].name != learned_name
-                && !self.shared.settings.shared_scope
-            {
-                join_scope(&mut st, self.index, &learned_name);
+            let provider = &self.shared.settings.name;
+            // Compare as `<provider>:<scope_id>` without building the string per response.
+            let current = &st.scopes[key.scope].name;
+            let same = current.len() == provider.len() + 1 + scope_id.len()
+                && current.starts_with(provider.as_str())
+                && current.ends_with(scope_id.as_str())
+                && current.as_bytes()[provider.len()] == b':';
+            if !key.scope_learned && !same && !self.shared.settings.shared_scope {
+                join_scope(&mut st, self.index, &format!("{provider}:{scope_id}"));
                 joined = true;
             }
         }

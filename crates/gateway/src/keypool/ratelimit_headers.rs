@@ -506,11 +506,12 @@ fn civil_secs(year: u32, month: u32, day: u32, time: &str) -> Option<u64> {
 
 #[cfg(test)]
 #[allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use http::{HeaderName, HeaderValue};
 
-    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
+    /// A header map from name/value pairs (test helper shared with `classify`).
+    pub(in crate::keypool) fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(
@@ -521,7 +522,7 @@ mod tests {
         h
     }
 
-    fn ms(n: u64) -> Duration {
+    pub(in crate::keypool) fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 

@@ -46,6 +46,21 @@ fn grant(p: &KeyPool, model: &str, tried: &[usize]) -> Lease {
     }
 }
 
+/// Report a requests-per-minute snapshot as the provider's headers would.
+fn observe_requests(l: &Lease, limit: u64, remaining: u64, reset: Duration) {
+    l.observe(&Observed {
+        limits: LimitSnapshot {
+            requests: Some(DimSnapshot {
+                limit: Some(limit),
+                remaining: Some(remaining),
+                reset_after: Some(reset),
+            }),
+            ..LimitSnapshot::default()
+        },
+        scope_id: None,
+    });
+}
+
 fn class(c: ErrorClass) -> Classified {
     Classified::new(c, "test")
 }
@@ -395,17 +410,7 @@ fn headers_teach_limits_and_steer_traffic_to_headroom() {
     // Key 0 reports almost no requests left this minute, key 1 plenty.
     for (i, remaining) in [(0usize, 1u64), (1, 450)] {
         let l = grant(&p, "m", &[1 - i]);
-        l.observe(&Observed {
-            limits: LimitSnapshot {
-                requests: Some(DimSnapshot {
-                    limit: Some(500),
-                    remaining: Some(remaining),
-                    reset_after: Some(Duration::from_secs(6)),
-                }),
-                ..LimitSnapshot::default()
-            },
-            scope_id: None,
-        });
+        observe_requests(&l, 500, remaining, Duration::from_secs(6));
     }
     let to_one = (0..100)
         .filter(|_| grant(&p, "m", &[]).index() == 1)
@@ -418,17 +423,7 @@ fn smart_selection_shares_load_by_capacity() {
     let (p, _) = pool(2, PoolSettings::default());
     for (i, limit) in [(0usize, 600u64), (1, 60)] {
         let l = grant(&p, "m", &[1 - i]);
-        l.observe(&Observed {
-            limits: LimitSnapshot {
-                requests: Some(DimSnapshot {
-                    limit: Some(limit),
-                    remaining: Some(limit),
-                    reset_after: Some(Duration::ZERO),
-                }),
-                ..LimitSnapshot::default()
-            },
-            scope_id: None,
-        });
+        observe_requests(&l, limit, limit, Duration::ZERO);
     }
     let mut counts = [0usize; 2];
     for _ in 0..1000 {
@@ -439,17 +434,7 @@ fn smart_selection_shares_load_by_capacity() {
         for i in 0..2 {
             let limit = [600, 60][i];
             if let Acquire::Granted(l) = p.acquire("m", REQ, &[1 - i]) {
-                l.observe(&Observed {
-                    limits: LimitSnapshot {
-                        requests: Some(DimSnapshot {
-                            limit: Some(limit),
-                            remaining: Some(limit),
-                            reset_after: Some(Duration::ZERO),
-                        }),
-                        ..LimitSnapshot::default()
-                    },
-                    scope_id: None,
-                });
+                observe_requests(&l, limit, limit, Duration::ZERO);
             }
         }
     }
