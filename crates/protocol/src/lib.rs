@@ -6,9 +6,16 @@
 //!   fields by splicing bytes instead of parsing and re-serializing.
 //! - [`sse`]: bounded Server-Sent Events framing (raw frames for passthrough),
 //!   decoding (WHATWG `EventSource` rules) and encoding.
-//! - [`openai`]: OpenAI wire types (chat completions, chunks, usage, models),
+//! - [`ir`]: the canonical request/response/stream representation every
+//!   format converts through; [`convert`]: each format <-> IR.
+//! - [`wire`]: typed wire structs per format. [`openai`]: OpenAI wire types (chat completions, chunks, usage, models),
 //!   cheap usage extraction from stream chunks, and error bodies.
 
 pub mod body;
-pub mod openai;
+pub mod convert;
+pub mod ir;
 pub mod sse;
+pub mod wire;
+
+/// Kept at the crate root: the gateway's same-format fast path uses it.
+pub use wire::openai;

@@ -1,0 +1,7 @@
+//! Typed wire structs per API format. Objects keep unknown fields in an
+//! `extra` map (`#[serde(flatten)]`) so vendor additions survive.
+
+pub mod anthropic;
+pub mod gemini;
+pub mod openai;
+pub mod responses;
