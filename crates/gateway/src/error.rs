@@ -58,6 +58,35 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
     }
 
+    /// Render in the error shape of the API the client speaks.
+    pub fn into_response(self, client: protocol::ir::Format) -> Response<RespBody> {
+        use protocol::ir::Format;
+        match client {
+            Format::OpenAiChat | Format::OpenAiResponses => self.into_openai_response(),
+            Format::Anthropic | Format::Gemini => {
+                let err = protocol::ir::ApiError {
+                    status: self.status.as_u16(),
+                    kind: self.ir_kind(),
+                    message: self.message,
+                };
+                let body = protocol::convert::dispatch::error_body(client, &err);
+                json_response(self.status, Bytes::from(body), self.retry_after)
+            }
+        }
+    }
+
+    /// The format-neutral kind of this error, from its OpenAI type and status.
+    fn ir_kind(&self) -> protocol::ir::ErrorKind {
+        use protocol::ir::ErrorKind;
+        match self.kind {
+            "authentication_error" => ErrorKind::Authentication,
+            "permission_error" => ErrorKind::Permission,
+            "rate_limit_error" => ErrorKind::RateLimit,
+            "not_found_error" => ErrorKind::NotFound,
+            _ => ErrorKind::from_status(self.status.as_u16()),
+        }
+    }
+
     /// Render as OpenAI's `{"error":{"message","type","param","code"}}`.
     pub fn into_openai_response(self) -> Response<RespBody> {
         let body = protocol::openai::error_body(&self.message, self.kind, self.code, self.param);

@@ -5,4 +5,5 @@ pub mod client;
 pub mod demo;
 pub mod discovery;
 pub mod engine;
+pub mod upstream;
 pub mod urls;

@@ -13,6 +13,8 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use protocol::body::{Edit, RequestPeek};
+use protocol::convert::dispatch::{self, EncodeCtx};
+use protocol::ir::{ChatRequest, Format};
 
 use crate::app::App;
 use crate::config::schema::AutoRetry;
@@ -22,15 +24,19 @@ use crate::keypool::limits::Cost;
 use crate::keypool::{Acquire, Lease, Observed, ratelimit_headers};
 use crate::providers::demo;
 use crate::providers::engine::Engine;
+use crate::providers::upstream;
 use crate::providers::urls::Endpoint;
 use crate::runtime::{Candidate, Channel, ClientKey, Runtime};
 use crate::server::body::{RespBody, full};
 use crate::server::relay::Relay;
+use crate::server::transcode::{Conversion, StreamTranscoder, convert_body};
 
 /// Largest upstream error body read (the rest is dropped).
 const MAX_ERROR_BODY: usize = 256 * 1024;
 /// Largest first stream event held back for validation.
 const MAX_FIRST_EVENT: usize = 1024 * 1024;
+/// Largest upstream answer converted to another format in one piece.
+const MAX_CONVERTED_BODY: usize = 64 * 1024 * 1024;
 /// Completion tokens reserved when the client sets no max_tokens.
 const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
 
@@ -39,6 +45,8 @@ pub struct JsonRequest {
     pub endpoint: Endpoint,
     pub body: Bytes,
     pub peek: RequestPeek,
+    /// The API format the client speaks (errors and answers are rendered in it).
+    pub client: Format,
 }
 
 /// Why one attempt did not produce an answer the client can have.
@@ -50,6 +58,8 @@ struct Failure {
     message: String,
     /// The upstream's own error body, relayed verbatim when it is the only attempt.
     body: Option<Bytes>,
+    /// The format `body` is in.
+    format: Option<Format>,
 }
 
 enum Outcome {
@@ -57,10 +67,12 @@ enum Outcome {
     Retry(Failure),
 }
 
-/// What the loop does for one candidate: answer in process, or send upstream.
+/// What the loop does for one candidate: answer in process, send upstream, or pass on it.
 pub enum Prepared {
     Answer(Response<RespBody>),
     Upstream(Send),
+    /// This candidate cannot serve the request (say why); the loop moves on.
+    Unserved(String),
 }
 
 /// What one attempt sends.
@@ -70,6 +82,29 @@ pub struct Send {
     pub content_type: HeaderValue,
     /// The client asked for an event stream.
     pub wants_stream: bool,
+    /// The wire format the upstream answers in.
+    pub upstream: Format,
+    /// Set when the upstream's format differs from the client's.
+    pub convert: Option<Conversion>,
+}
+
+impl Send {
+    /// Bytes forwarded to an upstream of the client's own format.
+    pub fn same_format(
+        endpoint: Endpoint,
+        body: RespBody,
+        wants_stream: bool,
+        format: Format,
+    ) -> Self {
+        Send {
+            endpoint,
+            body,
+            content_type: HeaderValue::from_static("application/json"),
+            wants_stream,
+            upstream: format,
+            convert: None,
+        }
+    }
 }
 
 /// Upper bound of attempts for one request, as uni-api: `#candidates + min(10, 2·Σkeys)` (a
@@ -126,19 +161,109 @@ pub async fn forward_json(
             }
         }
     };
-    run_attempts(app, rt, key, &model, &candidates, cost, |cand| {
-        Some(if cand.engine == Engine::Demo {
-            Prepared::Answer(demo::respond(&req, &cand.upstream_model))
+    // The client's request in canonical form, parsed at most once and only when some
+    // candidate speaks another format.
+    let mut ir: Option<ChatRequest> = None;
+    let client = req.client;
+    run_attempts(app, rt, key, &model, &candidates, client, cost, |cand| {
+        if cand.engine == Engine::Demo {
+            return Some(Prepared::Answer(demo::respond(&req, &cand.upstream_model)));
+        }
+        if !upstream::serves(cand.engine, req.endpoint) {
+            return Some(Prepared::Unserved(format!(
+                "the `{}` engine does not serve {}",
+                cand.engine.name(),
+                req.endpoint.path()
+            )));
+        }
+        let channel = &rt.channels[cand.channel];
+        let upstream_format = if req.endpoint == Endpoint::ChatCompletions {
+            match upstream::chat_format(cand.engine, &channel.base_url) {
+                Some(f) => f,
+                None => {
+                    return Some(Prepared::Unserved(format!(
+                        "provider `{}` uses the `{}` engine, which this llmux build does not serve yet",
+                        channel.name,
+                        cand.engine.name()
+                    )));
+                }
+            }
         } else {
-            Prepared::Upstream(Send {
-                endpoint: req.endpoint,
-                body: full(json_body_for(&req, cand)),
-                content_type: HeaderValue::from_static("application/json"),
-                wants_stream: req.peek.stream,
-            })
-        })
+            client
+        };
+        if upstream_format == client {
+            return Some(Prepared::Upstream(Send::same_format(
+                req.endpoint,
+                full(json_body_for(&req, cand)),
+                req.peek.stream,
+                client,
+            )));
+        }
+        if ir.is_none() {
+            match dispatch::request_to_ir(client, &req.body) {
+                Ok(parsed) => ir = Some(parsed),
+                Err(e) => {
+                    return Some(Prepared::Answer(
+                        ApiError::bad_request(e.to_string()).into_response(client),
+                    ));
+                }
+            }
+        }
+        let canonical = ir.as_ref()?;
+        Some(converted_send(req.endpoint, canonical, cand, upstream_format, client))
     })
     .await
+}
+
+/// The request re-encoded for an upstream of another format.
+fn converted_send(
+    endpoint: Endpoint,
+    canonical: &ChatRequest,
+    cand: &Candidate,
+    upstream_format: Format,
+    client: Format,
+) -> Prepared {
+    let mut req = canonical.clone();
+    req.model = cand.upstream_model.to_string();
+    let body = match dispatch::request_from_ir(upstream_format, &req) {
+        Ok(b) => b,
+        Err(e) => return Prepared::Unserved(format!("cannot convert the request: {e}")),
+    };
+    let ctx = EncodeCtx {
+        id: response_id(client),
+        model: canonical.model.clone(),
+        created: unix_ms() / 1000,
+        include_usage: canonical.include_usage,
+        json_array: false,
+    };
+    Prepared::Upstream(Send {
+        endpoint,
+        body: full(Bytes::from(body)),
+        content_type: HeaderValue::from_static("application/json"),
+        wants_stream: canonical.stream,
+        upstream: upstream_format,
+        convert: Some(Conversion {
+            upstream: upstream_format,
+            client,
+            ctx,
+        }),
+    })
+}
+
+/// A fresh response id in the client format's style.
+fn response_id(client: Format) -> String {
+    let prefix = match client {
+        Format::OpenAiChat => "chatcmpl-",
+        Format::OpenAiResponses => "resp_",
+        Format::Anthropic => "msg_",
+        Format::Gemini => "",
+    };
+    let mut id = String::with_capacity(prefix.len() + 24);
+    id.push_str(prefix);
+    for _ in 0..24 {
+        id.push(fastrand::alphanumeric());
+    }
+    id
 }
 
 /// Why a candidate cannot be tried now.
@@ -157,6 +282,7 @@ pub async fn run_attempts(
     key: &ClientKey,
     model: &str,
     candidates: &[Candidate],
+    client: Format,
     cost_of: impl Fn(&Candidate) -> Cost,
     mut prepare: impl FnMut(&Candidate) -> Option<Prepared>,
 ) -> Response<RespBody> {
@@ -195,7 +321,7 @@ pub async fn run_attempts(
                     Acquire::Granted(lease) => {
                         if attempts > 0 && !channel.keys.allow_retry() {
                             tracing::warn!(provider = %channel.name, "retry budget exhausted; not retrying");
-                            return final_error(model, attempts, last);
+                            return final_error(model, attempts, last, client);
                         }
                         tried[pos].push(lease.index());
                         Some(lease)
@@ -223,13 +349,24 @@ pub async fn run_attempts(
                 }
             };
             let Some(prepared) = prepare(cand) else {
-                return final_error(model, attempts, last);
+                return final_error(model, attempts, last, client);
             };
             attempts += 1;
             progressed = true;
             let outcome = match prepared {
                 Prepared::Answer(resp) => Outcome::Done(resp),
                 Prepared::Upstream(send) => attempt(app, rt, channel, cand, send, lease).await,
+                Prepared::Unserved(message) => {
+                    // No key of this channel would do better.
+                    done[pos] = true;
+                    Outcome::Retry(Failure {
+                        status: StatusCode::NOT_IMPLEMENTED,
+                        class: None,
+                        message,
+                        body: None,
+                        format: None,
+                    })
+                }
             };
             match outcome {
                 Outcome::Done(resp) => return resp,
@@ -285,7 +422,7 @@ pub async fn run_attempts(
             if let Some(why) = too_large {
                 return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", why)
                     .code("request_too_large")
-                    .into_openai_response();
+                    .into_response(client);
             }
             let why = blocked
                 .iter()
@@ -296,7 +433,7 @@ pub async fn run_attempts(
                 .unwrap_or_else(|| format!("No available providers at the moment: {model}"));
             return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", why)
                 .code("no_available_keys")
-                .into_openai_response();
+                .into_response(client);
         };
         let clock_now = rt.key_clock.now();
         let wait = Duration::from_nanos(until.saturating_sub(clock_now));
@@ -313,7 +450,7 @@ pub async fn run_attempts(
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         if attempts > 0 {
             // The keys that failed are known to free at `until`: say so.
-            let mut resp = final_error(model, attempts, last);
+            let mut resp = final_error(model, attempts, last, client);
             if resp.status() == StatusCode::TOO_MANY_REQUESTS {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -327,12 +464,17 @@ pub async fn run_attempts(
         )
         .code("rate_limit_exceeded");
         err.retry_after = Some(secs);
-        return err.into_openai_response();
+        return err.into_response(client);
     }
-    final_error(model, attempts, last)
+    final_error(model, attempts, last, client)
 }
 
-fn final_error(model: &str, attempts: usize, last: Option<Failure>) -> Response<RespBody> {
+fn final_error(
+    model: &str,
+    attempts: usize,
+    last: Option<Failure>,
+    client: Format,
+) -> Response<RespBody> {
     let Some(f) = last else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -340,9 +482,10 @@ fn final_error(model: &str, attempts: usize, last: Option<Failure>) -> Response<
             format!("No available providers at the moment: {model}"),
         )
         .code("no_available_providers")
-        .into_openai_response();
+        .into_response(client);
     };
     if attempts == 1
+        && f.format == Some(client)
         && let Some(body) = f.body.as_ref().filter(|b| is_json(b))
     {
         return crate::error::json_response(f.status, body.clone(), None);
@@ -354,7 +497,7 @@ fn final_error(model: &str, attempts: usize, last: Option<Failure>) -> Response<
     };
     ApiError::new(f.status, error_type(f.status), message)
         .code("upstream_error")
-        .into_openai_response()
+        .into_response(client)
 }
 
 fn is_json(body: &[u8]) -> bool {
@@ -415,7 +558,48 @@ fn retry_failure(
         class: Some(c.class),
         message: c.message,
         body,
+        format: None,
     })
+}
+
+fn build_request(
+    channel: &Channel,
+    cand: &Candidate,
+    send: Send,
+    lease: Option<&Lease>,
+) -> Result<Request<RespBody>, String> {
+    let url = upstream::url(
+        channel,
+        cand.engine,
+        send.endpoint,
+        &cand.upstream_model,
+        send.wants_stream,
+    );
+    let accept = if send.wants_stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    let mut req = Request::post(&url)
+        .header(header::CONTENT_TYPE, send.content_type)
+        .header(header::ACCEPT, accept)
+        .body(send.body)
+        .map_err(|e| format!("cannot build the request for `{}`: {e}", channel.name))?;
+    let mut auth = Vec::with_capacity(2);
+    match lease {
+        Some(l) => upstream::auth_headers(cand.engine, l.secret(), &mut auth),
+        None => upstream::keyless_headers(cand.engine, &mut auth),
+    }
+    let headers = req.headers_mut();
+    for (name, value) in auth {
+        headers.insert(name, value);
+    }
+    // The provider's own `headers` come last: they may override the defaults (e.g.
+    // `anthropic-version`).
+    for (name, value) in &channel.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    Ok(req)
 }
 
 async fn attempt(
@@ -426,51 +610,20 @@ async fn attempt(
     send: Send,
     mut lease: Option<Lease>,
 ) -> Outcome {
-    match cand.engine {
-        e if e.speaks_openai() => {}
-        other => {
-            return Outcome::Retry(Failure {
-                status: StatusCode::NOT_IMPLEMENTED,
-                class: None,
-                message: format!(
-                    "provider `{}` uses the `{}` engine, which this llmux build does not serve yet",
-                    channel.name,
-                    other.name()
-                ),
-                body: None,
-            });
-        }
-    }
-    let url = channel.endpoint_url(send.endpoint);
-    let mut builder = Request::post(&url)
-        .header(header::CONTENT_TYPE, send.content_type)
-        .header(
-            header::ACCEPT,
-            if send.wants_stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        );
-    if let Some(l) = &lease {
-        builder = builder.header(header::AUTHORIZATION, format!("Bearer {}", l.secret()));
-    }
-    let mut upstream_req = match builder.body(send.body) {
+    let upstream_format = send.upstream;
+    let convert = send.convert.clone();
+    let upstream_req = match build_request(channel, cand, send, lease.as_ref()) {
         Ok(r) => r,
-        Err(e) => {
+        Err(message) => {
             return Outcome::Retry(Failure {
                 status: StatusCode::BAD_GATEWAY,
                 class: None,
-                message: format!("cannot build the request for `{}`: {e}", channel.name),
+                message,
                 body: None,
+                format: None,
             });
         }
     };
-    for (name, value) in &channel.headers {
-        upstream_req
-            .headers_mut()
-            .insert(name.clone(), value.clone());
-    }
     let timeout = rt.timeout_for(channel, &cand.alias, &cand.upstream_model);
     let resp = match tokio::time::timeout(timeout, app.client.send(upstream_req)).await {
         Err(_) => {
@@ -524,11 +677,13 @@ async fn attempt(
             class: Some(c.class),
             message: c.message,
             body,
+            format: Some(upstream_format),
         };
         // The request itself is at fault (or the provider says not to retry): another key
         // or channel would refuse it too.
         if !retry {
-            return Outcome::Done(relay_error(failure));
+            let client = convert.as_ref().map_or(upstream_format, |c| c.client);
+            return Outcome::Done(relay_error(failure, client));
         }
         return Outcome::Retry(failure);
     }
@@ -545,7 +700,12 @@ async fn attempt(
                 if let Some(l) = lease.as_mut() {
                     l.success();
                 }
-                let relay = Relay::new(incoming, Some(prefix), timeout, true, lease);
+                let transcode = convert.as_ref().map(StreamTranscoder::new);
+                let content_type = match &convert {
+                    Some(c) => Some(stream_content_type(c)),
+                    None => content_type,
+                };
+                let relay = Relay::new(incoming, Some(prefix), timeout, true, lease, transcode);
                 Outcome::Done(client_response(status, content_type, relay, true))
             }
             Err(message) => {
@@ -554,12 +714,58 @@ async fn attempt(
                 retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None)
             }
         }
+    } else if let Some(conv) = convert {
+        converted_answer(channel, status, incoming, timeout, lease, &conv).await
     } else {
         if let Some(l) = lease.as_mut() {
             l.success();
         }
-        let relay = Relay::new(incoming, None, timeout, false, lease);
+        let relay = Relay::new(incoming, None, timeout, false, lease, None);
         Outcome::Done(client_response(status, content_type, relay, false))
+    }
+}
+
+fn stream_content_type(conv: &Conversion) -> HeaderValue {
+    if conv.client == Format::Gemini && conv.ctx.json_array {
+        HeaderValue::from_static("application/json; charset=utf-8")
+    } else {
+        HeaderValue::from_static("text/event-stream; charset=utf-8")
+    }
+}
+
+/// A whole upstream answer in another format: read it, convert it, settle usage.
+async fn converted_answer(
+    channel: &Channel,
+    status: StatusCode,
+    incoming: Incoming,
+    timeout: Duration,
+    mut lease: Option<Lease>,
+    conv: &Conversion,
+) -> Outcome {
+    let Some(body) = read_limited(incoming, MAX_CONVERTED_BODY, timeout).await else {
+        let msg = format!("provider `{}`: the answer could not be read", channel.name);
+        let c = Classified::new(ErrorClass::ServerError, msg);
+        return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
+    };
+    match convert_body(conv, &body) {
+        Ok((converted, usage)) => {
+            if let Some(l) = lease.as_mut() {
+                l.success();
+                if l.reserved_tokens() > 0 && usage.total() > 0 {
+                    l.settle_tokens(usage.total());
+                }
+            }
+            Outcome::Done(crate::error::json_response(
+                status,
+                Bytes::from(converted),
+                None,
+            ))
+        }
+        Err(message) => {
+            let message = format!("provider `{}`: {message}", channel.name);
+            let c = Classified::new(ErrorClass::ServerError, message);
+            retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None)
+        }
     }
 }
 
@@ -587,12 +793,20 @@ fn client_response(
     resp
 }
 
-fn relay_error(f: Failure) -> Response<RespBody> {
-    match f.body {
-        Some(body) if is_json(&body) => crate::error::json_response(f.status, body, None),
+fn relay_error(f: Failure, client: Format) -> Response<RespBody> {
+    match (f.body, f.format) {
+        (Some(body), Some(format)) if format == client && is_json(&body) => {
+            crate::error::json_response(f.status, body, None)
+        }
+        (Some(body), Some(format)) => {
+            // Another format's error: keep its status and message, in the client's shape.
+            let err = dispatch::parse_error(format, f.status.as_u16(), &body);
+            let rendered = dispatch::error_body(client, &err);
+            crate::error::json_response(f.status, Bytes::from(rendered), None)
+        }
         _ => ApiError::new(f.status, error_type(f.status), f.message)
             .code("upstream_error")
-            .into_openai_response(),
+            .into_response(client),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod listen;
 pub mod multipart;
 pub mod openai;
 pub mod relay;
+pub mod transcode;
 
 use std::sync::Arc;
 

@@ -9,10 +9,12 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use protocol::body::{BodyError, Edit};
+use protocol::ir::Format;
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::providers::engine::Engine;
+use crate::providers::upstream;
 use crate::providers::urls::Endpoint;
 use crate::routing::attempt::{self, JsonRequest, Prepared, Send};
 use crate::runtime::{ClientKey, Runtime};
@@ -53,6 +55,7 @@ pub async fn json_endpoint(
         endpoint,
         body,
         peek,
+        client: Format::OpenAiChat,
     };
     attempt::forward_json(app, rt, key, req, candidates).await
 }
@@ -209,7 +212,15 @@ pub async fn multipart_endpoint(
         requests: 1,
         ..Default::default()
     };
-    attempt::run_attempts(app, rt, key, &model, &candidates, cost, |cand| {
+    let client = Format::OpenAiChat;
+    attempt::run_attempts(app, rt, key, &model, &candidates, client, cost, |cand| {
+        if !upstream::serves(cand.engine, endpoint) {
+            return Some(Prepared::Unserved(format!(
+                "the `{}` engine does not serve {}",
+                cand.engine.name(),
+                endpoint.path()
+            )));
+        }
         if cand.engine == Engine::Demo {
             return Some(Prepared::Answer(
                 ApiError::bad_request(
@@ -235,6 +246,8 @@ pub async fn multipart_endpoint(
             body,
             content_type: content_type.clone(),
             wants_stream: false,
+            upstream: client,
+            convert: None,
         }))
     })
     .await

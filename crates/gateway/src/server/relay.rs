@@ -14,6 +14,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::keypool::Lease;
 use crate::server::body::BoxError;
+use crate::server::transcode::StreamTranscoder;
 
 pin_project_lite::pin_project! {
     pub struct Relay {
@@ -28,6 +29,8 @@ pin_project_lite::pin_project! {
         done: bool,
         lease: Option<Lease>,
         usage: Option<UsageTap>,
+        // Set when the upstream speaks another format than the client.
+        transcode: Option<StreamTranscoder>,
     }
 }
 
@@ -98,11 +101,12 @@ impl Relay {
         idle_timeout: Duration,
         sse: bool,
         lease: Option<Lease>,
+        transcode: Option<StreamTranscoder>,
     ) -> Self {
         let now = Instant::now();
         let usage = lease
             .as_ref()
-            .filter(|l| l.reserved_tokens() > 0)
+            .filter(|l| transcode.is_none() && l.reserved_tokens() > 0)
             .map(|_| UsageTap {
                 framer: sse.then(|| protocol::sse::SseFramer::new(1024 * 1024)),
                 tail: Vec::new(),
@@ -112,6 +116,15 @@ impl Relay {
         if let (Some(tap), Some(p)) = (usage.as_mut(), prefix.as_ref()) {
             tap.feed(p);
         }
+        let mut transcode = transcode;
+        let prefix = match (transcode.as_mut(), prefix) {
+            (Some(t), Some(p)) => {
+                let mut out = Vec::new();
+                t.feed(&p, &mut out);
+                (!out.is_empty()).then(|| Bytes::from(out))
+            }
+            (_, p) => p,
+        };
         Relay {
             inner,
             prefix,
@@ -122,6 +135,7 @@ impl Relay {
             done: false,
             lease,
             usage,
+            transcode,
         }
     }
 }
@@ -137,6 +151,26 @@ fn stream_error_event(message: &str, code: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// Settles the key's token reservation with the usage the upstream reported.
+fn settle(
+    lease: &Option<Lease>,
+    usage: &mut Option<UsageTap>,
+    transcode: &Option<StreamTranscoder>,
+) {
+    let Some(lease) = lease.as_ref() else {
+        return;
+    };
+    let total = match transcode {
+        Some(t) => t.usage().map(|u| u.total()),
+        None => usage.as_mut().and_then(UsageTap::finish),
+    };
+    if let Some(total) = total
+        && lease.reserved_tokens() > 0
+    {
+        lease.settle_tokens(total);
+    }
+}
+
 impl Body for Relay {
     type Data = Bytes;
     type Error = BoxError;
@@ -150,64 +184,91 @@ impl Body for Relay {
             *this.last_activity = Instant::now();
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
-        if *this.done {
-            return Poll::Ready(None);
-        }
-        match this.inner.as_mut().poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                *this.last_activity = Instant::now();
-                if let (Some(tap), Some(data)) = (this.usage.as_mut(), frame.data_ref()) {
-                    tap.feed(data);
-                }
-                Poll::Ready(Some(Ok(frame)))
+        loop {
+            if *this.done {
+                return Poll::Ready(None);
             }
-            Poll::Ready(Some(Err(e))) => {
-                *this.done = true;
-                this.lease.take();
-                if *this.sse {
-                    let msg = format!("upstream stream failed: {e}");
-                    Poll::Ready(Some(Ok(Frame::data(stream_error_event(
-                        &msg,
-                        "upstream_stream_error",
-                    )))))
-                } else {
-                    Poll::Ready(Some(Err(BoxError::from(e))))
-                }
-            }
-            Poll::Ready(None) => {
-                *this.done = true;
-                if let (Some(tap), Some(lease)) = (this.usage.as_mut(), this.lease.as_ref())
-                    && let Some(total) = tap.finish()
-                {
-                    lease.settle_tokens(total);
-                }
-                this.lease.take();
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                // The deadline moves lazily: a timer reset per chunk would cost more than a
-                // clock read.
-                loop {
-                    ready!(this.idle.as_mut().poll(cx));
-                    let deadline = *this.last_activity + *this.idle_timeout;
-                    if Instant::now() < deadline {
-                        this.idle.as_mut().reset(deadline);
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    *this.last_activity = Instant::now();
+                    let Some(t) = this.transcode.as_mut() else {
+                        if let (Some(tap), Some(data)) = (this.usage.as_mut(), frame.data_ref()) {
+                            tap.feed(data);
+                        }
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    let Some(data) = frame.data_ref() else {
                         continue;
+                    };
+                    let mut out = Vec::new();
+                    t.feed(data, &mut out);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }
+                }
+                Poll::Ready(Some(Err(e))) => {
                     *this.done = true;
+                    settle(this.lease, this.usage, this.transcode);
                     this.lease.take();
-                    let msg = format!(
-                        "upstream sent nothing for {}s; the stream was ended",
-                        this.idle_timeout.as_secs()
-                    );
+                    let msg = format!("upstream stream failed: {e}");
+                    if let Some(t) = this.transcode.as_mut() {
+                        let mut out = Vec::new();
+                        t.fail(msg, &mut out);
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
                     return if *this.sse {
                         Poll::Ready(Some(Ok(Frame::data(stream_error_event(
                             &msg,
-                            "upstream_timeout",
+                            "upstream_stream_error",
                         )))))
                     } else {
-                        Poll::Ready(Some(Err(BoxError::from(msg))))
+                        Poll::Ready(Some(Err(BoxError::from(e))))
                     };
+                }
+                Poll::Ready(None) => {
+                    *this.done = true;
+                    let mut out = Vec::new();
+                    if let Some(t) = this.transcode.as_mut() {
+                        t.finish(&mut out);
+                    }
+                    settle(this.lease, this.usage, this.transcode);
+                    this.lease.take();
+                    return if out.is_empty() {
+                        Poll::Ready(None)
+                    } else {
+                        Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))))
+                    };
+                }
+                Poll::Pending => {
+                    // The deadline moves lazily: a timer reset per chunk would cost more than
+                    // a clock read.
+                    loop {
+                        ready!(this.idle.as_mut().poll(cx));
+                        let deadline = *this.last_activity + *this.idle_timeout;
+                        if Instant::now() < deadline {
+                            this.idle.as_mut().reset(deadline);
+                            continue;
+                        }
+                        *this.done = true;
+                        this.lease.take();
+                        let msg = format!(
+                            "upstream sent nothing for {}s; the stream was ended",
+                            this.idle_timeout.as_secs()
+                        );
+                        if let Some(t) = this.transcode.as_mut() {
+                            let mut out = Vec::new();
+                            t.fail(msg, &mut out);
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                        }
+                        return if *this.sse {
+                            Poll::Ready(Some(Ok(Frame::data(stream_error_event(
+                                &msg,
+                                "upstream_timeout",
+                            )))))
+                        } else {
+                            Poll::Ready(Some(Err(BoxError::from(msg))))
+                        };
+                    }
                 }
             }
         }

@@ -14,6 +14,7 @@ use crate::ir::StreamEvent;
 use crate::sse::SseEvent;
 
 pub mod anthropic;
+pub mod dispatch;
 pub mod gemini;
 pub mod openai_chat;
 pub mod responses;

@@ -1,0 +1,270 @@
+//! Where and how one attempt reaches its upstream: the wire format an engine speaks, the URL
+//! for an endpoint and model, and the auth headers for a key. Formats themselves (bodies,
+//! streams) live in `protocol::convert`; this module is only transport.
+
+use http::{HeaderName, HeaderValue, header};
+use protocol::ir::Format;
+
+use crate::providers::engine::Engine;
+use crate::providers::urls::Endpoint;
+use crate::runtime::Channel;
+
+/// Anthropic API version sent when the provider's `headers` do not set one.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Azure OpenAI `api-version` used when the base_url names none (uni-api's default).
+pub const AZURE_API_VERSION: &str = "2025-01-01-preview";
+
+/// The chat wire format an engine speaks; `None` for engines this build cannot serve yet.
+pub fn chat_format(engine: Engine, base_url: &str) -> Option<Format> {
+    match engine {
+        Engine::OpenAi | Engine::OpenRouter | Engine::Azure | Engine::AzureDatabricks
+            if is_responses_url(base_url) =>
+        {
+            Some(Format::OpenAiResponses)
+        }
+        Engine::OpenAi | Engine::OpenRouter | Engine::Azure | Engine::AzureDatabricks => {
+            Some(Format::OpenAiChat)
+        }
+        Engine::Demo => Some(Format::OpenAiChat),
+        Engine::Codex => Some(Format::OpenAiResponses),
+        Engine::Claude => Some(Format::Anthropic),
+        Engine::Gemini => Some(Format::Gemini),
+        Engine::VertexGemini
+        | Engine::VertexClaude
+        | Engine::Aws
+        | Engine::Cohere
+        | Engine::Cloudflare
+        | Engine::DoubaoTranslation => None,
+    }
+}
+
+/// Whether the engine serves this endpoint at all (the non-chat OpenAI endpoints only exist on
+/// OpenAI-style upstreams).
+pub fn serves(engine: Engine, endpoint: Endpoint) -> bool {
+    match endpoint {
+        Endpoint::ChatCompletions => true,
+        _ => matches!(
+            engine,
+            Engine::OpenAi | Engine::OpenRouter | Engine::Azure | Engine::Demo
+        ),
+    }
+}
+
+fn is_responses_url(base_url: &str) -> bool {
+    let path = base_url.split_once('?').map_or(base_url, |(p, _)| p);
+    path.trim_end_matches('/').ends_with("/responses")
+}
+
+/// The URL of one attempt. `stream` picks Gemini's streaming method.
+pub fn url(
+    channel: &Channel,
+    engine: Engine,
+    endpoint: Endpoint,
+    upstream_model: &str,
+    stream: bool,
+) -> String {
+    match engine {
+        Engine::Azure => azure_url(&channel.base_url, endpoint, upstream_model),
+        Engine::AzureDatabricks => {
+            let root = channel.base_url.trim_end_matches('/');
+            let root = root
+                .split_once("/serving-endpoints")
+                .map_or(root, |(r, _)| r);
+            format!("{root}/serving-endpoints/{upstream_model}/invocations")
+        }
+        Engine::Claude => format!("{}/messages", channel.api_root),
+        Engine::Gemini => {
+            let method = if stream {
+                "streamGenerateContent?alt=sse"
+            } else {
+                "generateContent"
+            };
+            format!(
+                "{}/models/{upstream_model}:{method}",
+                gemini_root(&channel.base_url)
+            )
+        }
+        _ if endpoint == Endpoint::ChatCompletions && is_responses_url(&channel.base_url) => {
+            format!("{}/responses", channel.api_root)
+        }
+        _ => channel.endpoint_url(endpoint),
+    }
+}
+
+/// `https://host/v1beta` from any Gemini base_url (bare host, `/v1beta`, `/v1beta/models/...`).
+fn gemini_root(base_url: &str) -> String {
+    let base = base_url.split_once('?').map_or(base_url, |(p, _)| p);
+    let base = base.trim_end_matches('/');
+    for version in ["/v1beta", "/v1alpha", "/v1"] {
+        if let Some(at) = base
+            .find(&format!("{version}/"))
+            .or_else(|| base.ends_with(version).then(|| base.len() - version.len()))
+        {
+            return base[..at + version.len()].to_string();
+        }
+    }
+    format!("{base}/v1beta")
+}
+
+/// Azure OpenAI: `{base}/openai/deployments/{deployment}/{op}?api-version=...`, unless the
+/// base_url is already a full endpoint (AI Foundry `models/chat/completions`, or one carrying
+/// its own `api-version`), which is used as is.
+fn azure_url(base_url: &str, endpoint: Endpoint, deployment: &str) -> String {
+    if base_url.contains("models/chat/completions") || base_url.contains("api-version=") {
+        return base_url.to_string();
+    }
+    let root = base_url.trim_end_matches('/');
+    let root = root.split_once("/openai").map_or(root, |(r, _)| r);
+    format!(
+        "{root}/openai/deployments/{deployment}{}?api-version={AZURE_API_VERSION}",
+        endpoint.suffix()
+    )
+}
+
+/// Auth (and required protocol) headers for one key of this engine.
+pub fn auth_headers(engine: Engine, secret: &str, out: &mut Vec<(HeaderName, HeaderValue)>) {
+    let value = |s: &str| HeaderValue::from_str(s).ok();
+    match engine {
+        Engine::Azure => {
+            if let Some(v) = value(secret) {
+                out.push((HeaderName::from_static("api-key"), v));
+            }
+        }
+        Engine::Claude => {
+            if let Some(v) = value(secret) {
+                out.push((HeaderName::from_static("x-api-key"), v));
+            }
+            out.push((
+                HeaderName::from_static("anthropic-version"),
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            ));
+        }
+        Engine::Gemini => {
+            if let Some(v) = value(secret) {
+                out.push((HeaderName::from_static("x-goog-api-key"), v));
+            }
+        }
+        Engine::AzureDatabricks => {
+            let token = base64_encode(format!("token:{secret}").as_bytes());
+            if let Some(v) = value(&format!("Basic {token}")) {
+                out.push((header::AUTHORIZATION, v));
+            }
+        }
+        _ => {
+            if let Some(v) = value(&format!("Bearer {secret}")) {
+                out.push((header::AUTHORIZATION, v));
+            }
+        }
+    }
+}
+
+/// Required protocol headers for keyless channels of this engine.
+pub fn keyless_headers(engine: Engine, out: &mut Vec<(HeaderName, HeaderValue)>) {
+    if engine == Engine::Claude {
+        out.push((
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        ));
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), for Basic auth.
+pub fn base64_encode(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let sextet = |shift: u32| char::from(TABLE[((n >> shift) & 63) as usize]);
+        out.push(sextet(18));
+        out.push(sextet(12));
+        out.push(if chunk.len() > 1 { sextet(6) } else { '=' });
+        out.push(if chunk.len() > 2 { sextet(0) } else { '=' });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_roots() {
+        assert_eq!(
+            gemini_root("https://generativelanguage.googleapis.com/v1beta"),
+            "https://generativelanguage.googleapis.com/v1beta"
+        );
+        assert_eq!(
+            gemini_root(
+                "https://generativelanguage.googleapis.com/v1beta/models/x:generateContent"
+            ),
+            "https://generativelanguage.googleapis.com/v1beta"
+        );
+        assert_eq!(
+            gemini_root("https://generativelanguage.googleapis.com/"),
+            "https://generativelanguage.googleapis.com/v1beta"
+        );
+        assert_eq!(
+            gemini_root("http://127.0.0.1:9/v1"),
+            "http://127.0.0.1:9/v1"
+        );
+    }
+
+    #[test]
+    fn azure_urls() {
+        assert_eq!(
+            azure_url(
+                "https://r.openai.azure.com",
+                Endpoint::ChatCompletions,
+                "gpt4o-prod"
+            ),
+            "https://r.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2025-01-01-preview"
+        );
+        assert_eq!(
+            azure_url(
+                "https://r.openai.azure.com/openai/",
+                Endpoint::Embeddings,
+                "emb"
+            ),
+            "https://r.openai.azure.com/openai/deployments/emb/embeddings?api-version=2025-01-01-preview"
+        );
+        let foundry = "https://x.services.ai.azure.com/models/chat/completions?api-version=2024-05-01-preview";
+        assert_eq!(azure_url(foundry, Endpoint::ChatCompletions, "m"), foundry);
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(input.as_bytes()), want);
+        }
+    }
+
+    #[test]
+    fn formats_by_engine() {
+        assert_eq!(
+            chat_format(Engine::Claude, "https://api.anthropic.com"),
+            Some(Format::Anthropic)
+        );
+        assert_eq!(
+            chat_format(Engine::OpenAi, "https://api.openai.com/v1/responses"),
+            Some(Format::OpenAiResponses)
+        );
+        assert_eq!(
+            chat_format(Engine::OpenAi, "https://api.openai.com/v1"),
+            Some(Format::OpenAiChat)
+        );
+        assert_eq!(chat_format(Engine::Cohere, "https://api.cohere.com"), None);
+    }
+}

@@ -1,0 +1,97 @@
+//! The format modules behind one switch, for callers that pick formats at run time (the
+//! gateway pairs any ingress with any upstream).
+
+use crate::convert::{ConvertError, DecodeStream, EncodeStream};
+use crate::convert::{anthropic, gemini, openai_chat, responses};
+use crate::ir::{ApiError, ChatRequest, ChatResponse, Format};
+
+pub fn request_to_ir(format: Format, body: &[u8]) -> Result<ChatRequest, ConvertError> {
+    match format {
+        Format::OpenAiChat => openai_chat::request_to_ir(body),
+        Format::OpenAiResponses => responses::request_to_ir(body),
+        Format::Anthropic => anthropic::request_to_ir(body),
+        Format::Gemini => gemini::request_to_ir(body),
+    }
+}
+
+pub fn request_from_ir(format: Format, req: &ChatRequest) -> Result<Vec<u8>, ConvertError> {
+    match format {
+        Format::OpenAiChat => openai_chat::request_from_ir(req),
+        Format::OpenAiResponses => responses::request_from_ir(req),
+        Format::Anthropic => anthropic::request_from_ir(req),
+        Format::Gemini => gemini::request_from_ir(req),
+    }
+}
+
+pub fn response_to_ir(format: Format, body: &[u8]) -> Result<ChatResponse, ConvertError> {
+    match format {
+        Format::OpenAiChat => openai_chat::response_to_ir(body),
+        Format::OpenAiResponses => responses::response_to_ir(body),
+        Format::Anthropic => anthropic::response_to_ir(body),
+        Format::Gemini => gemini::response_to_ir(body),
+    }
+}
+
+pub fn response_from_ir(format: Format, resp: &ChatResponse) -> Vec<u8> {
+    match format {
+        Format::OpenAiChat => openai_chat::response_from_ir(resp),
+        Format::OpenAiResponses => responses::response_from_ir(resp),
+        Format::Anthropic => anthropic::response_from_ir(resp),
+        Format::Gemini => gemini::response_from_ir(resp),
+    }
+}
+
+pub fn error_body(format: Format, err: &ApiError) -> Vec<u8> {
+    match format {
+        Format::OpenAiChat => openai_chat::error_body(err),
+        Format::OpenAiResponses => responses::error_body(err),
+        Format::Anthropic => anthropic::error_body(err),
+        Format::Gemini => gemini::error_body(err),
+    }
+}
+
+pub fn parse_error(format: Format, status: u16, body: &[u8]) -> ApiError {
+    match format {
+        Format::OpenAiChat => openai_chat::parse_error(status, body),
+        Format::OpenAiResponses => responses::parse_error(status, body),
+        Format::Anthropic => anthropic::parse_error(status, body),
+        Format::Gemini => gemini::parse_error(status, body),
+    }
+}
+
+/// A decoder for an upstream speaking `format`.
+pub fn decoder(format: Format) -> Box<dyn DecodeStream + Send> {
+    match format {
+        Format::OpenAiChat => Box::new(openai_chat::StreamDecoder::new()),
+        Format::OpenAiResponses => Box::new(responses::StreamDecoder::new()),
+        Format::Anthropic => Box::new(anthropic::StreamDecoder::new()),
+        Format::Gemini => Box::new(gemini::StreamDecoder::new()),
+    }
+}
+
+/// What a client-side encoder needs to know up front.
+#[derive(Debug, Clone)]
+pub struct EncodeCtx {
+    /// Response id (used when the upstream stream gives none).
+    pub id: String,
+    /// Model name the client asked for.
+    pub model: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// OpenAI clients: send the usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// Gemini clients: a JSON array stream instead of SSE (`streamGenerateContent` without
+    /// `alt=sse`).
+    pub json_array: bool,
+}
+
+/// An encoder producing `format` for the client.
+pub fn encoder(format: Format, ctx: &EncodeCtx) -> Box<dyn EncodeStream + Send> {
+    let _ = ctx;
+    match format {
+        Format::OpenAiChat => Box::new(openai_chat::StreamEncoder::default()),
+        Format::OpenAiResponses => Box::new(responses::StreamEncoder::default()),
+        Format::Anthropic => Box::new(anthropic::StreamEncoder::default()),
+        Format::Gemini => Box::new(gemini::StreamEncoder::default()),
+    }
+}
