@@ -6,6 +6,7 @@
 //! immutable [`runtime::Runtime`] every request reads.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;

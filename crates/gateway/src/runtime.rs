@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use subtle::ConstantTimeEq;
 
+use crate::auth::google::GoogleAuth;
 use crate::config::schema::{
     ApiKeyConfig, ApiKeyPreferences, Config, ModelEntry, PerModel, Pos, ProviderConfig,
 };
@@ -86,7 +87,17 @@ pub struct Channel {
     pub key_wait: Duration,
     pub models: Vec<ModelEntry>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Vertex AI: the service account that mints bearer tokens, when configured.
+    pub google: Option<Arc<GoogleAuth>>,
+    /// Vertex AI: project and region (`global` unless configured).
+    pub vertex: Option<VertexTarget>,
     pub config: ProviderConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VertexTarget {
+    pub project: String,
+    pub region: String,
 }
 
 impl Channel {
@@ -321,9 +332,41 @@ fn build_channel(
             )),
         }
     }
+    let google = match (&p.client_email, &p.private_key) {
+        (Some(email), Some(key)) => match GoogleAuth::new(email, key, p.token_uri.as_deref()) {
+            Ok(auth) => Some(Arc::new(auth)),
+            Err(why) => {
+                errors.push(Diagnostic::error(
+                    file,
+                    p.pos,
+                    format!("{path}.private_key"),
+                    why,
+                ));
+                None
+            }
+        },
+        (Some(_), None) | (None, Some(_)) => {
+            errors.push(Diagnostic::error(
+                file,
+                p.pos,
+                format!("{path}.client_email"),
+                "a Vertex service account needs both client_email and private_key".to_string(),
+            ));
+            None
+        }
+        (None, None) => None,
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
+    let vertex = p.project_id.first().map(|project| VertexTarget {
+        project: project.clone(),
+        region: p
+            .region
+            .clone()
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "global".to_string()),
+    });
     let models = p.model.clone().unwrap_or_default();
     if p.model.is_none() {
         warnings.push(Diagnostic::warning(
@@ -368,6 +411,8 @@ fn build_channel(
             key_wait,
             models,
             headers,
+            google,
+            vertex,
             config: p.clone(),
         },
         warnings,

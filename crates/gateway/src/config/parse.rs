@@ -29,6 +29,7 @@ const PROVIDER_KEYS: &[&str] = &[
     "project_id",
     "private_key",
     "client_email",
+    "token_uri",
     "region",
     "cf_account_id",
     "aws_access_key",
@@ -414,6 +415,7 @@ fn provider(node: &Node, path: &str, sink: &mut Sink) -> Option<ProviderConfig> 
     };
     p.private_key = text("private_key", sink);
     p.client_email = text("client_email", sink);
+    p.token_uri = text("token_uri", sink);
     p.cf_account_id = text("cf_account_id", sink);
     p.aws_access_key = text("aws_access_key", sink);
     p.aws_secret_key = text("aws_secret_key", sink);

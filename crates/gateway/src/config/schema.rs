@@ -43,6 +43,8 @@ pub struct ProviderConfig {
     pub project_id: Vec<String>,
     pub private_key: Option<String>,
     pub client_email: Option<String>,
+    /// llmux extension (the service-account JSON's field): OAuth token endpoint.
+    pub token_uri: Option<String>,
     pub region: Option<String>,
     pub cf_account_id: Option<String>,
     pub aws_access_key: Option<String>,

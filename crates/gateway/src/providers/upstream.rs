@@ -29,12 +29,9 @@ pub fn chat_format(engine: Engine, base_url: &str) -> Option<Format> {
         Engine::Codex => Some(Format::OpenAiResponses),
         Engine::Claude => Some(Format::Anthropic),
         Engine::Gemini => Some(Format::Gemini),
-        Engine::VertexGemini
-        | Engine::VertexClaude
-        | Engine::Aws
-        | Engine::Cohere
-        | Engine::Cloudflare
-        | Engine::DoubaoTranslation => None,
+        Engine::VertexGemini => Some(Format::Gemini),
+        Engine::VertexClaude => Some(Format::Anthropic),
+        Engine::Aws | Engine::Cohere | Engine::Cloudflare | Engine::DoubaoTranslation => None,
     }
 }
 
@@ -73,6 +70,9 @@ pub fn url(
             format!("{root}/serving-endpoints/{upstream_model}/invocations")
         }
         Engine::Claude => format!("{}/messages", channel.api_root),
+        Engine::VertexGemini | Engine::VertexClaude => {
+            vertex_url(channel, engine, upstream_model, stream)
+        }
         Engine::Gemini => {
             let method = if stream {
                 "streamGenerateContent?alt=sse"
@@ -89,6 +89,68 @@ pub fn url(
         }
         _ => channel.endpoint_url(endpoint),
     }
+}
+
+/// Vertex AI: `{root}/v1/projects/{p}/locations/{r}/publishers/{google|anthropic}/models/{m}:{method}`,
+/// or the Express-mode path `{root}/v1/publishers/google/models/{m}:{method}` when the channel
+/// has no project. The root is the regional host (`aiplatform.googleapis.com` for `global`)
+/// unless base_url names another host (a proxy such as Cloudflare AI Gateway, or a test).
+fn vertex_url(channel: &Channel, engine: Engine, model: &str, stream: bool) -> String {
+    let region = channel
+        .vertex
+        .as_ref()
+        .map_or("global", |v| v.region.as_str());
+    let base = channel.base_url.trim_end_matches('/');
+    let host = base
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    let root = if base.is_empty() || host.ends_with("aiplatform.googleapis.com") {
+        if region == "global" {
+            "https://aiplatform.googleapis.com".to_string()
+        } else {
+            format!("https://{region}-aiplatform.googleapis.com")
+        }
+    } else {
+        base.strip_suffix("/v1").unwrap_or(base).to_string()
+    };
+    let (publisher, method) = match (engine, stream) {
+        (Engine::VertexClaude, false) => ("anthropic", "rawPredict"),
+        (Engine::VertexClaude, true) => ("anthropic", "streamRawPredict"),
+        (_, false) => ("google", "generateContent"),
+        (_, true) => ("google", "streamGenerateContent?alt=sse"),
+    };
+    match &channel.vertex {
+        Some(v) => format!(
+            "{root}/v1/projects/{}/locations/{}/publishers/{publisher}/models/{model}:{method}",
+            v.project, v.region
+        ),
+        None => format!("{root}/v1/publishers/{publisher}/models/{model}:{method}"),
+    }
+}
+
+/// Engine-specific changes to a body already in the upstream's format: Anthropic on Vertex
+/// takes the model from the URL and wants `anthropic_version: vertex-2023-10-16` in the body.
+pub fn patch_body(engine: Engine, body: bytes::Bytes) -> bytes::Bytes {
+    use protocol::body::{Edit, ObjectView, rewrite};
+    if engine != Engine::VertexClaude {
+        return body;
+    }
+    let Ok(view) = ObjectView::parse(&body) else {
+        return body;
+    };
+    bytes::Bytes::from(rewrite(
+        &body,
+        &view,
+        &[
+            Edit::Remove { key: "model" },
+            Edit::Set {
+                key: "anthropic_version",
+                raw_json: br#""vertex-2023-10-16""#,
+            },
+        ],
+    ))
 }
 
 /// `https://host/v1beta` from any Gemini base_url (bare host, `/v1beta`, `/v1beta/models/...`).
@@ -139,13 +201,14 @@ pub fn auth_headers(engine: Engine, secret: &str, out: &mut Vec<(HeaderName, Hea
                 HeaderValue::from_static(ANTHROPIC_VERSION),
             ));
         }
-        Engine::Gemini => {
+        // Vertex with an API key is Express mode, which takes the same header as AI Studio.
+        Engine::Gemini | Engine::VertexGemini | Engine::VertexClaude => {
             if let Some(v) = value(secret) {
                 out.push((HeaderName::from_static("x-goog-api-key"), v));
             }
         }
         Engine::AzureDatabricks => {
-            let token = base64_encode(format!("token:{secret}").as_bytes());
+            let token = crate::auth::base64::encode(format!("token:{secret}").as_bytes());
             if let Some(v) = value(&format!("Basic {token}")) {
                 out.push((header::AUTHORIZATION, v));
             }
@@ -166,26 +229,6 @@ pub fn keyless_headers(engine: Engine, out: &mut Vec<(HeaderName, HeaderValue)>)
             HeaderValue::from_static(ANTHROPIC_VERSION),
         ));
     }
-}
-
-/// Standard base64 with padding (RFC 4648), for Basic auth.
-pub fn base64_encode(input: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextet = |shift: u32| char::from(TABLE[((n >> shift) & 63) as usize]);
-        out.push(sextet(18));
-        out.push(sextet(12));
-        out.push(if chunk.len() > 1 { sextet(6) } else { '=' });
-        out.push(if chunk.len() > 2 { sextet(0) } else { '=' });
-    }
-    out
 }
 
 #[cfg(test)]
@@ -234,21 +277,6 @@ mod tests {
         );
         let foundry = "https://x.services.ai.azure.com/models/chat/completions?api-version=2024-05-01-preview";
         assert_eq!(azure_url(foundry, Endpoint::ChatCompletions, "m"), foundry);
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(input.as_bytes()), want);
-        }
     }
 
     #[test]

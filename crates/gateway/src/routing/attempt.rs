@@ -194,7 +194,7 @@ pub async fn forward_json(
         if upstream_format == client {
             return Some(Prepared::Upstream(Send::same_format(
                 req.endpoint,
-                full(json_body_for(&req, cand)),
+                full(upstream::patch_body(cand.engine, json_body_for(&req, cand))),
                 req.peek.stream,
                 client,
             )));
@@ -238,7 +238,7 @@ fn converted_send(
     };
     Prepared::Upstream(Send {
         endpoint,
-        body: full(Bytes::from(body)),
+        body: full(upstream::patch_body(cand.engine, Bytes::from(body))),
         content_type: HeaderValue::from_static("application/json"),
         wants_stream: canonical.stream,
         upstream: upstream_format,
@@ -567,6 +567,7 @@ fn build_request(
     cand: &Candidate,
     send: Send,
     lease: Option<&Lease>,
+    bearer: Option<&str>,
 ) -> Result<Request<RespBody>, String> {
     let url = upstream::url(
         channel,
@@ -586,9 +587,14 @@ fn build_request(
         .body(send.body)
         .map_err(|e| format!("cannot build the request for `{}`: {e}", channel.name))?;
     let mut auth = Vec::with_capacity(2);
-    match lease {
-        Some(l) => upstream::auth_headers(cand.engine, l.secret(), &mut auth),
-        None => upstream::keyless_headers(cand.engine, &mut auth),
+    match (lease, bearer) {
+        (Some(l), _) => upstream::auth_headers(cand.engine, l.secret(), &mut auth),
+        (None, Some(token)) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                auth.push((header::AUTHORIZATION, v));
+            }
+        }
+        (None, None) => upstream::keyless_headers(cand.engine, &mut auth),
     }
     let headers = req.headers_mut();
     for (name, value) in auth {
@@ -612,7 +618,23 @@ async fn attempt(
 ) -> Outcome {
     let upstream_format = send.upstream;
     let convert = send.convert.clone();
-    let upstream_req = match build_request(channel, cand, send, lease.as_ref()) {
+    // A service account (Vertex) signs in with a cached OAuth token instead of a key.
+    let bearer = match (&channel.google, &lease) {
+        (Some(google), None) => match google.token(&app.client).await {
+            Ok(token) => Some(token),
+            Err(message) => {
+                return Outcome::Retry(Failure {
+                    status: StatusCode::BAD_GATEWAY,
+                    class: None,
+                    message: format!("provider `{}`: {message}", channel.name),
+                    body: None,
+                    format: None,
+                });
+            }
+        },
+        _ => None,
+    };
+    let upstream_req = match build_request(channel, cand, send, lease.as_ref(), bearer.as_deref()) {
         Ok(r) => r,
         Err(message) => {
             return Outcome::Retry(Failure {
@@ -650,6 +672,11 @@ async fn attempt(
     let now_ms = unix_ms();
     if let Some(l) = &lease {
         l.observe(&observed(channel, resp.headers(), now_ms));
+    }
+    if status == StatusCode::UNAUTHORIZED
+        && let Some(google) = &channel.google
+    {
+        google.invalidate();
     }
     if !status.is_success() {
         let headers = resp.headers().clone();
