@@ -3,3 +3,4 @@
 
 pub mod base64;
 pub mod google;
+pub mod sigv4;
