@@ -47,19 +47,58 @@ pub fn serves(engine: Engine, endpoint: Endpoint) -> bool {
     }
 }
 
+/// The wire format to call a channel in for a client speaking `client`: the client's own when
+/// the channel speaks it (bytes pass through), else the channel's natural chat format.
+/// OpenAI's own API also serves the Responses API, so Responses clients pass through to it.
+pub fn format_for(engine: Engine, base_url: &str, client: Format) -> Option<Format> {
+    let natural = chat_format(engine, base_url)?;
+    if client == Format::OpenAiResponses
+        && natural == Format::OpenAiChat
+        && matches!(engine, Engine::OpenAi | Engine::OpenRouter)
+        && host_of(base_url) == "api.openai.com"
+    {
+        return Some(Format::OpenAiResponses);
+    }
+    Some(natural)
+}
+
+fn host_of(url: &str) -> String {
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_ascii_lowercase))
+        .unwrap_or_default()
+}
+
 fn is_responses_url(base_url: &str) -> bool {
     let path = base_url.split_once('?').map_or(base_url, |(p, _)| p);
     path.trim_end_matches('/').ends_with("/responses")
 }
 
-/// The URL of one attempt. `stream` picks Gemini's streaming method.
+/// Whether and how an attempt streams (Gemini's method and `alt` depend on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streaming {
+    No,
+    Sse,
+    /// Gemini's default stream framing: one JSON array, element by element.
+    JsonArray,
+}
+
+/// The URL of one attempt.
 pub fn url(
     channel: &Channel,
     engine: Engine,
+    format: Format,
     endpoint: Endpoint,
     upstream_model: &str,
-    stream: bool,
+    streaming: Streaming,
 ) -> String {
+    let stream = streaming != Streaming::No;
+    if endpoint == Endpoint::ChatCompletions
+        && format == Format::OpenAiResponses
+        && !matches!(engine, Engine::Azure | Engine::AzureDatabricks)
+    {
+        return format!("{}/responses", channel.api_root);
+    }
     match engine {
         Engine::Azure => azure_url(&channel.base_url, endpoint, upstream_model),
         Engine::AzureDatabricks => {
@@ -74,18 +113,15 @@ pub fn url(
             vertex_url(channel, engine, upstream_model, stream)
         }
         Engine::Gemini => {
-            let method = if stream {
-                "streamGenerateContent?alt=sse"
-            } else {
-                "generateContent"
+            let method = match streaming {
+                Streaming::No => "generateContent",
+                Streaming::Sse => "streamGenerateContent?alt=sse",
+                Streaming::JsonArray => "streamGenerateContent",
             };
             format!(
                 "{}/models/{upstream_model}:{method}",
                 gemini_root(&channel.base_url)
             )
-        }
-        _ if endpoint == Endpoint::ChatCompletions && is_responses_url(&channel.base_url) => {
-            format!("{}/responses", channel.api_root)
         }
         _ => channel.endpoint_url(endpoint),
     }
@@ -95,17 +131,13 @@ pub fn url(
 /// or the Express-mode path `{root}/v1/publishers/google/models/{m}:{method}` when the channel
 /// has no project. The root is the regional host (`aiplatform.googleapis.com` for `global`)
 /// unless base_url names another host (a proxy such as Cloudflare AI Gateway, or a test).
-fn vertex_url(channel: &Channel, engine: Engine, model: &str, stream: bool) -> String {
+fn vertex_url(channel: &Channel, engine: Engine, model: &str, streaming: Streaming) -> String {
     let region = channel
         .vertex
         .as_ref()
         .map_or("global", |v| v.region.as_str());
     let base = channel.base_url.trim_end_matches('/');
-    let host = base
-        .parse::<http::Uri>()
-        .ok()
-        .and_then(|u| u.host().map(str::to_ascii_lowercase))
-        .unwrap_or_default();
+    let host = host_of(base);
     let root = if base.is_empty() || host.ends_with("aiplatform.googleapis.com") {
         if region == "global" {
             "https://aiplatform.googleapis.com".to_string()
@@ -115,11 +147,12 @@ fn vertex_url(channel: &Channel, engine: Engine, model: &str, stream: bool) -> S
     } else {
         base.strip_suffix("/v1").unwrap_or(base).to_string()
     };
-    let (publisher, method) = match (engine, stream) {
-        (Engine::VertexClaude, false) => ("anthropic", "rawPredict"),
-        (Engine::VertexClaude, true) => ("anthropic", "streamRawPredict"),
-        (_, false) => ("google", "generateContent"),
-        (_, true) => ("google", "streamGenerateContent?alt=sse"),
+    let (publisher, method) = match (engine, streaming) {
+        (Engine::VertexClaude, Streaming::No) => ("anthropic", "rawPredict"),
+        (Engine::VertexClaude, _) => ("anthropic", "streamRawPredict"),
+        (_, Streaming::No) => ("google", "generateContent"),
+        (_, Streaming::Sse) => ("google", "streamGenerateContent?alt=sse"),
+        (_, Streaming::JsonArray) => ("google", "streamGenerateContent"),
     };
     match &channel.vertex {
         Some(v) => format!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use protocol::body::{Edit, RequestPeek};
@@ -47,6 +47,24 @@ pub struct JsonRequest {
     pub peek: RequestPeek,
     /// The API format the client speaks (errors and answers are rendered in it).
     pub client: Format,
+    /// Client headers passed on to upstreams of the client's own format (`anthropic-version`,
+    /// `anthropic-beta`).
+    pub forward_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Gemini clients calling `streamGenerateContent` without `alt=sse` get a JSON array.
+    pub json_array: bool,
+}
+
+impl JsonRequest {
+    pub fn new(endpoint: Endpoint, body: Bytes, peek: RequestPeek, client: Format) -> Self {
+        JsonRequest {
+            endpoint,
+            body,
+            peek,
+            client,
+            forward_headers: Vec::new(),
+            json_array: false,
+        }
+    }
 }
 
 /// Why one attempt did not produce an answer the client can have.
@@ -86,6 +104,11 @@ pub struct Send {
     pub upstream: Format,
     /// Set when the upstream's format differs from the client's.
     pub convert: Option<Conversion>,
+    /// Extra request headers (before the provider's own `headers`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// A Gemini upstream streams a JSON array instead of SSE (passed through to a Gemini
+    /// client that asked for one).
+    pub json_array: bool,
 }
 
 impl Send {
@@ -103,6 +126,8 @@ impl Send {
             wants_stream,
             upstream: format,
             convert: None,
+            headers: Vec::new(),
+            json_array: false,
         }
     }
 }
@@ -178,7 +203,7 @@ pub async fn forward_json(
         }
         let channel = &rt.channels[cand.channel];
         let upstream_format = if req.endpoint == Endpoint::ChatCompletions {
-            match upstream::chat_format(cand.engine, &channel.base_url) {
+            match upstream::format_for(cand.engine, &channel.base_url, client) {
                 Some(f) => f,
                 None => {
                     return Some(Prepared::Unserved(format!(
@@ -192,12 +217,15 @@ pub async fn forward_json(
             client
         };
         if upstream_format == client {
-            return Some(Prepared::Upstream(Send::same_format(
+            let mut send = Send::same_format(
                 req.endpoint,
                 full(upstream::patch_body(cand.engine, json_body_for(&req, cand))),
                 req.peek.stream,
                 client,
-            )));
+            );
+            send.headers.clone_from(&req.forward_headers);
+            send.json_array = req.json_array;
+            return Some(Prepared::Upstream(send));
         }
         if ir.is_none() {
             match dispatch::request_to_ir(client, &req.body) {
@@ -210,7 +238,14 @@ pub async fn forward_json(
             }
         }
         let canonical = ir.as_ref()?;
-        Some(converted_send(req.endpoint, canonical, cand, upstream_format, client))
+        Some(converted_send(
+            req.endpoint,
+            canonical,
+            cand,
+            upstream_format,
+            client,
+            req.json_array,
+        ))
     })
     .await
 }
@@ -222,6 +257,7 @@ fn converted_send(
     cand: &Candidate,
     upstream_format: Format,
     client: Format,
+    json_array: bool,
 ) -> Prepared {
     let mut req = canonical.clone();
     req.model = cand.upstream_model.to_string();
@@ -234,7 +270,7 @@ fn converted_send(
         model: canonical.model.clone(),
         created: unix_ms() / 1000,
         include_usage: canonical.include_usage,
-        json_array: false,
+        json_array,
     };
     Prepared::Upstream(Send {
         endpoint,
@@ -247,6 +283,8 @@ fn converted_send(
             client,
             ctx,
         }),
+        headers: Vec::new(),
+        json_array: false,
     })
 }
 
@@ -516,7 +554,8 @@ fn error_type(status: StatusCode) -> &'static str {
 /// The request body with the model renamed for this candidate; the original bytes when the
 /// alias is the upstream name (the common case costs no copy).
 fn json_body_for(req: &JsonRequest, cand: &Candidate) -> Bytes {
-    if *cand.upstream_model == *req.peek.model {
+    // Gemini names the model in the URL, never in the body.
+    if *cand.upstream_model == *req.peek.model || req.client == Format::Gemini {
         return req.body.clone();
     }
     let model = protocol::body::json_string(&cand.upstream_model);
@@ -572,15 +611,21 @@ fn build_request(
     let url = upstream::url(
         channel,
         cand.engine,
+        send.upstream,
         send.endpoint,
         &cand.upstream_model,
-        send.wants_stream,
+        match (send.wants_stream, send.json_array) {
+            (false, _) => upstream::Streaming::No,
+            (true, false) => upstream::Streaming::Sse,
+            (true, true) => upstream::Streaming::JsonArray,
+        },
     );
     let accept = if send.wants_stream {
         "text/event-stream"
     } else {
         "application/json"
     };
+    let extra = send.headers;
     let mut req = Request::post(&url)
         .header(header::CONTENT_TYPE, send.content_type)
         .header(header::ACCEPT, accept)
@@ -597,6 +642,9 @@ fn build_request(
         (None, None) => upstream::keyless_headers(cand.engine, &mut auth),
     }
     let headers = req.headers_mut();
+    for (name, value) in extra {
+        headers.insert(name, value);
+    }
     for (name, value) in auth {
         headers.insert(name, value);
     }

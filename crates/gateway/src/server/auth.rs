@@ -9,10 +9,12 @@ use crate::error::ApiError;
 use crate::runtime::{ClientKey, Runtime};
 
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if !v.is_empty() {
-            return Some(v);
+    for name in ["x-api-key", "x-goog-api-key"] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            let v = v.trim();
+            if !v.is_empty() {
+                return Some(v);
+            }
         }
     }
     let auth = headers
@@ -26,11 +28,37 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
+/// `?key=...` (Google's API-key query parameter), percent-decoded.
+pub fn query_key(query: Option<&str>) -> Option<String> {
+    let raw = query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("key="))
+        .filter(|v| !v.is_empty())?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(v) = raw
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 pub fn authenticate<'r>(
     rt: &'r Runtime,
     headers: &HeaderMap,
+    query_key: Option<&str>,
 ) -> Result<&'r Arc<ClientKey>, ApiError> {
-    let Some(presented) = presented_key(headers) else {
+    let Some(presented) = presented_key(headers).or(query_key) else {
         return Err(ApiError::unauthorized(
             "Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`.",
         )

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod ingress;
 pub mod listen;
 pub mod multipart;
 pub mod openai;
@@ -15,23 +16,49 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use protocol::ir::Format;
 
 use crate::app::App;
 use crate::error::{ApiError, json_response};
 use crate::providers::urls::Endpoint;
 use body::RespBody;
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Route {
     Health,
     Models,
     Json(Endpoint),
     Multipart(Endpoint),
     AdminKeys,
+    /// `/v1/messages` (Anthropic) and `/v1/responses` (OpenAI Responses).
+    BodyModel(Format),
+    Gemini(ingress::GeminiCall),
+    /// `/v1/messages/count_tokens`, `/v1/token-count`.
+    CountTokens(Format),
+    Providers,
+}
+
+impl Route {
+    /// The API whose error shape the client expects.
+    fn client_format(&self) -> Format {
+        match self {
+            Route::BodyModel(f) | Route::CountTokens(f) => *f,
+            Route::Gemini(_) => Format::Gemini,
+            _ => Format::OpenAiChat,
+        }
+    }
 }
 
 fn route(path: &str) -> Option<(Route, Method)> {
+    if let Some(call) = ingress::gemini_call(path) {
+        return Some((Route::Gemini(call), Method::POST));
+    }
     Some(match path {
+        "/v1/messages" => (Route::BodyModel(Format::Anthropic), Method::POST),
+        "/v1/messages/count_tokens" => (Route::CountTokens(Format::Anthropic), Method::POST),
+        "/v1/responses" => (Route::BodyModel(Format::OpenAiResponses), Method::POST),
+        "/v1/token-count" => (Route::CountTokens(Format::OpenAiChat), Method::POST),
+        "/v1/providers" => (Route::Providers, Method::GET),
         "/v1/chat/completions" => (Route::Json(Endpoint::ChatCompletions), Method::POST),
         "/v1/models" => (Route::Models, Method::GET),
         "/v1/embeddings" => (Route::Json(Endpoint::Embeddings), Method::POST),
@@ -65,6 +92,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
         .code("unknown_url")
         .into_openai_response();
     };
+    let client = route.client_format();
     let head_ok = method == Method::GET && req.method() == Method::HEAD;
     if req.method() != method && !head_ok {
         return ApiError::new(
@@ -77,15 +105,20 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
             ),
         )
         .code("method_not_allowed")
-        .into_openai_response();
+        .into_response(client);
     }
     if let Route::Health = route {
         return json_response(StatusCode::OK, Bytes::from_static(HEALTH_BODY), None);
     }
     let rt = app.runtime();
-    let key = match auth::authenticate(&rt, req.headers()) {
+    // Google clients may put the key in the query string.
+    let query_key = match route {
+        Route::Gemini(_) => auth::query_key(req.uri().query()),
+        _ => None,
+    };
+    let key = match auth::authenticate(&rt, req.headers(), query_key.as_deref()) {
         Ok(key) => Arc::clone(key),
-        Err(e) => return e.into_openai_response(),
+        Err(e) => return e.into_response(client),
     };
     match route {
         Route::Health => json_response(StatusCode::OK, Bytes::from_static(HEALTH_BODY), None),
@@ -95,5 +128,12 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
             openai::multipart_endpoint(&app, &rt, &key, endpoint, req).await
         }
         Route::AdminKeys => admin::keys(&rt, &key),
+        Route::BodyModel(format) => ingress::body_model(&app, &rt, &key, format, req).await,
+        Route::Gemini(call) if call.method == ingress::GeminiMethod::CountTokens => {
+            ingress::count_tokens(&rt, &key, Format::Gemini, Some(call.model), req).await
+        }
+        Route::Gemini(call) => ingress::gemini(&app, &rt, &key, call, req).await,
+        Route::CountTokens(format) => ingress::count_tokens(&rt, &key, format, None, req).await,
+        Route::Providers => ingress::providers(&rt, &key),
     }
 }

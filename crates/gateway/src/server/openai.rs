@@ -51,12 +51,7 @@ pub async fn json_endpoint(
         Ok(c) => c,
         Err(e) => return e.into_openai_response(),
     };
-    let req = JsonRequest {
-        endpoint,
-        body,
-        peek,
-        client: Format::OpenAiChat,
-    };
+    let req = JsonRequest::new(endpoint, body, peek, Format::OpenAiChat);
     attempt::forward_json(app, rt, key, req, candidates).await
 }
 
@@ -78,7 +73,7 @@ fn with_default_model(
     Ok((patched, peek))
 }
 
-fn body_error(e: BodyError) -> ApiError {
+pub(crate) fn body_error(e: BodyError) -> ApiError {
     let err = ApiError::bad_request(e.to_string());
     match e {
         BodyError::Missing(field) | BodyError::WrongType { field, .. } => err.param(field),
@@ -107,7 +102,11 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-async fn read_body(body: Incoming, headers: &HeaderMap, limit: u64) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    body: Incoming,
+    headers: &HeaderMap,
+    limit: u64,
+) -> Result<Bytes, ApiError> {
     if declared_length(headers).is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
@@ -248,6 +247,8 @@ pub async fn multipart_endpoint(
             wants_stream: false,
             upstream: client,
             convert: None,
+            headers: Vec::new(),
+            json_array: false,
         }))
     })
     .await

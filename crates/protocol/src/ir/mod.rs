@@ -23,6 +23,7 @@
 
 use serde_json::{Map, Value};
 
+pub mod estimate;
 mod stream;
 mod usage;
 
