@@ -110,7 +110,7 @@ pub fn url(
         }
         Engine::Claude => format!("{}/messages", channel.api_root),
         Engine::VertexGemini | Engine::VertexClaude => {
-            vertex_url(channel, engine, upstream_model, stream)
+            vertex_url(channel, engine, upstream_model, streaming)
         }
         Engine::Gemini => {
             let method = match streaming {
