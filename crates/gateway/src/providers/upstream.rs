@@ -92,7 +92,6 @@ pub fn url(
     upstream_model: &str,
     streaming: Streaming,
 ) -> String {
-    let stream = streaming != Streaming::No;
     if endpoint == Endpoint::ChatCompletions
         && format == Format::OpenAiResponses
         && !matches!(engine, Engine::Azure | Engine::AzureDatabricks)
