@@ -87,11 +87,15 @@ pub struct EncodeCtx {
 
 /// An encoder producing `format` for the client.
 pub fn encoder(format: Format, ctx: &EncodeCtx) -> Box<dyn EncodeStream + Send> {
-    let _ = ctx;
     match format {
-        Format::OpenAiChat => Box::new(openai_chat::StreamEncoder::default()),
+        Format::OpenAiChat => Box::new(openai_chat::StreamEncoder::new(
+            ctx.id.clone(),
+            ctx.model.clone(),
+            ctx.created,
+            ctx.include_usage,
+        )),
         Format::OpenAiResponses => Box::new(responses::StreamEncoder::default()),
-        Format::Anthropic => Box::new(anthropic::StreamEncoder::default()),
+        Format::Anthropic => Box::new(anthropic::StreamEncoder::new()),
         Format::Gemini => Box::new(gemini::StreamEncoder::default()),
     }
 }
