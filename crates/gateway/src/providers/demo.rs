@@ -13,6 +13,9 @@ use crate::error::ApiError;
 use crate::providers::urls::Endpoint;
 use crate::routing::attempt::JsonRequest;
 use crate::server::body::{BoxError, RespBody};
+use crate::server::transcode::{Conversion, StreamTranscoder, convert_body};
+use protocol::convert::dispatch::{self, EncodeCtx};
+use protocol::ir::Format;
 
 pub const DEMO_CLIENT_KEY: &str = "sk-llmux-demo";
 pub const DEMO_CHAT_MODEL: &str = "demo-chat";
@@ -54,6 +57,9 @@ pub fn demo_config() -> Config {
 }
 
 pub fn respond(req: &JsonRequest, model: &str) -> Response<RespBody> {
+    if req.client != Format::OpenAiChat {
+        return respond_converted(req, model);
+    }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return ApiError::bad_request("request body is not valid JSON").into_openai_response();
     };
@@ -113,7 +119,89 @@ fn count_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4).max(1)
 }
 
+/// Anthropic, Gemini and Responses clients: the demo answers in OpenAI's format, converted
+/// through the IR like any other upstream's answer.
+fn respond_converted(req: &JsonRequest, model: &str) -> Response<RespBody> {
+    let client = req.client;
+    let mut ir = match dispatch::request_to_ir(client, &req.body) {
+        Ok(ir) => ir,
+        Err(e) => return ApiError::bad_request(e.to_string()).into_response(client),
+    };
+    let include_usage = ir.include_usage;
+    ir.model = model.to_string();
+    ir.stream = req.peek.stream;
+    ir.include_usage = true;
+    let body = match protocol::convert::openai_chat::request_from_ir(&ir)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
+    {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(e).into_response(client),
+    };
+    let conv = Conversion {
+        upstream: Format::OpenAiChat,
+        client,
+        ctx: EncodeCtx {
+            id: format!("demo{:016x}", fastrand::u64(..)),
+            model: req.peek.model.clone(),
+            created: unix_now(),
+            include_usage,
+            json_array: req.json_array,
+        },
+    };
+    match chat_output(&body, model, req.peek.stream, true) {
+        ChatOutput::Whole(v) => {
+            let bytes = serde_json::to_vec(&v).unwrap_or_default();
+            match convert_body(&conv, &bytes) {
+                Ok((out, _)) => crate::error::json_response(StatusCode::OK, Bytes::from(out), None),
+                Err(e) => ApiError::internal(e).into_response(client),
+            }
+        }
+        ChatOutput::Frames(frames) => {
+            let mut t = StreamTranscoder::new(&conv);
+            let mut out = Vec::new();
+            for f in &frames {
+                t.feed(f, &mut out);
+            }
+            t.finish(&mut out);
+            let content_type = if req.json_array {
+                "application/json; charset=utf-8"
+            } else {
+                "text/event-stream; charset=utf-8"
+            };
+            let mut resp = Response::new(crate::server::body::full(Bytes::from(out)));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp
+        }
+    }
+}
+
+enum ChatOutput {
+    Whole(Value),
+    /// SSE frames, `[DONE]` included.
+    Frames(Vec<Bytes>),
+}
+
 fn chat(body: &Value, model: &str, stream: bool, include_usage: bool) -> Response<RespBody> {
+    match chat_output(body, model, stream, include_usage) {
+        ChatOutput::Whole(v) => json_ok(v),
+        ChatOutput::Frames(frames) => {
+            let frames: Vec<Result<Frame<Bytes>, BoxError>> =
+                frames.into_iter().map(|f| Ok(Frame::data(f))).collect();
+            let mut resp = Response::new(StreamBody::new(stream::iter(frames)).boxed_unsync());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            resp
+        }
+    }
+}
+
+fn chat_output(body: &Value, model: &str, stream: bool, include_usage: bool) -> ChatOutput {
     let prompt: String = body
         .get("messages")
         .and_then(Value::as_array)
@@ -139,7 +227,7 @@ fn chat(body: &Value, model: &str, stream: bool, include_usage: bool) -> Respons
                          "logprobs": null, "finish_reason": "stop"}],
             "usage": usage,
         });
-        return json_ok(out);
+        return ChatOutput::Whole(out);
     }
     let chunk = |delta: Value, finish: Value| {
         let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -169,25 +257,12 @@ fn chat(body: &Value, model: &str, stream: bool, include_usage: bool) -> Respons
                            "choices": [], "usage": usage}),
         );
     }
-    let mut frames: Vec<Result<Frame<Bytes>, BoxError>> = events
+    let mut frames: Vec<Bytes> = events
         .iter()
-        .map(|e| {
-            Ok(Frame::data(protocol::sse::encode_data(
-                &serde_json::to_vec(e).unwrap_or_default(),
-            )))
-        })
+        .map(|e| protocol::sse::encode_data(&serde_json::to_vec(e).unwrap_or_default()))
         .collect();
-    frames.push(Ok(Frame::data(Bytes::from_static(
-        protocol::sse::DONE_FRAME,
-    ))));
-    let mut resp = Response::new(StreamBody::new(stream::iter(frames)).boxed_unsync());
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    resp
+    frames.push(Bytes::from_static(protocol::sse::DONE_FRAME));
+    ChatOutput::Frames(frames)
 }
 
 fn embeddings(body: &Value, model: &str) -> Response<RespBody> {

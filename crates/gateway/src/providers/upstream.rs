@@ -3,6 +3,7 @@
 //! streams) live in `protocol::convert`; this module is only transport.
 
 use http::{HeaderName, HeaderValue, header};
+use protocol::convert::openai_chat::{MaxTokensField, OpenAiOptions};
 use protocol::ir::Format;
 
 use crate::providers::engine::Engine;
@@ -60,6 +61,24 @@ pub fn format_for(engine: Engine, base_url: &str, client: Format) -> Option<Form
         return Some(Format::OpenAiResponses);
     }
     Some(natural)
+}
+
+/// How to write OpenAI chat bodies for this vendor (see `OpenAiOptions`): OpenAI itself and
+/// Azure want `max_completion_tokens` (reasoning models reject `max_tokens`); DeepSeek needs the
+/// reasoning of tool-call turns sent back; OpenRouter forwards `cache_control` to Anthropic.
+pub fn openai_options(engine: Engine, base_url: &str) -> OpenAiOptions {
+    let host = host_of(base_url);
+    let mut opts = OpenAiOptions::default();
+    if host == "api.openai.com" || matches!(engine, Engine::Azure) {
+        opts.max_tokens_field = MaxTokensField::MaxCompletionTokens;
+    }
+    if host.ends_with("deepseek.com") {
+        opts.send_reasoning_content = true;
+    }
+    if host.ends_with("openrouter.ai") {
+        opts.send_cache_control = true;
+    }
+    opts
 }
 
 fn host_of(url: &str) -> String {

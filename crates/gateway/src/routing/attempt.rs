@@ -241,6 +241,7 @@ pub async fn forward_json(
         Some(converted_send(
             req.endpoint,
             canonical,
+            channel,
             cand,
             upstream_format,
             client,
@@ -254,6 +255,7 @@ pub async fn forward_json(
 fn converted_send(
     endpoint: Endpoint,
     canonical: &ChatRequest,
+    channel: &Channel,
     cand: &Candidate,
     upstream_format: Format,
     client: Format,
@@ -261,7 +263,13 @@ fn converted_send(
 ) -> Prepared {
     let mut req = canonical.clone();
     req.model = cand.upstream_model.to_string();
-    let body = match dispatch::request_from_ir(upstream_format, &req) {
+    let encoded = if upstream_format == Format::OpenAiChat {
+        let opts = upstream::openai_options(cand.engine, &channel.base_url);
+        protocol::convert::openai_chat::request_from_ir_with(&req, &opts)
+    } else {
+        dispatch::request_from_ir(upstream_format, &req)
+    };
+    let body = match encoded {
         Ok(b) => b,
         Err(e) => return Prepared::Unserved(format!("cannot convert the request: {e}")),
     };

@@ -265,7 +265,7 @@ fn budget_effort(budget: u64) -> &'static str {
 /// results) is [`ConvertError::Unsupported`] rather than silently lost;
 /// server tool *definitions* are kept in `extra` for an Anthropic upstream.
 pub fn request_to_ir(body: &[u8]) -> Result<ChatRequest, ConvertError> {
-    let req: wire::MessagesRequest = serde_json::from_slice(body)?;
+    let req: wire::MessagesRequest = super::parse_json(body)?;
     let mut extra = req.extra;
     let stream = req.stream.unwrap_or(false);
     let mut out = ChatRequest {

@@ -43,6 +43,24 @@ impl ConvertError {
     }
 }
 
+/// Deserializes a body, naming the offending field in the error (`messages[2].content: invalid
+/// type ...`), so a client can see what to fix.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ConvertError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            ConvertError::Json(inner.to_string())
+        } else {
+            ConvertError::Invalid {
+                field: path,
+                message: inner.to_string(),
+            }
+        }
+    })
+}
+
 impl From<serde_json::Error> for ConvertError {
     fn from(e: serde_json::Error) -> Self {
         ConvertError::Json(e.to_string())
