@@ -91,6 +91,8 @@ pub struct Channel {
     pub google: Option<Arc<GoogleAuth>>,
     /// Vertex AI: project and region (`global` unless configured).
     pub vertex: Option<VertexTarget>,
+    /// Why this channel cannot authenticate (a broken service account), if so.
+    pub auth_problem: Option<String>,
     pub config: ProviderConfig,
 }
 
@@ -332,25 +334,31 @@ fn build_channel(
             )),
         }
     }
+    // A broken service account is a warning, not a load error (uni-api loads such configs,
+    // e.g. its README's placeholders): the channel answers with the reason instead.
+    let mut auth_problem = None;
     let google = match (&p.client_email, &p.private_key) {
         (Some(email), Some(key)) => match GoogleAuth::new(email, key, p.token_uri.as_deref()) {
             Ok(auth) => Some(Arc::new(auth)),
             Err(why) => {
-                errors.push(Diagnostic::error(
+                auth_problem = Some(format!("provider `{}`: {why}", p.provider));
+                warnings.push(Diagnostic::warning(
                     file,
                     p.pos,
                     format!("{path}.private_key"),
-                    why,
+                    format!("{why}; this provider will not be used"),
                 ));
                 None
             }
         },
         (Some(_), None) | (None, Some(_)) => {
-            errors.push(Diagnostic::error(
+            let why = "a Vertex service account needs both client_email and private_key";
+            auth_problem = Some(format!("provider `{}`: {why}", p.provider));
+            warnings.push(Diagnostic::warning(
                 file,
                 p.pos,
                 format!("{path}.client_email"),
-                "a Vertex service account needs both client_email and private_key".to_string(),
+                why.to_string(),
             ));
             None
         }
@@ -413,6 +421,7 @@ fn build_channel(
             headers,
             google,
             vertex,
+            auth_problem,
             config: p.clone(),
         },
         warnings,

@@ -218,6 +218,242 @@ async fn anthropic_errors_come_back_in_anthropic_shape() {
     assert_eq!(reply.status, 400, "{}", reply.text());
     let v = reply.json();
     assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("messages"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("messages"),
+        "{v}"
+    );
     assert_eq!(mock.request_count(), before + 1);
+}
+
+async fn post_with(url: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
+    let mut b = Request::post(url).header("content-type", "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(b.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await
+}
+
+#[tokio::test]
+async fn gemini_client_generates_and_streams_from_an_openai_upstream() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let gw = start(&yaml_for(&mock.base_url(), "gpt-4o")).await;
+    let body = json!({
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "contents": [{"role": "user", "parts": [{"text": "Hi gemini"}]}],
+        "generationConfig": {"maxOutputTokens": 50},
+    });
+    let reply = post_with(
+        &gw.url("/v1beta/models/gpt-4o:generateContent"),
+        &[("x-goog-api-key", KEY)],
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let v = reply.json();
+    assert_eq!(v["candidates"][0]["content"]["role"], "model", "{v}");
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"][0]["text"],
+        "You said: Hi gemini"
+    );
+    assert_eq!(v["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 4, "{v}");
+    let up: Value = serde_json::from_slice(&mock.requests().last().unwrap().body).unwrap();
+    assert_eq!(up["model"], "gpt-4o", "{up}");
+    assert_eq!(up["messages"][0]["content"], "Be brief.");
+    assert_eq!(up["max_tokens"], 50);
+
+    // Streaming with alt=sse, key in the query string.
+    let url = gw.url(&format!(
+        "/v1beta/models/gpt-4o:streamGenerateContent?alt=sse&key={KEY}"
+    ));
+    let reply = post_with(&url, &[], &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let chunks: Vec<Value> = reply
+        .sse_data()
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks.len() >= 2, "{chunks:?}");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["candidates"][0]["content"]["parts"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, "You said: Hi gemini");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["candidates"][0]["finishReason"], "STOP", "{last}");
+    assert!(
+        last["usageMetadata"]["totalTokenCount"].as_u64().unwrap() > 0,
+        "{last}"
+    );
+
+    // Without alt=sse google-genai expects one JSON array.
+    let url = gw.url("/v1beta/models/gpt-4o:streamGenerateContent");
+    let reply = post_with(&url, &[("x-goog-api-key", KEY)], &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let arr: Vec<Value> =
+        serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.text()));
+    let text: String = arr
+        .iter()
+        .filter_map(|c| c["candidates"][0]["content"]["parts"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, "You said: Hi gemini");
+
+    // Errors in Google's shape.
+    let reply = post_with(
+        &gw.url("/v1beta/models/unknown-model:generateContent"),
+        &[("x-goog-api-key", KEY)],
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    let v = reply.json();
+    assert_eq!(v["error"]["code"], 404, "{v}");
+    assert_eq!(v["error"]["status"], "NOT_FOUND", "{v}");
+    let reply = post_with(
+        &gw.url("/v1beta/models/gpt-4o:generateContent"),
+        &[("x-goog-api-key", "wrong")],
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.json()["error"]["status"], "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn responses_client_gets_answers_and_streams_from_a_chat_upstream() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let gw = start(&yaml_for(&mock.base_url(), "gpt-4o")).await;
+    let auth = format!("Bearer {KEY}");
+    let body = json!({
+        "model": "gpt-4o",
+        "instructions": "Be brief.",
+        "input": "Hello responses",
+    });
+    let reply = post_with(&gw.url("/v1/responses"), &[("authorization", &auth)], &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let v = reply.json();
+    assert_eq!(v["object"], "response", "{v}");
+    assert_eq!(v["status"], "completed");
+    let msg = v["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "message")
+        .unwrap();
+    assert_eq!(msg["content"][0]["type"], "output_text");
+    assert_eq!(msg["content"][0]["text"], "You said: Hello responses");
+    assert_eq!(v["usage"]["output_tokens"], 4);
+
+    // Stream: the documented event sequence, ending with response.completed.
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    let reply = post_with(
+        &gw.url("/v1/responses"),
+        &[("authorization", &auth)],
+        &sbody,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let events: Vec<Value> = reply
+        .sse_data()
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types[0], "response.created", "{types:?}");
+    assert_eq!(*types.last().unwrap(), "response.completed", "{types:?}");
+    assert!(types.contains(&"response.output_text.delta"), "{types:?}");
+    let seq: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seq, (0..seq.len() as u64).collect::<Vec<_>>());
+    let text: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(text, "You said: Hello responses");
+
+    // previous_response_id cannot be honoured without a store: a clear 400.
+    let reply = post_with(
+        &gw.url("/v1/responses"),
+        &[("authorization", &auth)],
+        &json!({"model": "gpt-4o", "input": "x", "previous_response_id": "resp_123"}),
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    let err = reply.openai_error();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("previous_response_id"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_demo_answers_every_ingress_format() {
+    let gw = start_runtime(
+        llmux::runtime::Runtime::compile(
+            &llmux::providers::demo::demo_config(),
+            "demo",
+            std::time::Duration::from_secs(100),
+        )
+        .unwrap()
+        .0,
+    )
+    .await;
+    let key = llmux::providers::demo::DEMO_CLIENT_KEY;
+    let reply = post_with(
+        &gw.url("/v1/messages"),
+        &[("x-api-key", key)],
+        &json!({"model": "demo-chat", "max_tokens": 50, "messages": [{"role": "user", "content": "ping"}]}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json()["content"][0]["text"],
+        "Hello from the llmux demo provider! You said: ping"
+    );
+    let reply = post_with(
+        &gw.url("/v1beta/models/demo-chat:streamGenerateContent?alt=sse"),
+        &[("x-goog-api-key", key)],
+        &json!({"contents": [{"role": "user", "parts": [{"text": "ping"}]}]}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text: String = reply
+        .sse_data()
+        .iter()
+        .filter_map(|d| {
+            serde_json::from_str::<Value>(d).ok()?["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(text, "Hello from the llmux demo provider! You said: ping");
+    let reply = post_with(
+        &gw.url("/v1/responses"),
+        &[("authorization", &format!("Bearer {key}"))],
+        &json!({"model": "demo-chat", "input": "ping"}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["status"], "completed");
+    // Token counting, locally.
+    let reply = post_with(
+        &gw.url("/v1/messages/count_tokens"),
+        &[("x-api-key", key)],
+        &json!({"model": "demo-chat", "messages": [{"role": "user", "content": "12345678"}]}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["input_tokens"], 2 + 4);
+    let reply = get(&gw.url("/v1/providers"), Some(key)).await;
+    assert_eq!(reply.status, 200);
+    let v = reply.json();
+    assert_eq!(v["data"][0]["provider"], "demo", "{v}");
+    assert!(!reply.text().contains(key));
 }

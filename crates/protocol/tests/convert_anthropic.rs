@@ -725,7 +725,13 @@ fn content_without_an_ir_form_is_rejected_by_name() {
         }
     }
     let bad = br#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"tool_use","name":"x"}]}]}"#;
-    assert!(matches!(request_to_ir(bad), Err(ConvertError::Json(_))));
+    // The error names where the problem is.
+    match request_to_ir(bad) {
+        Err(ConvertError::Invalid { field, .. }) => {
+            assert!(field.starts_with("messages[0]"), "{field}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 // ---------------------------------------------------------------------------

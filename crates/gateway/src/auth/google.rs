@@ -182,6 +182,7 @@ impl GoogleAuth {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use aws_lc_rs::encoding::AsDer;

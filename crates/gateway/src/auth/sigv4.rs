@@ -228,6 +228,7 @@ fn amz_dates(unix: u64) -> (String, String) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

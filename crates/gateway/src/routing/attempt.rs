@@ -202,6 +202,9 @@ pub async fn forward_json(
             )));
         }
         let channel = &rt.channels[cand.channel];
+        if let Some(why) = &channel.auth_problem {
+            return Some(Prepared::Unserved(why.clone()));
+        }
         let upstream_format = if req.endpoint == Endpoint::ChatCompletions {
             match upstream::format_for(cand.engine, &channel.base_url, client) {
                 Some(f) => f,
@@ -229,7 +232,14 @@ pub async fn forward_json(
         }
         if ir.is_none() {
             match dispatch::request_to_ir(client, &req.body) {
-                Ok(parsed) => ir = Some(parsed),
+                Ok(mut parsed) => {
+                    // Gemini names the model and the streaming method in the URL.
+                    if client == Format::Gemini {
+                        parsed.model.clone_from(&req.peek.model);
+                        parsed.stream = req.peek.stream;
+                    }
+                    ir = Some(parsed);
+                }
                 Err(e) => {
                     return Some(Prepared::Answer(
                         ApiError::bad_request(e.to_string()).into_response(client),
@@ -322,6 +332,7 @@ enum Blocked {
 
 /// Walk the candidates (first pass: each once; later passes: their further keys) within the
 /// attempt budget and the request's deadline, until one answers.
+#[allow(clippy::too_many_arguments)] // the request's parts; a struct would only rename them
 pub async fn run_attempts(
     app: &App,
     rt: &Arc<Runtime>,

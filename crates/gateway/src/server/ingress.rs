@@ -31,27 +31,10 @@ pub struct GeminiCall {
     pub method: GeminiMethod,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GeminiMethod {
-    Generate,
-    Stream,
-    CountTokens,
-}
+pub use protocol::convert::gemini::Method as GeminiMethod;
 
-/// Parses `/v1beta/models/{model}:{method}` (also `/v1/...`); the model may contain `/`
-/// segments only as `models/{model}` (e.g. `tunedModels` are not served).
 pub fn gemini_call(path: &str) -> Option<GeminiCall> {
-    let rest = path
-        .strip_prefix("/v1beta/models/")
-        .or_else(|| path.strip_prefix("/v1/models/"))?;
-    let (model, method) = rest.rsplit_once(':')?;
-    let method = match method {
-        "generateContent" => GeminiMethod::Generate,
-        "streamGenerateContent" => GeminiMethod::Stream,
-        "countTokens" => GeminiMethod::CountTokens,
-        _ => return None,
-    };
-    (!model.is_empty() && !model.contains('/')).then(|| GeminiCall {
+    protocol::convert::gemini::model_from_path(path).map(|(model, method)| GeminiCall {
         model: model.to_string(),
         method,
     })
@@ -123,7 +106,7 @@ pub async fn gemini(
         Ok(v) => v,
         Err(e) => return body_error(e).into_response(client),
     };
-    let stream = call.method == GeminiMethod::Stream;
+    let stream = call.method == GeminiMethod::StreamGenerateContent;
     let peek = RequestPeek {
         view,
         model: call.model,
@@ -168,7 +151,12 @@ pub async fn count_tokens(
     if let Err(e) = crate::routing::candidates(rt, key, &model) {
         return e.into_response(client);
     }
-    let tokens = estimate::input_tokens(&ir);
+    let costs = match client {
+        Format::Anthropic => &estimate::ANTHROPIC,
+        Format::Gemini => &estimate::GEMINI,
+        Format::OpenAiChat | Format::OpenAiResponses => &estimate::OPENAI,
+    };
+    let tokens = estimate::input_tokens(&ir, costs);
     let out = match client {
         Format::Anthropic => json!({ "input_tokens": tokens }),
         Format::Gemini => json!({ "totalTokens": tokens }),
@@ -237,15 +225,9 @@ mod tests {
             gemini_call("/v1beta/models/gemini-2.5-flash:streamGenerateContent"),
             Some(GeminiCall {
                 model: "gemini-2.5-flash".into(),
-                method: GeminiMethod::Stream
+                method: GeminiMethod::StreamGenerateContent
             })
         );
-        assert_eq!(
-            gemini_call("/v1/models/m:countTokens").map(|c| c.method),
-            Some(GeminiMethod::CountTokens)
-        );
         assert_eq!(gemini_call("/v1beta/models/m:embedContent"), None);
-        assert_eq!(gemini_call("/v1beta/models/:generateContent"), None);
-        assert_eq!(gemini_call("/v1beta/models/a/b:generateContent"), None);
     }
 }

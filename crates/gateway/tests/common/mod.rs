@@ -92,12 +92,17 @@ impl Reply {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-    /// The `data:` payloads of an SSE body, in order.
+    /// The `data:` payloads of an SSE body, in order (`event:` lines skipped).
     pub fn sse_data(&self) -> Vec<String> {
         self.text()
             .split("\n\n")
-            .filter_map(|ev| ev.strip_prefix("data: "))
-            .map(str::to_string)
+            .filter_map(|ev| {
+                let data: Vec<&str> = ev
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                (!data.is_empty()).then(|| data.join("\n"))
+            })
             .collect()
     }
     /// Assert the OpenAI error shape and return the error object.

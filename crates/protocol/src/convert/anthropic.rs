@@ -1971,53 +1971,10 @@ fn parse_error_value(data: &str) -> ApiError {
 // Token estimate
 // ---------------------------------------------------------------------------
 
-/// Tokens charged per image (Anthropic: about width*height/750, at most
-/// ~1600 for a full-size image).
-pub const IMAGE_TOKENS: u64 = 1600;
-/// Tokens charged per document (a few PDF pages of text plus page images).
-pub const FILE_TOKENS: u64 = 3000;
-/// Per-message and per-tool framing overhead.
-pub const MESSAGE_OVERHEAD: u64 = 4;
-
-/// A local estimate of the prompt size for `/v1/messages/count_tokens` when
-/// the upstream cannot count: one token per 4 characters (rounded up) of all
-/// text, reasoning, tool calls and results, and tool names, descriptions and
-/// schemas, plus [`IMAGE_TOKENS`] per image, [`FILE_TOKENS`] per document,
-/// and [`MESSAGE_OVERHEAD`] per message and tool.
+/// A local estimate of the prompt size for `/v1/messages/count_tokens` (see
+/// [`crate::ir::estimate`] for the rule and [`crate::ir::estimate::ANTHROPIC`] for the costs).
 pub fn estimate_input_tokens(req: &ChatRequest) -> u64 {
-    fn count_parts(parts: &[Part], chars: &mut u64, fixed: &mut u64) {
-        for p in parts {
-            match p {
-                Part::Text { text, .. } | Part::Reasoning { text, .. } => {
-                    *chars += text.chars().count() as u64;
-                }
-                Part::Image { .. } => *fixed += IMAGE_TOKENS,
-                Part::File { .. } | Part::Audio { .. } => *fixed += FILE_TOKENS,
-                Part::ToolCall {
-                    name, arguments, ..
-                } => *chars += (name.len() + arguments.len()) as u64,
-                Part::ToolResult { content, .. } => count_parts(content, chars, fixed),
-                Part::RedactedReasoning { .. } => {}
-            }
-        }
-    }
-    let mut chars = 0u64;
-    let mut fixed = 0u64;
-    count_parts(&req.system, &mut chars, &mut fixed);
-    for m in &req.messages {
-        fixed += MESSAGE_OVERHEAD;
-        count_parts(&m.content, &mut chars, &mut fixed);
-    }
-    for t in &req.tools {
-        fixed += MESSAGE_OVERHEAD;
-        chars += t.name.len() as u64;
-        chars += t
-            .description
-            .as_ref()
-            .map_or(0, |d| d.chars().count() as u64);
-        chars += t.parameters.to_string().len() as u64;
-    }
-    chars.div_ceil(4) + fixed
+    crate::ir::estimate::input_tokens(req, &crate::ir::estimate::ANTHROPIC)
 }
 
 #[cfg(test)]

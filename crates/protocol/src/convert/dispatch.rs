@@ -94,8 +94,13 @@ pub fn encoder(format: Format, ctx: &EncodeCtx) -> Box<dyn EncodeStream + Send> 
             ctx.created,
             ctx.include_usage,
         )),
-        Format::OpenAiResponses => Box::new(responses::StreamEncoder::default()),
+        Format::OpenAiResponses => Box::new(responses::StreamEncoder::new(
+            ctx.id.clone(),
+            ctx.model.clone(),
+            ctx.created,
+        )),
         Format::Anthropic => Box::new(anthropic::StreamEncoder::new()),
-        Format::Gemini => Box::new(gemini::StreamEncoder::default()),
+        Format::Gemini if ctx.json_array => Box::new(gemini::StreamEncoder::json_array()),
+        Format::Gemini => Box::new(gemini::StreamEncoder::new()),
     }
 }

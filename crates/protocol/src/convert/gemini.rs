@@ -1958,48 +1958,10 @@ fn api_error_from_value(error: &Value, fallback_status: u16) -> ApiError {
 // Token counting
 // ---------------------------------------------------------------------------
 
-/// Tokens a non-text part counts as: Gemini bills a small image at 258
-/// tokens; the same flat figure stands in for audio and files, whose real
-/// cost depends on duration and pages we cannot see.
-const MEDIA_TOKENS: u64 = 258;
-
-/// A rough prompt size for `countTokens` when the upstream cannot count:
-/// characters of all text (system, messages, tool calls and results, tool
-/// declarations as JSON) divided by 4, rounded up, plus 258 per media part.
-/// It is an estimate for budgeting, not the model's tokenizer.
+/// A rough prompt size for `countTokens` when the upstream cannot count (see
+/// [`crate::ir::estimate`] for the rule and [`crate::ir::estimate::GEMINI`] for the costs).
 pub fn estimate_input_tokens(req: &ChatRequest) -> u64 {
-    fn part_chars(part: &Part, chars: &mut u64, media: &mut u64) {
-        match part {
-            Part::Text { text, .. } | Part::Reasoning { text, .. } => {
-                *chars += text.chars().count() as u64;
-            }
-            Part::ToolCall {
-                name, arguments, ..
-            } => *chars += (name.chars().count() + arguments.chars().count()) as u64,
-            Part::ToolResult { content, .. } => {
-                for p in content {
-                    part_chars(p, chars, media);
-                }
-            }
-            Part::Image { .. } | Part::Audio { .. } | Part::File { .. } => *media += 1,
-            Part::RedactedReasoning { .. } => {}
-        }
-    }
-    let mut chars = 0u64;
-    let mut media = 0u64;
-    for part in req
-        .system
-        .iter()
-        .chain(req.messages.iter().flat_map(|m| &m.content))
-    {
-        part_chars(part, &mut chars, &mut media);
-    }
-    for tool in &req.tools {
-        chars += tool.name.chars().count() as u64;
-        chars += tool.description.as_deref().map_or(0, |d| d.chars().count()) as u64;
-        chars += tool.parameters.to_string().chars().count() as u64;
-    }
-    chars.div_ceil(4) + media * MEDIA_TOKENS
+    crate::ir::estimate::input_tokens(req, &crate::ir::estimate::GEMINI)
 }
 
 /// A `countTokens` response body: `{"totalTokens": n}`.
