@@ -43,6 +43,8 @@ pub struct Settings {
     pub default_timeout: Duration,
     pub model_timeout: Option<PerModel<f64>>,
     pub max_body_bytes: u64,
+    /// Fetching image URLs for upstreams that need inline bytes.
+    pub media: crate::providers::media::MediaLimits,
 }
 
 /// Key-pool settings from a provider's preferences (uni-api keys and llmux extensions).
@@ -261,6 +263,7 @@ impl Runtime {
                 .preferences
                 .max_request_body_bytes
                 .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            media: crate::providers::media::MediaLimits::default(),
         };
         Ok((
             Runtime {

@@ -5,5 +5,7 @@ pub mod client;
 pub mod demo;
 pub mod discovery;
 pub mod engine;
+pub mod media;
+pub mod suffixes;
 pub mod upstream;
 pub mod urls;

@@ -36,6 +36,11 @@ pub fn chat_format(engine: Engine, base_url: &str) -> Option<Format> {
     }
 }
 
+/// Upstreams that cannot fetch image URLs themselves: llmux inlines the bytes.
+pub fn needs_inline_media(engine: Engine, format: Format) -> bool {
+    format == Format::Gemini || engine == Engine::Aws
+}
+
 /// Whether the engine serves this endpoint at all (the non-chat OpenAI endpoints only exist on
 /// OpenAI-style upstreams).
 pub fn serves(engine: Engine, endpoint: Endpoint) -> bool {
@@ -111,6 +116,7 @@ pub fn url(
     upstream_model: &str,
     streaming: Streaming,
 ) -> String {
+    let upstream_model = crate::providers::suffixes::upstream_model(engine, upstream_model);
     if endpoint == Endpoint::ChatCompletions
         && format == Format::OpenAiResponses
         && !matches!(engine, Engine::Azure | Engine::AzureDatabricks)

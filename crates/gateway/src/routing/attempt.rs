@@ -24,8 +24,8 @@ use crate::keypool::limits::Cost;
 use crate::keypool::{Acquire, Lease, Observed, ratelimit_headers};
 use crate::providers::demo;
 use crate::providers::engine::Engine;
-use crate::providers::upstream;
 use crate::providers::urls::Endpoint;
+use crate::providers::{media, suffixes, upstream};
 use crate::runtime::{Candidate, Channel, ClientKey, Runtime};
 use crate::server::body::{RespBody, full};
 use crate::server::relay::Relay;
@@ -190,6 +190,12 @@ pub async fn forward_json(
     // candidate speaks another format.
     let mut ir: Option<ChatRequest> = None;
     let client = req.client;
+    if needs_inlined_images(rt, &req, &candidates) {
+        match inline_images(app, rt, &req).await {
+            Ok(parsed) => ir = parsed,
+            Err(resp) => return *resp,
+        }
+    }
     run_attempts(app, rt, key, &model, &candidates, client, cost, |cand| {
         if cand.engine == Engine::Demo {
             return Some(Prepared::Answer(demo::respond(&req, &cand.upstream_model)));
@@ -231,15 +237,8 @@ pub async fn forward_json(
             return Some(Prepared::Upstream(send));
         }
         if ir.is_none() {
-            match dispatch::request_to_ir(client, &req.body) {
-                Ok(mut parsed) => {
-                    // Gemini names the model and the streaming method in the URL.
-                    if client == Format::Gemini {
-                        parsed.model.clone_from(&req.peek.model);
-                        parsed.stream = req.peek.stream;
-                    }
-                    ir = Some(parsed);
-                }
+            match parse_ir(&req) {
+                Ok(parsed) => ir = Some(parsed),
                 Err(e) => {
                     return Some(Prepared::Answer(
                         ApiError::bad_request(e.to_string()).into_response(client),
@@ -261,6 +260,45 @@ pub async fn forward_json(
     .await
 }
 
+/// The client's request in canonical form.
+fn parse_ir(req: &JsonRequest) -> Result<ChatRequest, protocol::convert::ConvertError> {
+    let mut parsed = dispatch::request_to_ir(req.client, &req.body)?;
+    // Gemini names the model and the streaming method in the URL.
+    if req.client == Format::Gemini {
+        parsed.model.clone_from(&req.peek.model);
+        parsed.stream = req.peek.stream;
+    }
+    Ok(parsed)
+}
+
+/// Some candidate converts to a format that needs image bytes, and the body may hold a URL.
+fn needs_inlined_images(rt: &Runtime, req: &JsonRequest, candidates: &[Candidate]) -> bool {
+    req.endpoint == Endpoint::ChatCompletions
+        && memchr::memmem::find(&req.body, b"http").is_some()
+        && candidates.iter().any(|c| {
+            let channel = &rt.channels[c.channel];
+            upstream::format_for(c.engine, &channel.base_url, req.client)
+                .is_some_and(|f| f != req.client && upstream::needs_inline_media(c.engine, f))
+        })
+}
+
+/// Parses the request and fetches its image URLs; the error is the client's answer.
+async fn inline_images(
+    app: &App,
+    rt: &Runtime,
+    req: &JsonRequest,
+) -> Result<Option<ChatRequest>, Box<Response<RespBody>>> {
+    let bad = |msg: String| Box::new(ApiError::bad_request(msg).into_response(req.client));
+    let mut parsed = parse_ir(req).map_err(|e| bad(e.to_string()))?;
+    if !media::has_remote_images(&parsed) {
+        return Ok(Some(parsed));
+    }
+    media::inline_remote_images(&mut parsed, &app.client, &rt.settings.media)
+        .await
+        .map_err(bad)?;
+    Ok(Some(parsed))
+}
+
 /// The request re-encoded for an upstream of another format.
 fn converted_send(
     endpoint: Endpoint,
@@ -272,7 +310,8 @@ fn converted_send(
     json_array: bool,
 ) -> Prepared {
     let mut req = canonical.clone();
-    req.model = cand.upstream_model.to_string();
+    suffixes::apply(&mut req, cand.engine, &cand.alias, &cand.upstream_model);
+    req.model = suffixes::upstream_model(cand.engine, &cand.upstream_model).to_string();
     let encoded = if upstream_format == Format::OpenAiChat {
         let opts = upstream::openai_options(cand.engine, &channel.base_url);
         protocol::convert::openai_chat::request_from_ir_with(&req, &opts)
