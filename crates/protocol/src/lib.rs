@@ -13,6 +13,7 @@
 
 pub mod body;
 pub mod convert;
+pub mod eventstream;
 pub mod ir;
 pub mod sse;
 pub mod wire;

@@ -14,6 +14,9 @@ use crate::ir::StreamEvent;
 use crate::sse::SseEvent;
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod cloudflare;
+pub mod cohere;
 pub mod dispatch;
 pub mod gemini;
 pub mod openai_chat;

@@ -2,6 +2,9 @@
 //! `extra` map (`#[serde(flatten)]`) so vendor additions survive.
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod cloudflare;
+pub mod cohere;
 pub mod gemini;
 pub mod openai;
 pub mod responses;
