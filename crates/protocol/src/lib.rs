@@ -11,6 +11,7 @@
 //! - [`wire`]: typed wire structs per format. [`openai`]: OpenAI wire types (chat completions, chunks, usage, models),
 //!   cheap usage extraction from stream chunks, and error bodies.
 
+pub mod base64;
 pub mod body;
 pub mod convert;
 pub mod eventstream;

@@ -13,7 +13,7 @@ use http::{Request, header};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use crate::auth::base64;
+use protocol::base64;
 use crate::providers::client::UpstreamClient;
 use crate::server::body::full;
 

@@ -188,7 +188,7 @@ async fn fetch_image(
     let media_type = sniff(&bytes).ok_or("not a PNG, JPEG, GIF or WebP image")?;
     Ok(MediaSource::Base64 {
         media_type: media_type.to_string(),
-        data: crate::auth::base64::encode(&bytes),
+        data: protocol::base64::encode(&bytes),
     })
 }
 

@@ -265,7 +265,7 @@ pub fn auth_headers(engine: Engine, secret: &str, out: &mut Vec<(HeaderName, Hea
             }
         }
         Engine::AzureDatabricks => {
-            let token = crate::auth::base64::encode(format!("token:{secret}").as_bytes());
+            let token = protocol::base64::encode(format!("token:{secret}").as_bytes());
             if let Some(v) = value(&format!("Basic {token}")) {
                 out.push((header::AUTHORIZATION, v));
             }

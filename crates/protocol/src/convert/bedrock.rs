@@ -1047,7 +1047,7 @@ pub fn anthropic_invoke_chunk(payload: &[u8]) -> Result<Vec<u8>, ConvertError> {
         bytes: String,
     }
     let chunk: Chunk = serde_json::from_slice(payload)?;
-    base64::decode(&chunk.bytes)
+    crate::base64::decode(&chunk.bytes)
         .ok_or_else(|| ConvertError::invalid("chunk.bytes", "not valid base64"))
 }
 
@@ -1056,7 +1056,7 @@ pub fn anthropic_invoke_chunk(payload: &[u8]) -> Result<Vec<u8>, ConvertError> {
 pub fn anthropic_invoke_chunk_payload(event_json: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(event_json.len() * 4 / 3 + 16);
     out.extend_from_slice(b"{\"bytes\":\"");
-    base64::encode_into(event_json, &mut out);
+    out.extend_from_slice(crate::base64::encode(event_json).as_bytes());
     out.extend_from_slice(b"\"}");
     out
 }
@@ -1112,89 +1112,3 @@ pub fn anthropic_invoke_event(
     }
 }
 
-/// Standard base64 (RFC 4648, with padding), for the `bytes` blobs of
-/// InvokeModel stream chunks.
-mod base64 {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode_into(input: &[u8], out: &mut Vec<u8>) {
-        for chunk in input.chunks(3) {
-            let b = [
-                chunk.first().copied().unwrap_or(0),
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    let idx = ((n >> (18 - 6 * i)) & 63) as usize;
-                    out.push(ALPHABET[idx]);
-                } else {
-                    out.push(b'=');
-                }
-            }
-        }
-    }
-
-    fn value(c: u8) -> Option<u32> {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        Some(u32::from(v))
-    }
-
-    /// Decodes padded or unpadded base64; `None` on any other character.
-    pub fn decode(text: &str) -> Option<Vec<u8>> {
-        let bytes = text.trim_end_matches('=').as_bytes();
-        if bytes.len() % 4 == 1 {
-            return None;
-        }
-        let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-        for chunk in bytes.chunks(4) {
-            let mut n = 0u32;
-            for (i, &c) in chunk.iter().enumerate() {
-                n |= value(c)? << (18 - 6 * i);
-            }
-            out.push((n >> 16) as u8);
-            if chunk.len() > 2 {
-                out.push((n >> 8) as u8);
-            }
-            if chunk.len() > 3 {
-                out.push(n as u8);
-            }
-        }
-        Some(out)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn rfc4648_vectors_round_trip() {
-            let vectors: [(&str, &str); 7] = [
-                ("", ""),
-                ("f", "Zg=="),
-                ("fo", "Zm8="),
-                ("foo", "Zm9v"),
-                ("foob", "Zm9vYg=="),
-                ("fooba", "Zm9vYmE="),
-                ("foobar", "Zm9vYmFy"),
-            ];
-            for (plain, encoded) in vectors {
-                let mut out = Vec::new();
-                encode_into(plain.as_bytes(), &mut out);
-                assert_eq!(out, encoded.as_bytes());
-                assert_eq!(decode(encoded).as_deref(), Some(plain.as_bytes()));
-            }
-            assert_eq!(decode("Zm9vYg").as_deref(), Some(&b"foob"[..]));
-            assert_eq!(decode("Zm9v!g=="), None);
-            assert_eq!(decode("Z"), None);
-        }
-    }
-}

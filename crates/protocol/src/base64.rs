@@ -1,5 +1,6 @@
-//! Base64 (RFC 4648): the standard alphabet with padding for Basic auth and PEM, the URL-safe
-//! alphabet without padding for JWTs. Small enough to keep rather than add a crate.
+//! Base64 (RFC 4648): the standard alphabet with padding (Basic auth, PEM, inline media, Bedrock
+//! chunks), the URL-safe alphabet without padding (JWTs). Small enough to keep rather than add a
+//! crate.
 
 const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -68,6 +69,7 @@ pub fn decode(input: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
