@@ -95,6 +95,8 @@ pub struct Channel {
     pub vertex: Option<VertexTarget>,
     /// Why this channel cannot authenticate (a broken service account), if so.
     pub auth_problem: Option<String>,
+    /// AWS Bedrock: credentials and region for SigV4.
+    pub aws: Option<(crate::auth::sigv4::AwsCredentials, String)>,
     pub config: ProviderConfig,
 }
 
@@ -378,6 +380,7 @@ fn build_channel(
             .filter(|r| !r.trim().is_empty())
             .unwrap_or_else(|| "global".to_string()),
     });
+    let aws = aws_credentials(p, &base_url);
     let models = p.model.clone().unwrap_or_default();
     if p.model.is_none() {
         warnings.push(Diagnostic::warning(
@@ -425,9 +428,41 @@ fn build_channel(
             google,
             vertex,
             auth_problem,
+            aws,
             config: p.clone(),
         },
         warnings,
+    ))
+}
+
+/// Bedrock credentials from `aws_access_key` / `aws_secret_key`; the region from `region`, else
+/// from the host (`bedrock-runtime.<region>.amazonaws.com`), else `us-east-1`.
+fn aws_credentials(
+    p: &ProviderConfig,
+    base_url: &str,
+) -> Option<(crate::auth::sigv4::AwsCredentials, String)> {
+    let (access_key, secret_key) = (p.aws_access_key.clone()?, p.aws_secret_key.clone()?);
+    let from_host = base_url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_string))
+        .and_then(|h| {
+            let mut labels = h.split('.');
+            (labels.next()? == "bedrock-runtime").then(|| labels.next().map(str::to_string))?
+        });
+    let region = p
+        .region
+        .clone()
+        .filter(|r| !r.trim().is_empty())
+        .or(from_host)
+        .unwrap_or_else(|| "us-east-1".to_string());
+    Some((
+        crate::auth::sigv4::AwsCredentials {
+            access_key,
+            secret_key,
+            session_token: None,
+        },
+        region,
     ))
 }
 

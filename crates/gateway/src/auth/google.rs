@@ -13,9 +13,9 @@ use http::{Request, header};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use protocol::base64;
 use crate::providers::client::UpstreamClient;
 use crate::server::body::full;
+use protocol::base64;
 
 /// Google's OAuth token endpoint (service-account JSON `token_uri`).
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";

@@ -139,7 +139,7 @@ fn respond_converted(req: &JsonRequest, model: &str) -> Response<RespBody> {
         Err(e) => return ApiError::bad_request(e).into_response(client),
     };
     let conv = Conversion {
-        upstream: Format::OpenAiChat,
+        upstream: crate::providers::upstream::Wire::Api(Format::OpenAiChat),
         client,
         ctx: EncodeCtx {
             id: format!("demo{:016x}", fastrand::u64(..)),

@@ -15,30 +15,55 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Azure OpenAI `api-version` used when the base_url names none (uni-api's default).
 pub const AZURE_API_VERSION: &str = "2025-01-01-preview";
 
-/// The chat wire format an engine speaks; `None` for engines this build cannot serve yet.
-pub fn chat_format(engine: Engine, base_url: &str) -> Option<Format> {
+/// The wire format of one upstream call: one of the client-facing API formats, or one only
+/// spoken to upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Api(Format),
+    /// AWS Bedrock Converse / ConverseStream (binary event stream).
+    Bedrock,
+    /// Cohere Chat v2.
+    Cohere,
+    /// Cloudflare Workers AI text generation.
+    Cloudflare,
+}
+
+impl Wire {
+    /// The client-facing format this wire is, if it is one.
+    pub fn api(self) -> Option<Format> {
+        match self {
+            Wire::Api(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// The chat wire format an engine speaks; `None` for engines this build cannot serve.
+pub fn chat_format(engine: Engine, base_url: &str) -> Option<Wire> {
+    let api = |f| Some(Wire::Api(f));
     match engine {
         Engine::OpenAi | Engine::OpenRouter | Engine::Azure | Engine::AzureDatabricks
             if is_responses_url(base_url) =>
         {
-            Some(Format::OpenAiResponses)
+            api(Format::OpenAiResponses)
         }
         Engine::OpenAi | Engine::OpenRouter | Engine::Azure | Engine::AzureDatabricks => {
-            Some(Format::OpenAiChat)
+            api(Format::OpenAiChat)
         }
-        Engine::Demo => Some(Format::OpenAiChat),
-        Engine::Codex => Some(Format::OpenAiResponses),
-        Engine::Claude => Some(Format::Anthropic),
-        Engine::Gemini => Some(Format::Gemini),
-        Engine::VertexGemini => Some(Format::Gemini),
-        Engine::VertexClaude => Some(Format::Anthropic),
-        Engine::Aws | Engine::Cohere | Engine::Cloudflare | Engine::DoubaoTranslation => None,
+        Engine::Demo => api(Format::OpenAiChat),
+        Engine::Codex => api(Format::OpenAiResponses),
+        Engine::Claude | Engine::VertexClaude => api(Format::Anthropic),
+        Engine::Gemini | Engine::VertexGemini => api(Format::Gemini),
+        Engine::Aws => Some(Wire::Bedrock),
+        Engine::Cohere => Some(Wire::Cohere),
+        Engine::Cloudflare => Some(Wire::Cloudflare),
+        Engine::DoubaoTranslation => None,
     }
 }
 
 /// Upstreams that cannot fetch image URLs themselves: llmux inlines the bytes.
-pub fn needs_inline_media(engine: Engine, format: Format) -> bool {
-    format == Format::Gemini || engine == Engine::Aws
+pub fn needs_inline_media(wire: Wire) -> bool {
+    matches!(wire, Wire::Api(Format::Gemini) | Wire::Bedrock)
 }
 
 /// Whether the engine serves this endpoint at all (the non-chat OpenAI endpoints only exist on
@@ -56,14 +81,14 @@ pub fn serves(engine: Engine, endpoint: Endpoint) -> bool {
 /// The wire format to call a channel in for a client speaking `client`: the client's own when
 /// the channel speaks it (bytes pass through), else the channel's natural chat format.
 /// OpenAI's own API also serves the Responses API, so Responses clients pass through to it.
-pub fn format_for(engine: Engine, base_url: &str, client: Format) -> Option<Format> {
+pub fn format_for(engine: Engine, base_url: &str, client: Format) -> Option<Wire> {
     let natural = chat_format(engine, base_url)?;
     if client == Format::OpenAiResponses
-        && natural == Format::OpenAiChat
+        && natural == Wire::Api(Format::OpenAiChat)
         && matches!(engine, Engine::OpenAi | Engine::OpenRouter)
         && host_of(base_url) == "api.openai.com"
     {
-        return Some(Format::OpenAiResponses);
+        return Some(Wire::Api(Format::OpenAiResponses));
     }
     Some(natural)
 }
@@ -111,19 +136,45 @@ pub enum Streaming {
 pub fn url(
     channel: &Channel,
     engine: Engine,
-    format: Format,
+    wire: Wire,
     endpoint: Endpoint,
     upstream_model: &str,
     streaming: Streaming,
 ) -> String {
     let upstream_model = crate::providers::suffixes::upstream_model(engine, upstream_model);
     if endpoint == Endpoint::ChatCompletions
-        && format == Format::OpenAiResponses
+        && wire == Wire::Api(Format::OpenAiResponses)
         && !matches!(engine, Engine::Azure | Engine::AzureDatabricks)
     {
         return format!("{}/responses", channel.api_root);
     }
     match engine {
+        Engine::Aws => {
+            let root = channel.base_url.trim_end_matches('/');
+            let root = root.split_once("/model/").map_or(root, |(r, _)| r);
+            let op = if streaming == Streaming::No {
+                "converse"
+            } else {
+                "converse-stream"
+            };
+            format!("{root}/model/{}/{op}", path_segment(upstream_model))
+        }
+        Engine::Cohere => {
+            // `https://api.cohere.com`, `.../v2` or `.../v2/chat` all mean the v2 chat endpoint.
+            let root = channel.base_url.trim_end_matches('/');
+            let root = root.strip_suffix("/chat").unwrap_or(root);
+            let root = root
+                .strip_suffix("/v2")
+                .or_else(|| root.strip_suffix("/v1"))
+                .unwrap_or(root);
+            format!("{root}/v2/chat")
+        }
+        Engine::Cloudflare => {
+            let root = channel.base_url.trim_end_matches('/');
+            let root = root.split_once("/client/v4").map_or(root, |(r, _)| r);
+            let account = channel.config.cf_account_id.as_deref().unwrap_or_default();
+            format!("{root}/client/v4/accounts/{account}/ai/run/{upstream_model}")
+        }
         Engine::Azure => azure_url(&channel.base_url, endpoint, upstream_model),
         Engine::AzureDatabricks => {
             let root = channel.base_url.trim_end_matches('/');
@@ -149,6 +200,20 @@ pub fn url(
         }
         _ => channel.endpoint_url(endpoint),
     }
+}
+
+/// A model id as one URL path segment (Bedrock ids contain `:`).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b));
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Vertex AI: `{root}/v1/projects/{p}/locations/{r}/publishers/{google|anthropic}/models/{m}:{method}`,
@@ -340,16 +405,27 @@ mod tests {
     fn formats_by_engine() {
         assert_eq!(
             chat_format(Engine::Claude, "https://api.anthropic.com"),
-            Some(Format::Anthropic)
+            Some(Wire::Api(Format::Anthropic))
         );
         assert_eq!(
             chat_format(Engine::OpenAi, "https://api.openai.com/v1/responses"),
-            Some(Format::OpenAiResponses)
+            Some(Wire::Api(Format::OpenAiResponses))
         );
         assert_eq!(
             chat_format(Engine::OpenAi, "https://api.openai.com/v1"),
-            Some(Format::OpenAiChat)
+            Some(Wire::Api(Format::OpenAiChat))
         );
-        assert_eq!(chat_format(Engine::Cohere, "https://api.cohere.com"), None);
+        assert_eq!(
+            chat_format(Engine::Cohere, "https://api.cohere.com"),
+            Some(Wire::Cohere)
+        );
+        assert_eq!(
+            chat_format(Engine::DoubaoTranslation, "https://x.volces.com"),
+            None
+        );
+        assert_eq!(
+            path_segment("anthropic.claude-v2:1"),
+            "anthropic.claude-v2%3A1"
+        );
     }
 }

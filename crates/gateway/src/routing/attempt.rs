@@ -24,6 +24,7 @@ use crate::keypool::limits::Cost;
 use crate::keypool::{Acquire, Lease, Observed, ratelimit_headers};
 use crate::providers::demo;
 use crate::providers::engine::Engine;
+use crate::providers::upstream::Wire;
 use crate::providers::urls::Endpoint;
 use crate::providers::{media, suffixes, upstream};
 use crate::runtime::{Candidate, Channel, ClientKey, Runtime};
@@ -101,7 +102,7 @@ pub struct Send {
     /// The client asked for an event stream.
     pub wants_stream: bool,
     /// The wire format the upstream answers in.
-    pub upstream: Format,
+    pub upstream: Wire,
     /// Set when the upstream's format differs from the client's.
     pub convert: Option<Conversion>,
     /// Extra request headers (before the provider's own `headers`).
@@ -109,6 +110,8 @@ pub struct Send {
     /// A Gemini upstream streams a JSON array instead of SSE (passed through to a Gemini
     /// client that asked for one).
     pub json_array: bool,
+    /// The body bytes, kept for request signing (AWS SigV4).
+    pub sign_payload: Option<Bytes>,
 }
 
 impl Send {
@@ -124,10 +127,11 @@ impl Send {
             body,
             content_type: HeaderValue::from_static("application/json"),
             wants_stream,
-            upstream: format,
+            upstream: Wire::Api(format),
             convert: None,
             headers: Vec::new(),
             json_array: false,
+            sign_payload: None,
         }
     }
 }
@@ -223,9 +227,9 @@ pub async fn forward_json(
                 }
             }
         } else {
-            client
+            Wire::Api(client)
         };
-        if upstream_format == client {
+        if upstream_format == Wire::Api(client) {
             let mut send = Send::same_format(
                 req.endpoint,
                 full(upstream::patch_body(cand.engine, json_body_for(&req, cand))),
@@ -278,7 +282,7 @@ fn needs_inlined_images(rt: &Runtime, req: &JsonRequest, candidates: &[Candidate
         && candidates.iter().any(|c| {
             let channel = &rt.channels[c.channel];
             upstream::format_for(c.engine, &channel.base_url, req.client)
-                .is_some_and(|f| f != req.client && upstream::needs_inline_media(c.engine, f))
+                .is_some_and(|w| w != Wire::Api(req.client) && upstream::needs_inline_media(w))
         })
 }
 
@@ -305,18 +309,22 @@ fn converted_send(
     canonical: &ChatRequest,
     channel: &Channel,
     cand: &Candidate,
-    upstream_format: Format,
+    upstream_format: Wire,
     client: Format,
     json_array: bool,
 ) -> Prepared {
     let mut req = canonical.clone();
     suffixes::apply(&mut req, cand.engine, &cand.alias, &cand.upstream_model);
     req.model = suffixes::upstream_model(cand.engine, &cand.upstream_model).to_string();
-    let encoded = if upstream_format == Format::OpenAiChat {
-        let opts = upstream::openai_options(cand.engine, &channel.base_url);
-        protocol::convert::openai_chat::request_from_ir_with(&req, &opts)
-    } else {
-        dispatch::request_from_ir(upstream_format, &req)
+    let encoded = match upstream_format {
+        Wire::Api(Format::OpenAiChat) => {
+            let opts = upstream::openai_options(cand.engine, &channel.base_url);
+            protocol::convert::openai_chat::request_from_ir_with(&req, &opts)
+        }
+        Wire::Api(f) => dispatch::request_from_ir(f, &req),
+        Wire::Bedrock => protocol::convert::bedrock::request_from_ir(&req),
+        Wire::Cohere => protocol::convert::cohere::request_from_ir(&req),
+        Wire::Cloudflare => protocol::convert::cloudflare::request_from_ir(&req),
     };
     let body = match encoded {
         Ok(b) => b,
@@ -329,9 +337,11 @@ fn converted_send(
         include_usage: canonical.include_usage,
         json_array,
     };
+    let body = upstream::patch_body(cand.engine, Bytes::from(body));
+    let sign_payload = (upstream_format == Wire::Bedrock).then(|| body.clone());
     Prepared::Upstream(Send {
         endpoint,
-        body: full(upstream::patch_body(cand.engine, Bytes::from(body))),
+        body: full(body),
         content_type: HeaderValue::from_static("application/json"),
         wants_stream: canonical.stream,
         upstream: upstream_format,
@@ -342,6 +352,7 @@ fn converted_send(
         }),
         headers: Vec::new(),
         json_array: false,
+        sign_payload,
     })
 }
 
@@ -684,6 +695,7 @@ fn build_request(
         "application/json"
     };
     let extra = send.headers;
+    let sign_payload = send.sign_payload;
     let mut req = Request::post(&url)
         .header(header::CONTENT_TYPE, send.content_type)
         .header(header::ACCEPT, accept)
@@ -710,6 +722,24 @@ fn build_request(
     // `anthropic-version`).
     for (name, value) in &channel.headers {
         headers.insert(name.clone(), value.clone());
+    }
+    // Signing covers the final headers, so it comes after everything else.
+    if let (Some((creds, region)), Some(payload)) = (&channel.aws, &sign_payload) {
+        let uri = req.uri().clone();
+        let now = unix_ms() / 1000;
+        crate::auth::sigv4::sign(
+            creds,
+            &crate::auth::sigv4::SignRequest {
+                method: &http::Method::POST,
+                uri: &uri,
+                payload,
+                region,
+                service: "bedrock",
+                now,
+                double_encode_path: true,
+            },
+            req.headers_mut(),
+        );
     }
     Ok(req)
 }
@@ -810,12 +840,16 @@ async fn attempt(
             class: Some(c.class),
             message: c.message,
             body,
-            format: Some(upstream_format),
+            format: upstream_format.api(),
         };
         // The request itself is at fault (or the provider says not to retry): another key
         // or channel would refuse it too.
         if !retry {
-            let client = convert.as_ref().map_or(upstream_format, |c| c.client);
+            let client = convert
+                .as_ref()
+                .map(|c| c.client)
+                .or(upstream_format.api())
+                .unwrap_or(Format::OpenAiChat);
             return Outcome::Done(relay_error(failure, client));
         }
         return Outcome::Retry(failure);
@@ -827,6 +861,24 @@ async fn attempt(
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     let (parts, incoming) = resp.into_parts();
     let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
+    let is_event_stream = content_type
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/vnd.amazon.eventstream"));
+    if let Some(conv) = convert.as_ref().filter(|_| is_event_stream) {
+        // Bedrock's binary stream: decoded (and checksummed) frame by frame by the relay.
+        if let Some(l) = lease.as_mut() {
+            l.success();
+        }
+        let transcode = Some(StreamTranscoder::new(conv));
+        let relay = Relay::new(incoming, None, timeout, true, lease, transcode);
+        return Outcome::Done(client_response(
+            status,
+            Some(stream_content_type(conv)),
+            relay,
+            true,
+        ));
+    }
     if is_sse {
         match first_event(incoming, timeout).await {
             Ok((prefix, incoming)) => {

@@ -245,10 +245,11 @@ pub async fn multipart_endpoint(
             body,
             content_type: content_type.clone(),
             wants_stream: false,
-            upstream: client,
+            upstream: upstream::Wire::Api(client),
             convert: None,
             headers: Vec::new(),
             json_array: false,
+            sign_payload: None,
         }))
     })
     .await

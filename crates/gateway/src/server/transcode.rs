@@ -3,9 +3,11 @@
 //! soon as the upstream sends it.
 
 use protocol::convert::dispatch::{self, EncodeCtx};
-use protocol::convert::{DecodeStream, EncodeStream};
-use protocol::ir::{ApiError, ErrorKind, Format, StreamEvent, Usage};
+use protocol::convert::{ConvertError, DecodeStream, EncodeStream, bedrock, cloudflare, cohere};
+use protocol::ir::{ApiError, ChatResponse, ErrorKind, Format, StreamEvent, Usage};
 use protocol::sse::SseDecoder;
+
+use crate::providers::upstream::Wire;
 
 /// Largest single upstream SSE event accepted while transcoding.
 const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
@@ -13,7 +15,7 @@ const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 /// Which formats a conversion joins, and what the client encoder needs.
 #[derive(Debug, Clone)]
 pub struct Conversion {
-    pub upstream: Format,
+    pub upstream: Wire,
     pub client: Format,
     pub ctx: EncodeCtx,
 }
@@ -21,7 +23,7 @@ pub struct Conversion {
 /// Converts a complete upstream body into the client's format; returns the body and the
 /// usage it reported.
 pub fn convert_body(conv: &Conversion, body: &[u8]) -> Result<(Vec<u8>, Usage), String> {
-    let mut resp = dispatch::response_to_ir(conv.upstream, body)
+    let mut resp = response_to_ir(conv.upstream, body)
         .map_err(|e| format!("cannot read the upstream answer: {e}"))?;
     if resp.created == 0 {
         resp.created = conv.ctx.created;
@@ -32,10 +34,77 @@ pub fn convert_body(conv: &Conversion, body: &[u8]) -> Result<(Vec<u8>, Usage), 
     Ok((dispatch::response_from_ir(conv.client, &resp), resp.usage))
 }
 
-/// Upstream SSE bytes in, client stream bytes out.
+fn response_to_ir(wire: Wire, body: &[u8]) -> Result<ChatResponse, ConvertError> {
+    match wire {
+        Wire::Api(f) => dispatch::response_to_ir(f, body),
+        Wire::Bedrock => bedrock::response_to_ir(body),
+        Wire::Cohere => cohere::response_to_ir(body),
+        Wire::Cloudflare => cloudflare::response_to_ir(body),
+    }
+}
+
+/// How upstream stream bytes become canonical events.
+enum Input {
+    /// Server-sent events, decoded by the format's decoder.
+    Sse {
+        sse: SseDecoder,
+        decode: Box<dyn DecodeStream + Send>,
+    },
+    /// Bedrock's binary event stream.
+    Bedrock(bedrock::StreamDecoder),
+}
+
+impl Input {
+    fn new(wire: Wire) -> Self {
+        let sse = |decode: Box<dyn DecodeStream + Send>| Input::Sse {
+            sse: SseDecoder::new(MAX_EVENT_BYTES),
+            decode,
+        };
+        match wire {
+            Wire::Api(f) => sse(dispatch::decoder(f)),
+            Wire::Cohere => sse(Box::new(cohere::StreamDecoder::new())),
+            Wire::Cloudflare => sse(Box::new(cloudflare::StreamDecoder::new())),
+            Wire::Bedrock => Input::Bedrock(bedrock::StreamDecoder::new()),
+        }
+    }
+
+    fn push(&mut self, data: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), String> {
+        match self {
+            Input::Sse { sse, decode } => {
+                sse.push(data)
+                    .map_err(|e| format!("upstream stream is malformed: {e}"))?;
+                while let Some(ev) = sse.next_event() {
+                    decode
+                        .push(&ev, out)
+                        .map_err(|e| format!("cannot read the upstream stream: {e}"))?;
+                }
+                Ok(())
+            }
+            Input::Bedrock(d) => d
+                .push_bytes(data, out)
+                .map_err(|e| format!("cannot read the upstream stream: {e}")),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), String> {
+        match self {
+            Input::Sse { sse, decode } => {
+                if let Some(ev) = sse.finish() {
+                    decode
+                        .push(&ev, out)
+                        .map_err(|e| format!("cannot read the upstream stream: {e}"))?;
+                }
+                decode.finish(out);
+            }
+            Input::Bedrock(d) => d.finish(out),
+        }
+        Ok(())
+    }
+}
+
+/// Upstream stream bytes in, client stream bytes out.
 pub struct StreamTranscoder {
-    sse: SseDecoder,
-    decode: Box<dyn DecodeStream + Send>,
+    input: Input,
     encode: Box<dyn EncodeStream + Send>,
     events: Vec<StreamEvent>,
     usage: Option<Usage>,
@@ -46,8 +115,7 @@ pub struct StreamTranscoder {
 impl StreamTranscoder {
     pub fn new(conv: &Conversion) -> Self {
         StreamTranscoder {
-            sse: SseDecoder::new(MAX_EVENT_BYTES),
-            decode: dispatch::decoder(conv.upstream),
+            input: Input::new(conv.upstream),
             encode: dispatch::encoder(conv.client, &conv.ctx),
             events: Vec::new(),
             usage: None,
@@ -60,16 +128,11 @@ impl StreamTranscoder {
         if self.closed {
             return;
         }
-        if let Err(e) = self.sse.push(data) {
-            self.fail(format!("upstream stream is malformed: {e}"), out);
-            return;
-        }
-        while let Some(ev) = self.sse.next_event() {
-            if let Err(e) = self.decode.push(&ev, &mut self.events) {
-                self.fail(format!("cannot read the upstream stream: {e}"), out);
-                return;
-            }
-            self.flush(out);
+        let pushed = self.input.push(data, &mut self.events);
+        // Events decoded before a failure still reach the client, then the error.
+        self.flush(out);
+        if let Err(message) = pushed {
+            self.fail(message, out);
         }
     }
 
@@ -78,14 +141,12 @@ impl StreamTranscoder {
         if self.closed {
             return;
         }
-        if let Some(ev) = self.sse.finish()
-            && let Err(e) = self.decode.push(&ev, &mut self.events)
-        {
-            self.fail(format!("cannot read the upstream stream: {e}"), out);
+        let finished = self.input.finish(&mut self.events);
+        self.flush(out);
+        if let Err(message) = finished {
+            self.fail(message, out);
             return;
         }
-        self.decode.finish(&mut self.events);
-        self.flush(out);
         self.encode.finish(out);
         self.closed = true;
     }

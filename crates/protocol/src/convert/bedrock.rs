@@ -1111,4 +1111,3 @@ pub fn anthropic_invoke_event(
         _ => Ok(None),
     }
 }
-
