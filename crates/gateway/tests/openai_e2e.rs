@@ -117,6 +117,44 @@ async fn chat_stream_ends_with_usage_and_done() {
 }
 
 #[tokio::test]
+async fn a_stream_without_include_usage_is_accounted_but_shows_no_usage_chunk() {
+    let m = mock().await;
+    let gw = start(&one_provider(&m, "")).await;
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "count my tokens"}],
+        "stream": true,
+        "stream_options": {"include_obfuscation": false}
+    })
+    .to_string();
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let data = r.sse_data();
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<serde_json::Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["choices"].as_array().is_some_and(|a| !a.is_empty())),
+        "a usage-only chunk reached the client: {data:?}"
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "You said: count my tokens");
+    // The upstream was asked for usage, and the client's other stream options were kept.
+    let sent: serde_json::Value = serde_json::from_slice(&m.requests()[0].body).unwrap();
+    assert_eq!(
+        sent["stream_options"],
+        serde_json::json!({"include_obfuscation": false, "include_usage": true})
+    );
+}
+
+#[tokio::test]
 async fn models_lists_exactly_the_aliases_a_key_may_use() {
     let m = mock().await;
     let yaml = format!(

@@ -112,6 +112,8 @@ pub struct Send {
     pub json_array: bool,
     /// The body bytes, kept for request signing (AWS SigV4).
     pub sign_payload: Option<Bytes>,
+    /// llmux added `stream_options.include_usage`: drop the usage chunk from the answer.
+    pub strip_usage: bool,
 }
 
 impl Send {
@@ -132,6 +134,7 @@ impl Send {
             headers: Vec::new(),
             json_array: false,
             sign_payload: None,
+            strip_usage: false,
         }
     }
 }
@@ -230,12 +233,23 @@ pub async fn forward_json(
             Wire::Api(client)
         };
         if upstream_format == Wire::Api(client) {
+            let mut body = json_body_for(&req, cand);
+            // llmux accounts every stream's tokens: ask an OpenAI upstream for the usage chunk
+            // the client did not request, and drop it from the client's stream.
+            let strip_usage = client == Format::OpenAiChat
+                && req.endpoint == Endpoint::ChatCompletions
+                && req.peek.stream
+                && req.peek.include_usage != Some(true);
+            if strip_usage {
+                body = with_usage_requested(&body);
+            }
             let mut send = Send::same_format(
                 req.endpoint,
-                full(upstream::patch_body(cand.engine, json_body_for(&req, cand))),
+                full(upstream::patch_body(cand.engine, body)),
                 req.peek.stream,
                 client,
             );
+            send.strip_usage = strip_usage;
             send.headers.clone_from(&req.forward_headers);
             send.json_array = req.json_array;
             return Some(Prepared::Upstream(send));
@@ -353,6 +367,7 @@ fn converted_send(
         headers: Vec::new(),
         json_array: false,
         sign_payload,
+        strip_usage: false,
     })
 }
 
@@ -620,6 +635,31 @@ fn error_type(status: StatusCode) -> &'static str {
     }
 }
 
+/// An OpenAI chat body with `stream_options.include_usage: true` (other stream options kept).
+fn with_usage_requested(body: &Bytes) -> Bytes {
+    let Ok(view) = protocol::body::ObjectView::parse(body) else {
+        return body.clone();
+    };
+    let options = match view.raw(body, "stream_options") {
+        None | Some(b"null") => br#"{"include_usage":true}"#.to_vec(),
+        Some(raw) => match serde_json::from_slice::<serde_json::Value>(raw) {
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.insert("include_usage".into(), serde_json::Value::Bool(true));
+                serde_json::to_vec(&map).unwrap_or_default()
+            }
+            _ => return body.clone(),
+        },
+    };
+    Bytes::from(protocol::body::rewrite(
+        body,
+        &view,
+        &[Edit::Set {
+            key: "stream_options",
+            raw_json: &options,
+        }],
+    ))
+}
+
 /// The request body with the model renamed for this candidate; the original bytes when the
 /// alias is the upstream name (the common case costs no copy).
 fn json_body_for(req: &JsonRequest, cand: &Candidate) -> Bytes {
@@ -754,6 +794,7 @@ async fn attempt(
 ) -> Outcome {
     let upstream_format = send.upstream;
     let convert = send.convert.clone();
+    let strip_usage = send.strip_usage;
     // A service account (Vertex) signs in with a cached OAuth token instead of a key.
     let bearer = match (&channel.google, &lease) {
         (Some(google), None) => match google.token(&app.client).await {
@@ -890,7 +931,10 @@ async fn attempt(
                     Some(c) => Some(stream_content_type(c)),
                     None => content_type,
                 };
-                let relay = Relay::new(incoming, Some(prefix), timeout, true, lease, transcode);
+                let mut relay = Relay::new(incoming, Some(prefix), timeout, true, lease, transcode);
+                if strip_usage {
+                    relay = relay.strip_usage_chunk();
+                }
                 Outcome::Done(client_response(status, content_type, relay, true))
             }
             Err(message) => {

@@ -250,6 +250,7 @@ pub async fn multipart_endpoint(
             headers: Vec::new(),
             json_array: false,
             sign_payload: None,
+            strip_usage: false,
         }))
     })
     .await

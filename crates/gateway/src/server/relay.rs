@@ -31,6 +31,37 @@ pin_project_lite::pin_project! {
         usage: Option<UsageTap>,
         // Set when the upstream speaks another format than the client.
         transcode: Option<StreamTranscoder>,
+        // Set when llmux asked an OpenAI upstream for the usage chunk the client did not.
+        strip: Option<UsageStrip>,
+    }
+}
+
+/// Drops the usage-only chunk (`"choices":[]` with `usage`) of an OpenAI stream, after reading
+/// it: llmux asked for it for its own accounting, the client did not. Frames are handed on as
+/// zero-copy slices of what arrived.
+struct UsageStrip {
+    framer: protocol::sse::SseFramer,
+    pending: std::collections::VecDeque<Bytes>,
+    usage: Option<protocol::openai::Usage>,
+}
+
+impl UsageStrip {
+    fn feed(&mut self, data: &[u8]) {
+        if self.framer.push(data).is_err() {
+            // An oversized event: pass everything on untouched from here.
+            self.pending.push_back(self.framer.take_rest());
+            return;
+        }
+        while let Some(frame) = self.framer.next_frame() {
+            if memchr::memmem::find(&frame, b"\"choices\":[]").is_some()
+                && let Some(ev) = protocol::sse::parse_frame(&frame)
+                && let Some(u) = protocol::openai::usage_from_chunk(ev.data.as_bytes())
+            {
+                self.usage = Some(u);
+                continue;
+            }
+            self.pending.push_back(frame);
+        }
     }
 }
 
@@ -136,7 +167,18 @@ impl Relay {
             lease,
             usage,
             transcode,
+            strip: None,
         }
+    }
+
+    /// Drop the usage-only chunk from the stream (see [`UsageStrip`]).
+    pub fn strip_usage_chunk(mut self) -> Self {
+        self.strip = Some(UsageStrip {
+            framer: protocol::sse::SseFramer::new(8 * 1024 * 1024),
+            pending: std::collections::VecDeque::new(),
+            usage: None,
+        });
+        self
     }
 }
 
@@ -182,15 +224,28 @@ impl Body for Relay {
         let mut this = self.project();
         if let Some(prefix) = this.prefix.take() {
             *this.last_activity = Instant::now();
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+            match this.strip.as_mut() {
+                Some(strip) => strip.feed(&prefix),
+                None => return Poll::Ready(Some(Ok(Frame::data(prefix)))),
+            }
         }
         loop {
+            if let Some(frame) = this.strip.as_mut().and_then(|s| s.pending.pop_front()) {
+                if let Some(tap) = this.usage.as_mut() {
+                    tap.feed(&frame);
+                }
+                return Poll::Ready(Some(Ok(Frame::data(frame))));
+            }
             if *this.done {
                 return Poll::Ready(None);
             }
             match this.inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     *this.last_activity = Instant::now();
+                    if let (Some(strip), Some(data)) = (this.strip.as_mut(), frame.data_ref()) {
+                        strip.feed(data);
+                        continue;
+                    }
                     let Some(t) = this.transcode.as_mut() else {
                         if let (Some(tap), Some(data)) = (this.usage.as_mut(), frame.data_ref()) {
                             tap.feed(data);
@@ -231,13 +286,22 @@ impl Body for Relay {
                     if let Some(t) = this.transcode.as_mut() {
                         t.finish(&mut out);
                     }
+                    if let Some(strip) = this.strip.as_mut() {
+                        let rest = strip.framer.take_rest();
+                        if !rest.is_empty() {
+                            strip.pending.push_back(rest);
+                        }
+                        if let (Some(tap), Some(u)) = (this.usage.as_mut(), strip.usage.as_ref()) {
+                            tap.total = Some(crate::server::relay::total_tokens(u));
+                        }
+                    }
                     settle(this.lease, this.usage, this.transcode);
                     this.lease.take();
-                    return if out.is_empty() {
-                        Poll::Ready(None)
-                    } else {
-                        Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))))
-                    };
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                    // Frames still pending in the strip are handed out by the next polls.
+                    continue;
                 }
                 Poll::Pending => {
                     // The deadline moves lazily: a timer reset per chunk would cost more than
@@ -275,7 +339,9 @@ impl Body for Relay {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && (self.done || self.inner.is_end_stream())
+        self.prefix.is_none()
+            && self.strip.as_ref().is_none_or(|s| s.pending.is_empty())
+            && (self.done || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
