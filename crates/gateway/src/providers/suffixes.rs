@@ -125,6 +125,7 @@ fn gemini3_level(model: &str, n: i64) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -216,6 +216,7 @@ pub fn providers(rt: &Runtime, key: &ClientKey) -> Response<RespBody> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -91,6 +91,7 @@ fn part_cost(part: &Part, costs: &Costs, chars: &mut u64, fixed: &mut u64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::ir::{MediaSource, Message, Role, Tool};
