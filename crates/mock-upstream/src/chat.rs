@@ -1,16 +1,31 @@
-//! `POST /v1/chat/completions`, buffered and streamed (SSE), with tool calls.
-
-use std::time::Duration;
+//! `POST /v1/chat/completions`, buffered and streamed (SSE), with tool calls;
+//! also Azure's deployment-scoped and v1 chat routes, which add Azure's
+//! content-filter annotations.
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use crate::azure;
 use crate::body::{self, Body};
+use crate::convo::{self, Choice, Convo, Stop, ToolDef};
 use crate::errors::ApiError;
-use crate::server::{Ctx, Streamed, TokenUsage};
-use crate::util::{alnum_id, tokens_for_chars, truncate_words, unix_now, word_ends, word_pieces};
+use crate::server::{Ctx, TokenUsage};
+use crate::stream::{self, Events, arg_pieces};
+use crate::util::{alnum_id, tokens_for_chars, unix_now, word_ends, word_pieces};
+
+/// Which flavour of the chat endpoint is answering.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Variant<'a> {
+    OpenAi,
+    /// Azure: the deployment (from the path, if any) is the model, unknown
+    /// ones get `DeploymentNotFound`, and answers carry content-filter
+    /// results.
+    Azure {
+        deployment: Option<&'a str>,
+    },
+}
 
 const ROLES: [&str; 6] = [
     "system",
@@ -21,25 +36,6 @@ const ROLES: [&str; 6] = [
     "developer",
 ];
 pub(crate) const FINGERPRINT: &str = "fp_mock";
-/// The echoed part of the default reply is capped so big prompts stay cheap.
-pub(crate) const MAX_ECHO_WORDS: usize = 32;
-pub(crate) const DEFAULT_REPLY: &str = "Hello! This is a mock reply.";
-
-/// The default reply when none is scripted: `"You said: "` followed by the
-/// first 32 whitespace-separated words of the last user message, or
-/// [`DEFAULT_REPLY`] when there is no user text.
-pub(crate) fn derive_reply(last_user: Option<&str>) -> String {
-    let words: Vec<&str> = last_user
-        .unwrap_or("")
-        .split_whitespace()
-        .take(MAX_ECHO_WORDS)
-        .collect();
-    if words.is_empty() {
-        DEFAULT_REPLY.to_owned()
-    } else {
-        format!("You said: {}", words.join(" "))
-    }
-}
 
 struct Request<'a> {
     model: &'a str,
@@ -50,6 +46,7 @@ struct Request<'a> {
     prompt_tokens: u64,
     last_user: Option<String>,
     last_is_user: bool,
+    stop: Vec<String>,
 }
 
 /// Character count and joined text of a message's `content` (string or parts).
@@ -115,11 +112,21 @@ fn bool_param(obj: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiE
     }
 }
 
-fn validate<'a>(ctx: &Ctx<'_>, obj: &'a Map<String, Value>) -> Result<Request<'a>, ApiError> {
-    let model = match obj.get("model") {
-        None | Some(Value::Null) => return Err(ApiError::no_model()),
-        Some(Value::String(m)) => m.as_str(),
-        Some(other) => return Err(ApiError::invalid_type("model", "a string", other)),
+fn validate<'a>(
+    ctx: &Ctx<'_>,
+    obj: &'a Map<String, Value>,
+    variant: Variant<'a>,
+) -> Result<Request<'a>, ApiError> {
+    let model = match (variant, obj.get("model")) {
+        (
+            Variant::Azure {
+                deployment: Some(d),
+            },
+            _,
+        ) => d,
+        (_, None | Some(Value::Null)) => return Err(ApiError::no_model()),
+        (_, Some(Value::String(m))) => m.as_str(),
+        (_, Some(other)) => return Err(ApiError::invalid_type("model", "a string", other)),
     };
     let messages = match obj.get("messages") {
         None | Some(Value::Null) => return Err(ApiError::missing("messages")),
@@ -213,8 +220,27 @@ fn validate<'a>(ctx: &Ctx<'_>, obj: &'a Map<String, Value>) -> Result<Request<'a
     {
         return Err(ApiError::invalid_type("tools", "an array", tools));
     }
+    let stop = match obj.get("stop") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(other) => {
+            return Err(ApiError::invalid_type(
+                "stop",
+                "one of a string or array of strings",
+                other,
+            ));
+        }
+    };
     if !ctx.shared.has_model(model) {
-        return Err(ApiError::model_not_found(model));
+        return Err(match variant {
+            Variant::Azure { .. } => azure::deployment_not_found(),
+            Variant::OpenAi => ApiError::model_not_found(model),
+        });
     }
     Ok(Request {
         model,
@@ -225,6 +251,7 @@ fn validate<'a>(ctx: &Ctx<'_>, obj: &'a Map<String, Value>) -> Result<Request<'a
         prompt_tokens: tokens_for_chars(chars),
         last_user,
         last_is_user,
+        stop,
     })
 }
 
@@ -234,42 +261,9 @@ struct PlannedCall {
     arguments: String,
 }
 
-/// Placeholder arguments that satisfy the tool's JSON schema shape.
-fn fake_arguments(parameters: Option<&Value>) -> String {
-    let mut args = Map::new();
-    if let Some(props) = parameters
-        .and_then(|p| p.get("properties"))
-        .and_then(Value::as_object)
-    {
-        for (name, schema) in props {
-            let value = if let Some(first) = schema
-                .get("enum")
-                .and_then(Value::as_array)
-                .and_then(|e| e.first())
-            {
-                first.clone()
-            } else {
-                match schema.get("type").and_then(Value::as_str) {
-                    Some("string") => json!("mock"),
-                    Some("integer" | "number") => json!(1),
-                    Some("boolean") => json!(true),
-                    Some("array") => json!([]),
-                    Some("object") => json!({}),
-                    _ => Value::Null,
-                }
-            };
-            args.insert(name.clone(), value);
-        }
-    }
-    Value::Object(args).to_string()
-}
-
-/// Which function tools get called (empty = answer with text).
-fn choose_tools<'v>(
-    obj: &'v Map<String, Value>,
-    req: &Request<'_>,
-) -> Vec<(&'v str, Option<&'v Value>)> {
-    let tools: Vec<(&str, Option<&Value>)> = obj
+/// The conversation as the shared rules see it.
+fn convo<'v>(obj: &'v Map<String, Value>, req: &Request<'_>) -> Convo<'v> {
+    let tools: Vec<ToolDef<'v>> = obj
         .get("tools")
         .and_then(Value::as_array)
         .map(|tools| {
@@ -280,38 +274,31 @@ fn choose_tools<'v>(
                 })
                 .filter_map(|t| {
                     let f = t.get("function")?;
-                    Some((f.get("name")?.as_str()?, f.get("parameters")))
+                    Some(ToolDef {
+                        name: f.get("name")?.as_str()?,
+                        params: f.get("parameters"),
+                    })
                 })
                 .collect()
         })
         .unwrap_or_default();
-    if tools.is_empty() {
-        return Vec::new();
-    }
-    let user = req.last_user.as_deref().unwrap_or("").to_lowercase();
     let choice = obj.get("tool_choice");
     let named = choice
         .and_then(|c| c.get("function"))
         .and_then(|f| f.get("name"))
         .and_then(Value::as_str);
-    if let Some(name) = named {
-        let params = tools.iter().find(|(n, _)| *n == name).and_then(|(_, p)| *p);
-        return vec![(name, params)];
-    }
-    let forced = match choice.and_then(Value::as_str) {
-        Some("none") => return Vec::new(),
-        Some("required") => true,
-        _ => false,
+    let choice = match (named, choice.and_then(Value::as_str)) {
+        (Some(name), _) => Choice::Named(name),
+        (None, Some("none")) => Choice::None,
+        (None, Some("required")) => Choice::Required,
+        _ => Choice::Auto,
     };
-    let asked = req.last_is_user && user.contains("weather");
-    if !(forced || asked) {
-        return Vec::new();
-    }
-    let parallel = obj.get("parallel_tool_calls").and_then(Value::as_bool) != Some(false);
-    if parallel && user.contains("parallel") {
-        tools
-    } else {
-        tools.into_iter().take(1).collect()
+    Convo {
+        last_user: req.last_user.clone(),
+        last_is_user: req.last_is_user,
+        tools,
+        choice,
+        parallel: obj.get("parallel_tool_calls").and_then(Value::as_bool) != Some(false),
     }
 }
 
@@ -388,6 +375,8 @@ struct ChoiceOut<'a> {
     message: MessageOut<'a>,
     logprobs: Option<()>,
     finish_reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_filter_results: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -400,6 +389,8 @@ struct Completion<'a> {
     usage: Usage,
     service_tier: &'static str,
     system_fingerprint: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_filter_results: Option<Value>,
 }
 
 /// A delta field that may be absent, `null`, or a string.
@@ -486,79 +477,53 @@ fn sse<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(out)
 }
 
-/// Argument strings are streamed in pieces of this many characters.
-const ARG_PIECE_CHARS: usize = 8;
-
-fn arg_pieces(args: &str) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    for (count, (i, _)) in args.char_indices().enumerate() {
-        if count > 0 && count % ARG_PIECE_CHARS == 0 {
-            pieces.push(&args[start..i]);
-            start = i;
-        }
-    }
-    if start < args.len() {
-        pieces.push(&args[start..]);
-    }
-    pieces
-}
-
 enum Answer {
     Text { text: String, finish: &'static str },
     Tools(Vec<Vec<PlannedCall>>),
 }
 
-pub(crate) fn handle(ctx: &Ctx<'_>, v: &Value) -> Result<Response<Body>, ApiError> {
+pub(crate) fn handle(
+    ctx: &Ctx<'_>,
+    v: &Value,
+    variant: Variant<'_>,
+) -> Result<Response<Body>, ApiError> {
     let Some(obj) = v.as_object() else {
         return Err(ApiError::parse_error());
     };
-    let req = validate(ctx, obj)?;
-    let seed = ctx.shared.id_seed ^ ctx.seq.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let req = validate(ctx, obj, variant)?;
+    let seed = ctx.seed();
     let id = alnum_id("chatcmpl-", seed, 29);
     let created = unix_now();
 
-    let tools = if ctx.mode.empty_reply {
-        Vec::new()
-    } else {
-        choose_tools(obj, &req)
+    let limits = convo::Limits {
+        max_tokens: req.max_tokens.map(|m| m as u64),
+        thinking: false,
+        stop_sequences: &req.stop,
     };
-    let answer = if tools.is_empty() {
-        let full = if ctx.mode.empty_reply {
-            String::new()
-        } else {
-            match ctx.shared.reply() {
-                Some(r) => r.to_string(),
-                None => derive_reply(req.last_user.as_deref()),
-            }
-        };
-        match req.max_tokens {
-            Some(max) => {
-                let (cut, truncated) = truncate_words(&full, max);
-                Answer::Text {
-                    text: cut.to_owned(),
-                    finish: if truncated { "length" } else { "stop" },
-                }
-            }
-            None => Answer::Text {
-                text: full,
-                finish: "stop",
+    let plan = convo::plan(ctx, &convo(obj, &req), limits);
+    let answer = if plan.calls.is_empty() {
+        Answer::Text {
+            finish: if plan.stop == Stop::MaxTokens {
+                "length"
+            } else {
+                "stop"
             },
+            text: plan.text,
         }
     } else {
         let per_choice = (0..req.n)
             .map(|c| {
-                tools
+                plan.calls
                     .iter()
                     .enumerate()
-                    .map(|(i, (name, params))| PlannedCall {
+                    .map(|(i, call)| PlannedCall {
                         id: alnum_id(
                             "call_",
                             seed ^ (((c as u64) << 32) | i as u64).wrapping_add(1),
                             24,
                         ),
-                        name: (*name).to_owned(),
-                        arguments: fake_arguments(*params),
+                        name: call.name.clone(),
+                        arguments: call.arguments.clone(),
                     })
                     .collect()
             })
@@ -578,9 +543,10 @@ pub(crate) fn handle(ctx: &Ctx<'_>, v: &Value) -> Result<Response<Body>, ApiErro
         output: usage.completion_tokens,
         output_per_choice: completion_per_choice,
     };
+    let azure = matches!(variant, Variant::Azure { .. });
 
     if req.stream {
-        let mut resp = stream_response(ctx, &req, &id, created, &answer, usage);
+        let mut resp = stream_response(ctx, &req, &id, created, &answer, usage, azure);
         resp.extensions_mut().insert(tokens);
         Ok(resp)
     } else {
@@ -597,6 +563,7 @@ pub(crate) fn handle(ctx: &Ctx<'_>, v: &Value) -> Result<Response<Body>, ApiErro
                     },
                     logprobs: None,
                     finish_reason: finish,
+                    content_filter_results: azure.then(azure::completion_filter_results),
                 },
                 Answer::Tools(calls) => ChoiceOut {
                     index,
@@ -620,6 +587,7 @@ pub(crate) fn handle(ctx: &Ctx<'_>, v: &Value) -> Result<Response<Body>, ApiErro
                     },
                     logprobs: None,
                     finish_reason: "tool_calls",
+                    content_filter_results: azure.then(azure::completion_filter_results),
                 },
             })
             .collect();
@@ -632,12 +600,25 @@ pub(crate) fn handle(ctx: &Ctx<'_>, v: &Value) -> Result<Response<Body>, ApiErro
             usage,
             service_tier: "default",
             system_fingerprint: FINGERPRINT,
+            prompt_filter_results: azure.then(azure::prompt_filter_results),
         };
         let bytes = serde_json::to_vec(&completion).map_err(|_| ApiError::server_error())?;
         let mut resp = body::json(StatusCode::OK, bytes);
         resp.extensions_mut().insert(tokens);
         Ok(resp)
     }
+}
+
+/// OpenAI's in-stream failure: an `error` object where a chunk would be.
+fn stream_error() -> Bytes {
+    let err = ApiError::server_error();
+    let v = serde_json::json!({"error": {
+        "message": err.message,
+        "type": err.kind,
+        "param": null,
+        "code": null,
+    }});
+    stream::data(v.to_string().as_bytes())
 }
 
 fn stream_response(
@@ -647,6 +628,7 @@ fn stream_response(
     created: u64,
     answer: &Answer,
     usage: Usage,
+    azure: bool,
 ) -> Response<Body> {
     let per_chunk_usage = req.include_usage.then_some(None);
     let chunk = |choices: Vec<ChunkChoice<'_>>, usage: Option<Option<Usage>>| {
@@ -673,15 +655,12 @@ fn stream_response(
         )
     };
 
-    let mut events = Vec::new();
-    // Tokens "generated" before each event, for `token_delay` pacing.
-    let mut tokens_before: Vec<u64> = Vec::new();
-    let mut mark = |events: &Vec<Bytes>, tokens: u64| {
-        tokens_before.resize(events.len(), 0);
-        if let Some(last) = tokens_before.last_mut() {
-            *last = tokens;
-        }
-    };
+    let mut events = Events::new();
+    if azure {
+        // Azure opens every stream with the prompt's filter verdict in a
+        // chunk that has no choices (and empty id, model and object).
+        events.push(azure::prompt_filter_chunk());
+    }
     match answer {
         Answer::Text { text, finish } => {
             for i in 0..req.n {
@@ -699,12 +678,9 @@ fn stream_response(
                         content: Field::Str(piece),
                         ..Delta::default()
                     };
-                    events.push(one(i, delta, None));
                     // The n choices are generated side by side: one token of
                     // time per step.
-                    if i == 0 {
-                        mark(&events, 1);
-                    }
+                    events.push_generated(one(i, delta, None), u64::from(i == 0));
                 }
             }
             for i in 0..req.n {
@@ -751,8 +727,10 @@ fn stream_response(
                             tool_calls: Some([args]),
                             ..Delta::default()
                         };
-                        events.push(one(i, delta, None));
-                        mark(&events, tokens_for_chars(piece.chars().count()));
+                        events.push_generated(
+                            one(i, delta, None),
+                            tokens_for_chars(piece.chars().count()),
+                        );
                     }
                 }
                 events.push(one(i, Delta::default(), Some("tool_calls")));
@@ -763,65 +741,7 @@ fn stream_response(
         events.push(chunk(Vec::new(), Some(Some(usage))));
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-
-    let chunk_delay = ctx.shared.chunk_delay;
-    let token_delay = ctx.shared.token_delay;
-    // Unpaced streams go out as one frame (still chunked, still SSE): the
-    // split would be invisible to clients anyway and costs throughput.
-    let body = if chunk_delay.is_zero() && token_delay.is_zero() && ctx.mode.drop_after.is_none() {
-        body::paced(vec![Bytes::from(events.concat())], Duration::ZERO, None)
-    } else if token_delay.is_zero() {
-        body::paced(events, chunk_delay, ctx.mode.drop_after)
-    } else {
-        tokens_before.resize(events.len(), 0);
-        let delays = tokens_before
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let base = if i == 0 { Duration::ZERO } else { chunk_delay };
-                base + token_delay.saturating_mul(u32::try_from(*t).unwrap_or(u32::MAX))
-            })
-            .collect();
-        body::paced_each(events, delays, ctx.mode.drop_after)
-    };
-    let mut resp = body::response(StatusCode::OK, "text/event-stream; charset=utf-8", body);
-    resp.extensions_mut().insert(Streamed);
-    resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_reply_rules() {
-        assert_eq!(derive_reply(None), DEFAULT_REPLY);
-        assert_eq!(derive_reply(Some("  ")), DEFAULT_REPLY);
-        assert_eq!(
-            derive_reply(Some("Hi   there\nfriend")),
-            "You said: Hi there friend"
-        );
-        let long = "w ".repeat(100);
-        assert_eq!(
-            word_ends(&derive_reply(Some(&long))).len(),
-            MAX_ECHO_WORDS + 2
-        );
-    }
-
-    #[test]
-    fn argument_pieces_roundtrip() {
-        let args = r#"{"location":"mock","unit":"celsius"}"#;
-        assert_eq!(arg_pieces(args).concat(), args);
-        assert!(arg_pieces(args).len() > 1);
-    }
-
-    #[test]
-    fn fake_arguments_follow_schema() {
-        let params = json!({"type":"object","properties":{
-            "location":{"type":"string"},
-            "unit":{"type":"string","enum":["celsius","fahrenheit"]},
-            "days":{"type":"integer"}}});
-        let v: Value = serde_json::from_str(&fake_arguments(Some(&params))).unwrap_or_default();
-        assert_eq!(v, json!({"location":"mock","unit":"celsius","days":1}));
-    }
+    events.into_response(ctx, "text/event-stream; charset=utf-8", |_| {
+        vec![stream_error()]
+    })
 }

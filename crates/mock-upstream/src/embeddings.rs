@@ -125,11 +125,18 @@ struct Out<'a> {
     usage: Usage,
 }
 
-pub(crate) fn handle(ctx: &Ctx<'_>, v: &Value) -> Result<Response<Body>, ApiError> {
-    let model = match v.get("model") {
-        None | Some(Value::Null) => return Err(ApiError::no_model()),
-        Some(Value::String(m)) => m.as_str(),
-        Some(other) => return Err(ApiError::invalid_type("model", "a string", other)),
+/// `azure`: `Some(deployment)` on Azure's routes (the deployment, when the
+/// path names one, is the model; unknown ones are `DeploymentNotFound`).
+pub(crate) fn handle(
+    ctx: &Ctx<'_>,
+    v: &Value,
+    azure: Option<Option<&str>>,
+) -> Result<Response<Body>, ApiError> {
+    let model = match (azure, v.get("model")) {
+        (Some(Some(deployment)), _) => deployment,
+        (_, None | Some(Value::Null)) => return Err(ApiError::no_model()),
+        (_, Some(Value::String(m))) => m.as_str(),
+        (_, Some(other)) => return Err(ApiError::invalid_type("model", "a string", other)),
     };
     let items = match v.get("input") {
         None | Some(Value::Null) => return Err(ApiError::missing("input")),
@@ -172,7 +179,10 @@ pub(crate) fn handle(ctx: &Ctx<'_>, v: &Value) -> Result<Response<Body>, ApiErro
         }
     };
     if !ctx.shared.has_model(model) {
-        return Err(ApiError::model_not_found(model));
+        return Err(match azure {
+            Some(_) => crate::azure::deployment_not_found(),
+            None => ApiError::model_not_found(model),
+        });
     }
 
     let prompt_tokens = items.iter().map(|(_, t)| t).sum();

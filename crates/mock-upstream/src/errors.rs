@@ -16,6 +16,8 @@ pub(crate) struct ApiError {
     pub kind: &'static str,
     pub param: Option<String>,
     pub code: Option<&'static str>,
+    /// Azure's own shape: `{"error":{"code","message"}}`.
+    pub azure: bool,
 }
 
 #[derive(Serialize)]
@@ -46,6 +48,15 @@ impl ApiError {
             kind,
             param: param.map(str::to_owned),
             code,
+            azure: false,
+        }
+    }
+
+    /// An error in Azure's `{"error":{"code","message"}}` shape.
+    pub fn azure(status: StatusCode, code: &'static str, message: &str) -> ApiError {
+        ApiError {
+            azure: true,
+            ..ApiError::new(status, message, "", None, Some(code))
         }
     }
 
@@ -273,6 +284,10 @@ impl ApiError {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
+        if self.azure {
+            let v = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+            return v.to_string().into_bytes();
+        }
         let env = Envelope {
             error: Inner {
                 message: &self.message,

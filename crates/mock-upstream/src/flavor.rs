@@ -55,12 +55,10 @@ pub(crate) enum Dialect {
 }
 
 impl Dialect {
-    /// `/v1/messages` always speaks Anthropic; other routes speak the
-    /// flavour's dialect (the Anthropic flavour's OpenAI routes speak OpenAI).
-    pub fn of(flavor: LimitFlavor, anthropic_route: bool) -> Dialect {
-        if anthropic_route {
-            return Dialect::Anthropic;
-        }
+    /// The dialect of the OpenAI-shaped routes under a flavour (the
+    /// Anthropic flavour's OpenAI routes speak OpenAI). The native routes
+    /// speak their provider's: see `Endpoint::dialect`.
+    pub fn of(flavor: LimitFlavor) -> Dialect {
         match flavor {
             LimitFlavor::OpenAi | LimitFlavor::Anthropic => Dialect::OpenAi,
             LimitFlavor::Groq => Dialect::Groq,
@@ -97,11 +95,41 @@ fn with_content_type(
     body::response(status, content_type, body::full(bytes))
 }
 
-fn google(status: StatusCode, v: &Json) -> Response<Body> {
+pub(crate) fn google(status: StatusCode, v: &Json) -> Response<Body> {
     // Google pretty-prints with two spaces and a trailing newline.
-    let mut bytes = v.to_vec_pretty();
+    let mut bytes = v.to_vec_google_pretty();
     bytes.push(b'\n');
     with_content_type(status, "application/json; charset=UTF-8", bytes)
+}
+
+/// Google's plain error: `{"error":{"code","message","status"}}`.
+pub(crate) fn google_error(status: StatusCode, state: &str, message: &str) -> Response<Body> {
+    google(
+        status,
+        &obj! {"error": obj! {
+            "code": u64::from(status.as_u16()),
+            "message": message,
+            "status": state,
+        }},
+    )
+}
+
+/// A scripted "requests per minute exceeded" (the `RateLimited` fault) in
+/// the Anthropic or Gemini dialect.
+pub(crate) fn requests_exceeded(
+    dialect: Dialect,
+    ctx: &ErrCtx<'_>,
+    limit: u64,
+    retry_ms: u64,
+) -> Response<Body> {
+    let denial = Denial {
+        dim: Dim::Rpm,
+        limit,
+        used: i64::try_from(limit).unwrap_or(i64::MAX),
+        requested: 1,
+        retry_ms: Some(retry_ms),
+    };
+    rate_limited(dialect, ctx, &denial)
 }
 
 fn groq(status: StatusCode, message: &str, kind: &str, code: &str) -> Response<Body> {

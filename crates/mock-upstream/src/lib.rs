@@ -1,10 +1,15 @@
-//! A faithful, scriptable fake of the OpenAI REST API, for llmux's end-to-end
-//! tests and load benchmarks.
+//! A faithful, scriptable fake of the OpenAI, Anthropic, Gemini and Azure
+//! OpenAI REST APIs, for llmux's end-to-end tests and load benchmarks.
 //!
-//! The wire format (field names, error bodies, headers, SSE framing) follows
-//! OpenAI's API reference and the official SDK's types; everything the mock
-//! *invents* (reply text, token counts, vectors, audio bytes) is
-//! deterministic and documented below, so tests can assert exact values.
+//! Each wire format (field names, error bodies, headers, SSE framing,
+//! validation messages) follows its provider's API reference and official
+//! SDK types, and is implemented here on its own, independently of llmux's
+//! converters, so a bug shared with them cannot make a test pass.
+//! Everything the mock *invents* (reply text, tool arguments, thinking, token
+//! counts, ids, signatures, vectors, audio bytes) is deterministic and
+//! documented below, and one set of rules ("the model", see *Deterministic
+//! rules*) answers every format, so an end-to-end test can assert the exact
+//! same reply and token counts whichever format carried the conversation.
 //!
 //! # Quick start
 //!
@@ -47,45 +52,97 @@
 //! ```
 //!
 //! Dropping the [`MockServer`] stops it and closes every open connection.
+//! [`MockServer::base_url`] (`…/v1`) is what OpenAI clients take;
+//! [`MockServer::root_url`] is what the Anthropic, Gemini and Azure SDKs take.
 //!
 //! # Endpoints
 //!
-//! All under `/v1`: `GET /models`, `GET /models/{id}`, `POST /chat/completions`
-//! (buffered and `stream: true`), `POST /embeddings`, `POST /images/generations`,
-//! `POST /audio/transcriptions`, `POST /audio/translations`, `POST /audio/speech`,
-//! `POST /moderations`, and a minimal Anthropic `POST /messages` (buffered,
-//! text only, any model; there so the Anthropic side of the limiter can be
-//! exercised). Anything else gets OpenAI's
-//! `404 {"error":{"message":"Invalid URL (POST /v1/xyz)",...}}`. Image `url`
-//! results point back at the mock (`GET /mock-files/...`, no auth) and serve a
-//! 1×1 PNG. With [`MockOptions::admin`], control routes live under `/mock/`.
+//! Every route is always on; [`Endpoint`] names them.
 //!
-//! The key is read from `Authorization: Bearer`, else `x-api-key`
-//! (Anthropic), `api-key` (Azure), `x-goog-api-key` or `?key=` (Gemini).
+//! * **OpenAI**, under `/v1`: `GET /models`, `GET /models/{id}`,
+//!   `POST /chat/completions` (buffered and `stream: true`),
+//!   `POST /responses` and `GET /responses/{id}` (see *Responses API*),
+//!   `POST /embeddings`, `POST /images/generations`,
+//!   `POST /audio/transcriptions`, `POST /audio/translations`,
+//!   `POST /audio/speech`, `POST /moderations`.
+//! * **Anthropic**: `POST /v1/messages` (buffered and streamed) and
+//!   `POST /v1/messages/count_tokens` (see *Anthropic Messages API*).
+//! * **Gemini**, under `/v1beta` and `/v1` alike:
+//!   `POST /models/{model}:generateContent`, `:streamGenerateContent`
+//!   (`?alt=sse` for SSE, else a streamed JSON array), `:countTokens`,
+//!   `GET /models`, `GET /models/{model}` (on `/v1`, a `GET /models…`
+//!   carrying a Google key and no bearer token is Gemini's; otherwise
+//!   OpenAI's). See *Gemini API*.
+//! * **Azure OpenAI**: `POST /openai/deployments/{deployment}/chat/completions`
+//!   and `…/embeddings` (`?api-version=` required), the v1 API's
+//!   `POST /openai/v1/chat/completions`, `/openai/v1/responses`,
+//!   `/openai/v1/embeddings`, and Azure AI Foundry's
+//!   `POST /models/chat/completions` and `/models/embeddings`
+//!   (`?api-version=` required). See *Azure*.
+//!
+//! Anything else gets OpenAI's
+//! `404 {"error":{"message":"Invalid URL (POST /v1/xyz)",...}}` (under
+//! `/v1beta/`, Google's 404 `NOT_FOUND` "Method not found: PATH"). Image
+//! `url` results point back at the mock (`GET /mock-files/...`, no auth) and
+//! serve a 1×1 PNG. With [`MockOptions::admin`], control routes live under
+//! `/mock/`.
+//!
+//! **Credentials.** Each provider's routes read the key the way the
+//! provider does:
+//!
+//! * OpenAI routes: `Authorization: Bearer`, else `x-api-key`, `api-key`,
+//!   `x-goog-api-key` or `?key=` (so one server can stand in for any
+//!   provider's OpenAI-compatible endpoint). Missing: 401 "You didn't
+//!   provide an API key...".
+//! * Anthropic routes: `x-api-key`, else a bearer token (the SDK's
+//!   `auth_token`). Missing: 401 `authentication_error` "x-api-key header is
+//!   required". With a key but no `anthropic-version` header: 400
+//!   `invalid_request_error` "anthropic-version: header is required".
+//! * Gemini routes: `x-goog-api-key` or `?key=` only. A bare bearer token is
+//!   taken for an OAuth token and refused: 401 `UNAUTHENTICATED` "Request had
+//!   invalid authentication credentials. Expected OAuth 2 access token, ..."
+//!   (`ErrorInfo` reason `ACCESS_TOKEN_TYPE_UNSUPPORTED`); nothing at all:
+//!   403 `PERMISSION_DENIED` "Method doesn't allow unregistered callers
+//!   (callers without established identity). Please use API Key or other
+//!   form of API consumer identity to call this API."
+//! * Azure routes: `api-key`, else a bearer token (Entra ID). Missing: 401
+//!   `{"error":{"code":"401","message":"Access denied due to missing
+//!   subscription key. Make sure to include subscription key when making
+//!   requests to an API."}}`.
 //!
 //! # Request pipeline
 //!
-//! Each request, in order: is counted (and recorded when `record` is on);
-//! waits `latency`; is routed (unknown → 404); is authenticated (missing key →
-//! 401 with OpenAI's "You didn't provide an API key..." and `code: null`;
-//! a key not in a non-empty `api_keys` (scoped and runtime-flagged keys count
-//! as listed), or a revoked key → the flavour's invalid-key answer, for
-//! OpenAI 401 `invalid_api_key` with the key masked as first 8 + `*`… + last
-//! 4 characters); is answered "out of credit" if the key is exhausted; is
-//! shed if the provider is overloaded; takes the first queued [`Fault`] that
-//! matches its model and key; is counted against its quota scope (all
-//! dimensions, all or nothing); then the fault (if any), the 429, or the
-//! endpoint answers; finally an admitted request's token charge is
-//! reconciled with its real `usage`, and the key's counters are updated.
-//! Malformed JSON gets OpenAI's 400 "We could not parse the JSON body of your
-//! request...". Faults always answer OpenAI-shaped.
+//! Each request, in order: is counted (and recorded when `record` is on,
+//! with the [`Endpoint`] that serves it); waits `latency`; is routed
+//! (unknown → 404); Azure routes without `api-version` are refused (see
+//! *Azure*); is authenticated (missing key → the route's answer above; a key
+//! not in a non-empty `api_keys` (scoped and runtime-flagged keys count as
+//! listed), or a revoked key → the dialect's invalid-key answer, for OpenAI
+//! 401 `invalid_api_key` with the key masked as first 8 + `*`… + last 4
+//! characters); Anthropic routes check `anthropic-version`; is answered "out
+//! of credit" if the key is exhausted; is shed if the provider is overloaded;
+//! takes the first queued [`Fault`] that matches its model and key; is
+//! counted against its quota scope (all dimensions, all or nothing); then the
+//! fault (if any), the 429, or the endpoint answers; finally an admitted
+//! request's token charge is reconciled with its real `usage`, and the key's
+//! counters are updated. Malformed JSON gets OpenAI's 400 "We could not parse
+//! the JSON body of your request..." (Anthropic: 400 "There was an issue
+//! with the request body: invalid JSON"; Gemini: 400 `INVALID_ARGUMENT`
+//! "Invalid JSON payload received. Unexpected token.").
+//!
+//! **Dialects.** Errors, limits and headers take the shape of the route's
+//! provider: the Anthropic routes always speak Anthropic, the Gemini routes
+//! Gemini and the Azure routes Azure, whatever the flavour; the OpenAI
+//! routes speak the flavour's dialect (the Gemini or Groq flavour models
+//! those providers' OpenAI-compatible endpoints). The flavour always picks
+//! the limit *semantics* (windows, what is charged).
 //!
 //! Every OpenAI-dialect response carries `x-request-id` (unique),
 //! `openai-organization` (the key's scope, else `org-mock`),
 //! `openai-processing-ms`, `openai-version: 2020-10-01` and rate-limit
-//! headers (see below). Gemini-flavour responses carry only `x-request-id`;
-//! `/v1/messages` responses carry `request-id`, `anthropic-organization-id`
-//! and the `anthropic-ratelimit-*` headers.
+//! headers (see below). Gemini-dialect responses carry only `x-request-id`;
+//! Anthropic routes carry `request-id`, `anthropic-organization-id` and the
+//! `anthropic-ratelimit-*` headers.
 //!
 //! # Rate limits
 //!
@@ -97,8 +154,11 @@
 //! wall clock or from [`MockServer::set_clock`], anchored at
 //! [`MockOptions::clock_origin`]; all arithmetic is exact integer
 //! milliseconds, so a test can assert every number. Token costs use the same
-//! counts the endpoints report in `usage` (chat: ceil(content chars / 4);
-//! embeddings: per input; other endpoints: ceil(body bytes / 4)).
+//! counts the endpoints report in `usage` (chat, Responses, Messages,
+//! Gemini: the prompt rule below, with `max_tokens` /
+//! `max_completion_tokens` / `max_output_tokens` / `maxOutputTokens` as the
+//! output bound; embeddings: per input; token counting routes: nothing;
+//! other endpoints: ceil(body bytes / 4)).
 //!
 //! Every flavour answers a refused request with the provider's own body and
 //! headers, and its "retry in" hint is exact: waiting that long (with no
@@ -178,7 +238,7 @@
 //! **Anthropic** ([`LimitFlavor::Anthropic`]). Token buckets for RPM, input
 //! tokens (ITPM = `tpm`, charged the prompt) and output tokens (OTPM = `tpm`,
 //! charged `max_tokens` at admission and reconciled to the real output).
-//! On `/v1/messages` (in every flavour) the headers are
+//! On the Anthropic routes (in every flavour) the headers are
 //! `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,
 //! remaining,reset}` with RFC 3339 resets (`tokens` = the more restrictive of
 //! input and output; other flavours report their one token bucket in all
@@ -201,54 +261,340 @@
 //! # Pacing
 //!
 //! `latency` is slept before every response (time to first token);
-//! `token_delay` adds generation time per output token: a buffered chat or
-//! messages answer waits `completion tokens of one choice × token_delay`, a
-//! stream waits it before each token-bearing event (on top of
-//! `chunk_delay`).
+//! `token_delay` adds generation time per output token: a buffered chat,
+//! Responses, Messages or Gemini answer waits `output tokens of one choice ×
+//! token_delay`, a stream waits it before each token-bearing event (a word,
+//! a three-word Gemini chunk, an argument piece; on top of `chunk_delay`).
 //!
 //! # Deterministic rules
 //!
+//! One "model" answers every format. Each format reduces its request to the
+//! same few facts (the last user text, whether the conversation ends on the
+//! user, the callable tools, the tool choice, the output limit, thinking)
+//! and renders the same answer in its own shape.
+//!
+//! **User turns.** The *last user text* is the text of the last user
+//! message (text parts joined by a space). Tool results are not user turns:
+//! chat's `tool` messages, Anthropic user messages holding only
+//! `tool_result` blocks, Gemini user contents with `functionResponse` parts,
+//! Responses `function_call_output` items. The conversation *ends on the
+//! user* when its last message is a user turn in that sense.
+//!
 //! **Reply text.** The scripted reply ([`MockOptions::reply`], overridden at
 //! runtime by [`MockServer::set_reply`]) if set. Otherwise `"You said: "`
-//! followed by the first 32 whitespace-separated words of the *last* `user`
-//! message (text parts of array content joined by a space), re-joined with
-//! single spaces — e.g. `"Hi   there"` → `"You said: Hi there"`. With no user
-//! text the reply is `"Hello! This is a mock reply."`. Every one of the `n`
-//! choices carries the same text.
+//! followed by the first 32 whitespace-separated words of the last user
+//! text, re-joined with single spaces — e.g. `"Hi   there"` → `"You said:
+//! Hi there"`. With no user text the reply is `"Hello! This is a mock
+//! reply."`. Every one of chat's `n` choices carries the same text. The
+//! reply is cut before the earliest occurrence of any stop sequence (chat
+//! `stop`, Anthropic `stop_sequences`, Gemini `stopSequences`), then to the
+//! output limit in words.
 //!
-//! **Tokens.** `prompt_tokens` = ceil(total characters of all message
-//! contents / 4), at least 1 (Unicode scalar values; for array content only
-//! the `text` parts count). `completion_tokens` = number of whitespace
-//! separated words in the returned content, times `n`. With tool calls,
-//! `completion_tokens` = ceil(characters of all argument strings of one
-//! choice / 4) (at least 1), times `n`. `total_tokens` = the sum; all detail
-//! fields are 0. `max_tokens` / `max_completion_tokens` cut the reply to that
-//! many words (`finish_reason: "length"`).
+//! **Prompt tokens** = ceil(counted characters / 4), at least 1 (Unicode
+//! scalar values). Counted: chat message `content` (strings and `text`
+//! parts, every role); Anthropic `system` and message text blocks and
+//! `tool_result` content (string or text blocks); Gemini `systemInstruction`
+//! and content text parts (not `thought` parts) and every string inside a
+//! `functionResponse.response`, recursively (so `{"result": "22C"}` counts
+//! 3); Responses `instructions`, message text (string content or
+//! `input_text`/`output_text` parts) and `function_call_output` output, plus
+//! the stored conversation a `previous_response_id` continues. Never
+//! counted: tool definitions, tool call arguments, thinking, images.
 //!
-//! **Streaming.** Events are `data: {json}\n\n`: first a chunk whose delta is
+//! **Output tokens** = words of the reply, or with tool calls ceil(characters
+//! of all argument strings / 4) (at least 1), plus thinking tokens (the words
+//! of the thinking text). Chat multiplies by `n`. The output limit counts
+//! thinking first and the reply gets the rest (finish `length` /
+//! `max_tokens` / `MAX_TOKENS` / Responses `incomplete`).
+//!
+//! **Tool calls.** When the request offers functions and the tool choice is
+//! not "none", and either the conversation ends on the user with "weather"
+//! (any case) in the last user text, or the choice forces a call (chat
+//! `"required"`, Anthropic `{"type":"any"}`, Gemini mode `ANY`, Responses
+//! `"required"`), or names a function (chat/Responses
+//! `{"type":"function",...}`, Anthropic `{"type":"tool","name"}`, Gemini
+//! `ANY` with exactly one `allowedFunctionNames` entry): a named choice calls
+//! that function; otherwise, if the user text contains "parallel" and
+//! parallel calls are allowed (chat/Responses `parallel_tool_calls` not
+//! `false`, Anthropic `disable_parallel_tool_use` not `true`; Gemini always),
+//! every function is called in order; otherwise only the first. Gemini `ANY`
+//! with several `allowedFunctionNames` restricts the candidates to them.
+//! Arguments are a JSON object with one entry per schema property (the
+//! schema is chat `function.parameters`, Anthropic `input_schema`, Gemini
+//! `parameters` or `parametersJsonSchema`, Responses `parameters`): the
+//! first `enum` value if any, else by `type` (case-insensitive, so Gemini's
+//! `STRING` works) `"mock"` (string), `1` (integer/number), `true`, `[]`,
+//! `{}`, or `null`; serialised compactly with keys sorted, which is the
+//! "argument string" tokens are counted on. Ids: chat `call_` + 24
+//! alphanumerics; Anthropic `toolu_01` + 22; Responses item `fc_` + 48 hex
+//! and `call_id` `call_` + 24; Gemini calls have no id.
+//!
+//! **Thinking.** On when the request asks for it: Anthropic `thinking`
+//! `enabled` or `adaptive`; Gemini `thinkingConfig` with `includeThoughts:
+//! true`, a non-zero `thinkingBudget` or a `thinkingLevel`; Responses a
+//! `reasoning` object whose `effort` is not `"none"`. The thinking text is
+//! always `"Let me think about how to answer this."` (8 tokens). Chat never
+//! thinks.
+//!
+//! **Signatures** are verifiable: base64 of `LABEL:` followed by the 16-hex
+//! FNV-1a hash of the signed text. Anthropic thinking blocks are signed with
+//! `mock-thinking-signature` over the thinking text (the empty text when
+//! `display: "omitted"`), and replayed thinking blocks must carry exactly
+//! that signature. Gemini `thoughtSignature`s are `mock-thought-signature`
+//! over the function name followed by its argument string. Responses
+//! `encrypted_content` is `mock-encrypted-reasoning` over the reasoning
+//! item's id.
+//!
+//! **Chat Completions.** Content is the reply, or `null` with
+//! `finish_reason: "tool_calls"` and the calls. Streamed: events are
+//! `data: {json}\n\n`: first a chunk whose delta is
 //! `{"role":"assistant","content":"","refusal":null}`, then one chunk per word
 //! (a word plus the whitespace before it, so the deltas concatenate to exactly
 //! the reply), then an empty delta with the `finish_reason`, then — only with
 //! `stream_options.include_usage` — a chunk with `"choices":[]` and the usage
-//! (every earlier chunk then has `"usage":null`), then `data: [DONE]`.
-//! `chunk_delay` is slept between events, each event being its own HTTP
-//! chunk (with no delay the whole stream is written as one chunk, which no
-//! client can tell apart). With `n > 1` each step is emitted once per choice
-//! index. Content type `text/event-stream; charset=utf-8`.
+//! (every earlier chunk then has `"usage":null`), then `data: [DONE]`. With
+//! `n > 1` each step is emitted once per choice index. Tool calls: the first
+//! delta of each call carries `index`, `id`, `type`, `function{name,
+//! arguments:""}` (the first call's delta also has `role`, `content:null`,
+//! `refusal:null`); the arguments follow in 8-character pieces as `{index,
+//! function{arguments}}` deltas. Content type `text/event-stream;
+//! charset=utf-8`. All usage detail fields are 0.
 //!
-//! **Tool calls.** When the request has function `tools`, `tool_choice` is not
-//! `"none"`, and either the last message is a user message containing
-//! "weather" (any case) or `tool_choice` is `"required"` or names a function:
-//! a named `tool_choice` calls that function; otherwise, if the user text
-//! contains "parallel" and `parallel_tool_calls` is not `false`, every function
-//! tool is called; otherwise only the first. Content is `null`,
-//! `finish_reason` is `"tool_calls"`, ids are `call_` + 24 alphanumerics, and
-//! `arguments` is a JSON object with one entry per schema property: the first
-//! `enum` value if any, else `"mock"` (string), `1` (integer/number), `true`,
-//! `[]`, `{}` or `null`. Streamed, the first delta of each call carries
-//! `index`, `id`, `type`, `function{name, arguments:""}` (the first call's
-//! delta also has `role`, `content:null`, `refusal:null`); the arguments follow
-//! in 8-character pieces as `{index, function{arguments}}` deltas.
+//! **Stream pacing.** `chunk_delay` is slept between events of every
+//! streamed format, each event being its own HTTP chunk (with no delay the
+//! whole stream is written as one chunk, which no client can tell apart).
+//!
+//! # Anthropic Messages API
+//!
+//! **Validation** (400 `invalid_request_error`, Anthropic's messages), in
+//! order: any top-level field the API does not know → "FIELD: Extra inputs
+//! are not permitted"; `model` missing → "model: Field required";
+//! `max_tokens` missing → "max_tokens: Field required" (0 is allowed and
+//! generates nothing); `messages` missing or empty → "messages: Field
+//! required" / "messages: at least one message is required"; a role other
+//! than user/assistant → "messages.N.role: Input should be 'user' or
+//! 'assistant'"; empty content (except a final assistant message) →
+//! "messages.N: all messages must have non-empty content except for the
+//! optional final assistant message"; an empty text block → "messages: text
+//! content blocks must be non-empty"; an unknown block `type` → "Input tag
+//! ... does not match any of the expected tags"; `system` not a string or
+//! text blocks; `thinking.enabled.budget_tokens` below 1024 → "...: Input
+//! should be greater than or equal to 1024", not below `max_tokens` →
+//! "`max_tokens` must be greater than `thinking.budget_tokens`. Please
+//! consult our documentation at ..."; with thinking on, a `temperature`
+//! other than 1 → "`temperature` may only be set to 1 when thinking is
+//! enabled. ..." and a forcing `tool_choice` → "Thinking may not be enabled
+//! when tool_choice forces tool use."; then tool pairing on *turns*
+//! (consecutive messages of one role are merged into one turn, as the API
+//! does; there is no first-role or alternation rule): every `tool_use` must
+//! be answered by a `tool_result` in the next turn → "messages.N: `tool_use`
+//! ids were found without `tool_result` blocks immediately after: ID1, ID2.
+//! Each `tool_use` block must have a corresponding `tool_result` block in
+//! the next message." (N = the assistant message), every `tool_result` must
+//! answer a `tool_use` of the previous turn → "messages.N.content.M:
+//! unexpected `tool_use_id` found in `tool_result` blocks: ID. Each
+//! `tool_result` block must have a corresponding `tool_use` block in the
+//! previous message.", and every replayed `thinking` block must carry the
+//! mock's signature for its text → "messages.N.content.M: Invalid
+//! `signature` in `thinking` block"; with thinking on and the conversation
+//! ending in tool results, the last assistant message must start with a
+//! thinking block → "messages.N.content.0.type: Expected `thinking` or
+//! `redacted_thinking`, but found `TYPE`. When `thinking` is enabled, a
+//! final `assistant` message must start with a thinking block ...".
+//! Finally a model that is neither `claude-*` nor in [`MockOptions::models`]
+//! → 404 `not_found_error` "model: NAME".
+//!
+//! **Answer.** `{"id":"msg_01…"(22 more),"type":"message","role":"assistant",
+//! "model","content","stop_reason","stop_sequence","usage"}`. Content: a
+//! `thinking` block `{thinking, signature}` first when thinking is on, then
+//! a `text` block (omitted when the text is empty) or the `tool_use` blocks
+//! `{id, name, input}`. `stop_reason`: `end_turn`, `max_tokens`,
+//! `stop_sequence` (with `stop_sequence` set to the matching string) or
+//! `tool_use`. `usage`: `input_tokens`, `cache_creation_input_tokens`,
+//! `cache_read_input_tokens`, `cache_creation{ephemeral_5m_input_tokens,
+//! ephemeral_1h_input_tokens}`, `output_tokens`, `service_tier:
+//! "standard"`.
+//!
+//! **Prompt caching.** The prefix up to the last `cache_control` breakpoint
+//! (system blocks, then message blocks in order; a top-level
+//! `cache_control` marks the last block) is cached: its tokens, ceil(counted
+//! characters / 4), are `cache_creation_input_tokens` the first time the
+//! server sees that exact prefix for that model and
+//! `cache_read_input_tokens` afterwards (the 1-hour bucket when its `ttl` is
+//! `"1h"`), and `input_tokens` is the prompt minus them. There is no minimum
+//! cacheable length. Without breakpoints both are 0.
+//!
+//! **Streaming** (`text/event-stream; charset=utf-8`, `event:` lines):
+//! `message_start` (the message with empty `content`, null `stop_reason`,
+//! `usage.output_tokens: 1`), `ping` (exactly `{"type": "ping"}`), then per
+//! block `content_block_start` / deltas / `content_block_stop`: thinking
+//! (`{"type":"thinking","thinking":"","signature":""}`, one
+//! `thinking_delta` per word, one `signature_delta`), text (`{"type":"text",
+//! "text":""}`, one `text_delta` per word), tool_use (`input: {}`, an empty
+//! `input_json_delta` then the argument string in 8-character pieces); then
+//! `message_delta` (`stop_reason`, `stop_sequence`, cumulative `usage`
+//! with `input_tokens`, the cache counts and `output_tokens`) and
+//! `message_stop`.
+//!
+//! `POST /v1/messages/count_tokens` validates the same way (without
+//! `max_tokens`, which is an extra input there) and answers
+//! `{"input_tokens": N}` by the prompt rule.
+//!
+//! # Gemini API
+//!
+//! **Parsing** is as strict as Google's JSON front end: every field name not
+//! in the Gemini API's v1beta messages (camelCase or snake_case) → "Invalid
+//! JSON payload received. Unknown name \"NAME\" at 'PATH': Cannot find
+//! field." (no `at` part at the top level), a list where one value belongs
+//! → "... Unknown name \"NAME\" at 'PATH': Proto field is not repeating,
+//! cannot start list.", a bad `type` or `mode` enum name → "Invalid value at
+//! 'PATH' (type.googleapis.com/google.ai.generativelanguage.v1beta.Type),
+//! \"VALUE\"", malformed base64 in `inlineData.data` or `thoughtSignature` →
+//! "Invalid value at 'PATH' (TYPE_BYTES), Base64 decoding failed for
+//! \"VALUE\"". PATH is in protobuf spelling, map entries by position:
+//! `tools[0].function_declarations[1].parameters.properties[2].value`. So
+//! JSON-Schema-only keywords (`additionalProperties`, `$schema`, `const`,
+//! ...) are refused in `parameters` and `responseSchema` (but not in
+//! `parametersJsonSchema` / `responseJsonSchema`). All violations are
+//! reported at once: 400 `INVALID_ARGUMENT`, the descriptions joined by
+//! newlines, and a `google.rpc.BadRequest` detail with one `fieldViolation`
+//! (`field`, `description`) each.
+//!
+//! **Validation** (400 `INVALID_ARGUMENT`), in order: a model that is not
+//! `gemini-*`, `gemma-*` or in [`MockOptions::models`] → 404 `NOT_FOUND`
+//! "models/NAME is not found for API version VERSION, or is not supported
+//! for generateContent. Call ListModels to see the list of available models
+//! and their supported methods."; missing or empty `contents` →
+//! `* GenerateContentRequest.contents: contents is not specified\n`; empty
+//! `parts` and parts with no data field →
+//! `* GenerateContentRequest.contents[N].parts: contents.parts must not be empty.\n`
+//! and
+//! `* GenerateContentRequest.contents[N].parts[M].data: required oneof field 'data' must have one initialized field\n`
+//! (all in one message); a role other than user/model (missing means user) →
+//! "Please use a valid role: user, model."; a function response turn not
+//! right after a function call turn → "Please ensure that function response
+//! turn comes immediately after a function call turn."; a different number
+//! of responses than calls → "Please ensure that the number of function
+//! response parts is equal to the number of function call parts of the
+//! function call turn."; different names (the mock's own wording) → "Please
+//! ensure that the function response names match the function call names of
+//! the function call turn."; a function call turn not after a user or
+//! function response turn → "Please ensure that function call turn comes
+//! immediately after a user turn or after a function response turn."; for
+//! `gemini-3*` models, the first `functionCall` part of each model turn of
+//! the current turn (after the last user content that is not a function
+//! response) must carry a non-empty `thoughtSignature` (any valid base64,
+//! so Google's documented stand-ins pass) → "Function call is missing a
+//! thought_signature in functionCall parts. This is required for tools to
+//! work correctly, and missing thought_signature may lead to degraded model
+//! performance. Additional data, function call `default_api:NAME` ,
+//! position N. Please refer to
+//! <https://ai.google.dev/gemini-api/docs/thought-signatures> for more
+//! details." (N = the content's 1-based position).
+//!
+//! **Answer**, pretty-printed with two spaces and `<`, `>`, `&` escaped as
+//! `\u003c` & co. (`application/json; charset=UTF-8`):
+//! `{"candidates":[{"content":{"parts":[…],"role":"model"},"finishReason",
+//! "index":0}],"usageMetadata":{…},"modelVersion":MODEL,"responseId":23
+//! alphanumerics}`. Parts: a thought part `{"text":THINKING,"thought":true}`
+//! first when `includeThoughts` is true, then `{"text":…}` (possibly empty)
+//! or the `{"functionCall":{"name","args"}}` parts; the first call carries
+//! `thoughtSignature` for `gemini-3*` models or when thinking is on.
+//! `finishReason` `STOP` (also for stop sequences and calls, which add
+//! `"finishMessage": "Model generated function call(s)."`) or `MAX_TOKENS`.
+//! `usageMetadata`: `promptTokenCount`, `candidatesTokenCount` (the reply's
+//! tokens, thinking excluded), `totalTokenCount`, `promptTokensDetails:
+//! [{"modality":"TEXT","tokenCount"}]`, and `thoughtsTokenCount` when
+//! thinking happened (shown or not).
+//!
+//! **Streaming.** Chunks are whole `GenerateContentResponse`s: thought text
+//! and reply text in chunks of three words, function calls whole in one
+//! chunk; every chunk carries `usageMetadata` with the candidate tokens so
+//! far (thoughts counted in full from the first), `modelVersion` and the
+//! same `responseId`; the last one has `finishReason`. With `?alt=sse` each
+//! is `data: ` + one-line JSON in Google's spelling (`{"key": value,"k2":
+//! …}`) + `\r\n\r\n` (`text/event-stream`); without it the body is a JSON
+//! array written incrementally: `[` + the first pretty chunk, then `\n,\r\n`
+//! + each next one, then `\n]` (`application/json; charset=UTF-8`).
+//!
+//! `:countTokens` takes `contents` or a whole `generateContentRequest` and
+//! answers `{"totalTokens": N, "promptTokensDetails": [...]}`. `GET
+//! /models` lists `gemini-2.0-flash`, `gemini-2.5-flash`, `gemini-2.5-pro`,
+//! `gemini-3-pro-preview` and the `gemini-*`/`gemma-*` entries of
+//! [`MockOptions::models`] as `{"name": "models/ID", "version",
+//! "displayName", "description", "inputTokenLimit", "outputTokenLimit",
+//! "supportedGenerationMethods", "temperature", "topP", "topK",
+//! "maxTemperature", "thinking"}`.
+//!
+//! # Responses API
+//!
+//! **Validation** (OpenAI-shaped 400s): an unknown top-level field →
+//! "Unknown parameter: 'NAME'." (`unknown_parameter`); no `model` →
+//! `missing_required_parameter`; `input` items: a role other than
+//! assistant/system/developer/user → `invalid_value` on `input[N].role`,
+//! missing `call_id`/`name`/`arguments`/`output` → missing parameter;
+//! a `function_call_output` whose `call_id` no earlier `function_call`
+//! has → "No tool call found for function call output with call_id ID."
+//! (param `input`); a `function_call` never answered later → "No tool
+//! output found for function call ID." (param `input`); a reasoning item
+//! whose `encrypted_content` is not the mock's for its id → "The encrypted
+//! content for item ID could not be verified."; a function tool without a
+//! top-level `name` (a Chat Completions-style tool) →
+//! `Missing required parameter: 'tools[N].name'.`; an unknown `previous_response_id` → "Previous
+//! response with id 'ID' not found." (code `previous_response_not_found`);
+//! a model not in [`MockOptions::models`] → 400 "The requested model 'NAME'
+//! does not exist." (code `model_not_found`).
+//!
+//! **Answer.** The response object (`id` `resp_` + 48 hex, `object`,
+//! `created_at`, `status` `completed` or `incomplete` with
+//! `incomplete_details: {"reason": "max_output_tokens"}`, the request's
+//! settings echoed, `output`, `usage{input_tokens,
+//! input_tokens_details.cached_tokens: 0, output_tokens,
+//! output_tokens_details.reasoning_tokens, total_tokens}`). Output items: a
+//! `reasoning` item (`rs_…`) first when reasoning is on, whose `summary`
+//! holds the thinking text when `reasoning.summary` is set and which has
+//! `encrypted_content` when `include` asks for
+//! `reasoning.encrypted_content`; then a `message` item (`msg_…`, one
+//! `output_text` part with empty `annotations` and `logprobs`) or the
+//! `function_call` items.
+//!
+//! **Storage.** Unless `store: false`, the conversation (input plus output,
+//! as input items) is kept for `previous_response_id` and the response for
+//! `GET /v1/responses/{id}` (404 "Response with id 'ID' not found."); the
+//! 4096 most recent are kept.
+//!
+//! **Streaming** (`event:` lines, `sequence_number` counting from 0):
+//! `response.created` and `response.in_progress` (status `in_progress`, no
+//! output, null usage); per reasoning item `response.output_item.added`,
+//! (with a summary: `response.reasoning_summary_part.added`, one
+//! `response.reasoning_summary_text.delta` per word,
+//! `response.reasoning_summary_text.done`,
+//! `response.reasoning_summary_part.done`), `response.output_item.done`;
+//! per message `response.output_item.added`, `response.content_part.added`,
+//! one `response.output_text.delta` per word, `response.output_text.done`,
+//! `response.content_part.done`, `response.output_item.done`; per function
+//! call `response.output_item.added` (empty `arguments`),
+//! `response.function_call_arguments.delta` in 8-character pieces,
+//! `response.function_call_arguments.done`, `response.output_item.done`;
+//! finally `response.completed` (or `response.incomplete`) with the full
+//! response.
+//!
+//! # Azure
+//!
+//! Deployment routes without a non-empty `api-version` query parameter get
+//! 404 `{"error":{"code":"404","message":"Resource not found"}}`; Foundry
+//! routes get 400 `{"error":{"code":"MissingApiVersionParameter","message":
+//! "The api-version query parameter (?api-version=) is required for all
+//! requests."}}`. On deployment routes the deployment is the model (the
+//! body's `model` is ignored); a deployment (or, on the v1 and Foundry
+//! routes, a model) not in [`MockOptions::models`] gets 404
+//! `{"error":{"code":"DeploymentNotFound","message":"The API deployment for
+//! this resource does not exist. ..."}}`. Chat answers carry Azure's
+//! content-filter verdicts (`prompt_filter_results` and each choice's
+//! `content_filter_results`, all `safe` / not detected); streams open with
+//! Azure's choice-less chunk (`"choices":[]`, empty `id`, `model` and
+//! `object`, the `prompt_filter_results`). Otherwise the chat, embeddings
+//! and Responses rules and validation errors are OpenAI's.
 //!
 //! **Embeddings.** Each input (string, or token-id array) seeds a SplitMix64
 //! generator with its FNV-1a hash; the vector is unit length, 1536 wide
@@ -281,32 +627,64 @@
 //! (including slashed ones such as `self-harm/intent`) are always present.
 //!
 //! **Models.** Unknown models get 404 `model_not_found` ("The model `x` does
-//! not exist or you do not have access to it.") on every endpoint that takes
-//! one; `GET /v1/models` lists [`MockOptions::models`].
+//! not exist or you do not have access to it.") on every OpenAI endpoint that
+//! takes one; `GET /v1/models` lists [`MockOptions::models`].
 //!
 //! # Faults
 //!
 //! [`MockServer::push_fault`] queues a [`Fault`]; each request takes the
 //! *first queued fault that matches it* (`only_model` compares with the
-//! request's `model`, `only_key` with its bearer key), so non-matching faults
-//! wait for their request. See [`FaultKind`] for what each does.
+//! request's model — the body's `model`, Gemini's path model or Azure's
+//! deployment — and `only_key` with its key), so non-matching faults wait for
+//! their request. See [`FaultKind`] for what each does. Faults answer in the
+//! route's dialect: OpenAI-shaped on the OpenAI and Azure routes; on the
+//! Anthropic routes `RateLimited` is a 429 `rate_limit_error` with
+//! `retry-after`, `InsufficientQuota` the credit-balance 400, `InvalidKey`
+//! 401 "invalid x-api-key", `ServerError` 500 `api_error` "Internal server
+//! error", `Overloaded` 529, `BadRequest` a 400 `invalid_request_error`,
+//! `ContextLengthExceeded` 400 "prompt is too long: N tokens > 200000
+//! maximum"; on the Gemini routes `RateLimited` is a `RESOURCE_EXHAUSTED`
+//! quota 429, `InsufficientQuota` the "limit: 0" 429, `InvalidKey` 400
+//! `API_KEY_INVALID`, `ServerError` 500 `INTERNAL` "An internal error has
+//! occurred. ...", `Overloaded` 503 `UNAVAILABLE`, `BadRequest` 400
+//! `INVALID_ARGUMENT`, `ContextLengthExceeded` 400 "The input token count (N)
+//! exceeds the maximum number of tokens allowed (1048576).".
+//!
+//! # Recording
+//!
+//! With `record` on, [`MockServer::requests`] returns every request as
+//! received: method, path, query, headers, raw body, and the [`Endpoint`]
+//! that served it; [`RecordedRequest::model`] and
+//! [`RecordedRequest::is_stream`] read the model and streaming flag the way
+//! the endpoint's format carries them.
 
+mod admin;
+mod anthropic;
 mod audio;
+mod azure;
 mod body;
 mod chat;
 mod clock;
+mod convo;
 mod embeddings;
 mod errors;
 mod flavor;
+mod gemini;
+mod gemini_fields;
 mod images;
 mod keystate;
-mod messages;
 mod models;
 mod moderations;
 mod multipart;
+mod ordered_json;
 mod ratelimit;
+mod responses;
+mod route;
 mod server;
+mod stream;
 mod util;
+
+pub use route::Endpoint;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -328,7 +706,7 @@ use crate::server::Shared;
 #[derive(Clone, Debug)]
 pub struct ScopeSpec {
     /// E.g. `"org-alpha"`; sent as `openai-organization` (OpenAI, Groq and
-    /// Azure flavours) or `anthropic-organization-id` (`/v1/messages`), and
+    /// Azure flavours) or `anthropic-organization-id` (Anthropic routes), and
     /// quoted in 429 messages.
     pub name: String,
     pub keys: Vec<String>,
@@ -449,7 +827,7 @@ pub struct MockOptions {
     /// `INVALID_ARGUMENT`, reason `API_KEY_INVALID`).
     pub revoked_keys: Vec<String>,
     /// Keys out of credit: 429 `insufficient_quota` (Gemini: 429 with
-    /// "limit: 0"; `/v1/messages`: 400 "Your credit balance is too low").
+    /// "limit: 0"; Anthropic routes: 400 "Your credit balance is too low").
     pub exhausted_keys: Vec<String>,
     /// Generation time per output token: buffered chat answers wait
     /// `completion tokens × token_delay` (per choice) before their headers;
@@ -520,6 +898,8 @@ pub struct RecordedRequest {
     /// In arrival order, names lower-case.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// The endpoint (and so the wire format) that served the request.
+    pub endpoint: Endpoint,
 }
 
 impl RecordedRequest {
@@ -541,6 +921,29 @@ impl RecordedRequest {
         let (scheme, key) = self.header("authorization")?.split_once(' ')?;
         let key = key.trim();
         (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
+    }
+
+    /// The model the request names: Gemini's path model, Azure's deployment,
+    /// else the body's `model`.
+    pub fn model(&self) -> Option<String> {
+        route::model_in_path(self.endpoint, &self.path)
+            .map(str::to_owned)
+            .or_else(|| {
+                self.json()?
+                    .get("model")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            })
+    }
+
+    /// Whether the request asked for a streamed answer (`"stream": true`, or
+    /// Gemini's `:streamGenerateContent`).
+    pub fn is_stream(&self) -> bool {
+        self.endpoint == Endpoint::GeminiStreamGenerateContent
+            || self
+                .json()
+                .and_then(|v| v.get("stream").and_then(serde_json::Value::as_bool))
+                .unwrap_or(false)
     }
 }
 
@@ -586,9 +989,16 @@ pub enum FaultKind {
     /// connection. Buffered responses: send the headers and the first half
     /// of the body, then drop the connection.
     DropMidStream { after_chunks: usize },
-    /// Chat: 200 with empty assistant content, no tool calls,
-    /// `completion_tokens: 0`. Other endpoints answer normally.
+    /// Chat, Responses, Messages, Gemini: 200 with empty reply text, no
+    /// tool calls, no thinking, 0 output tokens. Other endpoints answer
+    /// normally.
     EmptyReply,
+    /// Streams: send this many events, then the format's own in-stream
+    /// error (chat: a `data: {"error":{...server_error}}` event and no
+    /// `[DONE]`; Responses: `event: error`; Anthropic: `event: error` with
+    /// `overloaded_error`; Gemini: an `INTERNAL` error object) and end the
+    /// stream cleanly. Buffered requests fail as with `ServerError`.
+    ErrorMidStream { after_events: usize },
 }
 
 impl Fault {
@@ -645,13 +1055,20 @@ impl MockServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT/v1`.
+    /// `http://127.0.0.1:PORT/v1`: the OpenAI base URL (and Anthropic's
+    /// routes live under it too).
     pub fn base_url(&self) -> String {
+        format!("{}/v1", self.root_url())
+    }
+
+    /// `http://127.0.0.1:PORT`: the base URL SDKs take for Anthropic,
+    /// Gemini (`/v1beta/...`) and Azure (`/openai/...`).
+    pub fn root_url(&self) -> String {
         let ip = self.addr.ip();
         if ip.is_unspecified() {
-            format!("http://127.0.0.1:{}/v1", self.addr.port())
+            format!("http://127.0.0.1:{}", self.addr.port())
         } else {
-            format!("http://{}/v1", self.addr)
+            format!("http://{}", self.addr)
         }
     }
 
@@ -697,7 +1114,7 @@ impl MockServer {
 
     /// Provider-wide overload storm: while on, every authenticated request is
     /// answered 503 "The engine is currently overloaded, please try again
-    /// later" (Gemini: 503 `UNAVAILABLE`; `/v1/messages`: 529
+    /// later" (Gemini: 503 `UNAVAILABLE`; Anthropic routes: 529
     /// `overloaded_error`), without counting against any limit. Turning it
     /// off also cancels [`MockServer::overload_next`].
     pub fn set_overloaded(&self, on: bool) {

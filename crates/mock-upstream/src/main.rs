@@ -1,4 +1,7 @@
-//! `mock-upstream`: the OpenAI mock as a standalone server for load tests.
+//! `mock-upstream`: the provider mock as a standalone server for load tests.
+//! Every format's routes are always on: OpenAI under `/v1`, Anthropic at
+//! `/v1/messages`, Gemini under `/v1beta/models/...` (and `/v1/models/...`),
+//! Azure under `/openai/...` and `/models/...` (see the library docs).
 //!
 //! ```text
 //! mock-upstream [--host 127.0.0.1] [--port 9000] [--latency-ms 0]
@@ -209,6 +212,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // Scripts parse this line: keep its shape.
     println!(
         "mock-upstream listening on http://{}:{}/v1",
         args.host,

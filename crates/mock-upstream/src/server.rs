@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+use crate::admin::{ADMIN_PREFIX, admin};
 use crate::body::{self, Body, BoxError};
 use crate::clock::Clock;
 use crate::errors::{ApiError, ORGANIZATION};
@@ -27,12 +28,15 @@ use crate::flavor::{self, Dialect, ErrCtx};
 use crate::keystate::{KeyState, Outcome};
 use crate::multipart::{self, Form};
 use crate::ratelimit::{Cost, Limiter, RateView};
+use crate::route::{Endpoint, model_in_path};
 use crate::util::{alnum_id, ceil_ms, go_duration, hex_id, tokens_for_chars};
 use crate::{Fault, FaultKind, LimitFlavor, MockOptions, RecordedRequest};
-use crate::{audio, chat, embeddings, images, messages, models, moderations};
+use crate::{
+    anthropic, audio, azure, chat, embeddings, gemini, images, models, moderations, responses,
+};
 
 pub(crate) struct Shared {
-    admin: bool,
+    pub admin: bool,
     pub models: Vec<String>,
     api_keys: Vec<String>,
     limiter: Option<Limiter>,
@@ -52,9 +56,13 @@ pub(crate) struct Shared {
     pub count: AtomicUsize,
     pub id_seed: u64,
     pub addr: SocketAddr,
+    /// Anthropic prompt-cache prefixes seen so far.
+    pub prompt_cache: anthropic::PromptCache,
+    /// Stored Responses API responses (`store: true`).
+    pub stored: responses::Store,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking test thread must not wedge the server for the others.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -67,6 +75,17 @@ pub(crate) struct TokenUsage {
     pub output: u64,
     /// Output tokens of one choice (what a buffered answer "generates").
     pub output_per_choice: u64,
+}
+
+impl TokenUsage {
+    /// A single-answer usage.
+    pub fn single(input: u64, output: u64) -> TokenUsage {
+        TokenUsage {
+            input,
+            output,
+            output_per_choice: output,
+        }
+    }
 }
 
 impl Shared {
@@ -104,6 +123,8 @@ impl Shared {
             count: AtomicUsize::new(0),
             id_seed,
             addr,
+            prompt_cache: anthropic::PromptCache::default(),
+            stored: responses::Store::default(),
         }
     }
 
@@ -150,7 +171,7 @@ impl Shared {
         lock(&self.requests).clone()
     }
 
-    fn record(&self, parts: &Parts, body: &Bytes) {
+    fn record(&self, parts: &Parts, body: &Bytes, endpoint: Endpoint) {
         let headers = parts
             .headers
             .iter()
@@ -167,6 +188,7 @@ impl Shared {
             query: parts.uri.query().map(str::to_owned),
             headers,
             body: body.clone(),
+            endpoint,
         };
         lock(&self.requests).push(req);
     }
@@ -238,66 +260,28 @@ impl std::error::Error for ResetByFault {}
 pub(crate) struct Mode {
     pub drop_after: Option<usize>,
     pub empty_reply: bool,
+    /// Streams: this many events, then the format's in-stream error.
+    pub error_after: Option<usize>,
 }
 
 pub(crate) struct Ctx<'a> {
     pub shared: &'a Shared,
     pub seq: u64,
     pub mode: Mode,
+    pub endpoint: Endpoint,
+    pub request_id: &'a str,
+    pub parts: &'a Parts,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Route {
-    Models,
-    Model,
-    Chat,
-    Embeddings,
-    Images,
-    Transcriptions,
-    Translations,
-    Speech,
-    Moderations,
-    Messages,
-    File,
-    NotFound,
-}
-
-impl Route {
-    fn of(method: &Method, path: &str) -> Route {
-        let post = method == Method::POST;
-        let get = method == Method::GET;
-        match path {
-            "/v1/chat/completions" if post => Route::Chat,
-            "/v1/embeddings" if post => Route::Embeddings,
-            "/v1/images/generations" if post => Route::Images,
-            "/v1/audio/transcriptions" if post => Route::Transcriptions,
-            "/v1/audio/translations" if post => Route::Translations,
-            "/v1/audio/speech" if post => Route::Speech,
-            "/v1/moderations" if post => Route::Moderations,
-            "/v1/messages" if post => Route::Messages,
-            "/v1/models" if get => Route::Models,
-            p if get && p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => {
-                Route::Model
-            }
-            p if get && p.starts_with(images::FILES_PREFIX) => Route::File,
-            _ => Route::NotFound,
-        }
+impl Ctx<'_> {
+    /// A per-request seed for generated ids.
+    pub fn seed(&self) -> u64 {
+        self.shared.id_seed ^ self.seq.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    /// Azure's operation name, as its 429 messages quote it.
-    fn azure_operation(self) -> &'static str {
-        match self {
-            Route::Chat => "ChatCompletions_Create",
-            Route::Embeddings => "Embeddings_Create",
-            Route::Images => "ImageGenerations_Create",
-            Route::Transcriptions => "Transcriptions_Create",
-            Route::Translations => "Translations_Create",
-            Route::Speech => "Speech_Create",
-            Route::Moderations => "Moderations_Create",
-            Route::Messages => "Messages_Create",
-            Route::Models => "Models_List",
-            Route::Model | Route::File | Route::NotFound => "Models_Get",
-        }
+    /// A query parameter of the request URL.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        query_param(self.parts, name)
     }
 }
 
@@ -319,18 +303,9 @@ impl Input {
     }
 }
 
-fn parse_input(route: Route, parts: &Parts, body: &Bytes) -> Input {
-    match route {
-        Route::Chat
-        | Route::Embeddings
-        | Route::Images
-        | Route::Speech
-        | Route::Moderations
-        | Route::Messages => match serde_json::from_slice::<Value>(body) {
-            Ok(v @ Value::Object(_)) => Input::Json(v),
-            _ => Input::BadJson,
-        },
-        Route::Transcriptions | Route::Translations => {
+fn parse_input(endpoint: Endpoint, parts: &Parts, body: &Bytes) -> Input {
+    match endpoint {
+        Endpoint::Transcriptions | Endpoint::Translations => {
             let ct = parts
                 .headers
                 .get(header::CONTENT_TYPE)
@@ -341,6 +316,10 @@ fn parse_input(route: Route, parts: &Parts, body: &Bytes) -> Input {
                 Err(e) => Input::BadForm(e),
             }
         }
+        e if e.takes_json() => match serde_json::from_slice::<Value>(body) {
+            Ok(v @ Value::Object(_)) => Input::Json(v),
+            _ => Input::BadJson,
+        },
         _ => Input::None,
     }
 }
@@ -352,29 +331,41 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
 }
 
-/// The request's key: `Authorization: Bearer`, else Anthropic's `x-api-key`,
-/// Azure's `api-key`, Gemini's `x-goog-api-key` or `?key=`.
+fn header_key<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+/// The key of an OpenAI-shaped request: `Authorization: Bearer`, else
+/// Anthropic's `x-api-key`, Azure's `api-key`, Gemini's `x-goog-api-key` or
+/// `?key=` (one server models any provider's OpenAI-compatible endpoint).
 fn request_key(parts: &Parts) -> Option<&str> {
     if let Some(k) = bearer(&parts.headers) {
         return Some(k);
     }
     for name in ["x-api-key", "api-key", "x-goog-api-key"] {
-        if let Some(k) = parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-        {
+        if let Some(k) = header_key(parts, name) {
             return Some(k);
         }
     }
-    parts
-        .uri
-        .query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("key="))
-        .filter(|k| !k.is_empty())
+    query_param(parts, "key").filter(|k| !k.is_empty())
+}
+
+/// The key as the endpoint's provider reads it: Anthropic `x-api-key` (or an
+/// `Authorization: Bearer` token), Gemini `x-goog-api-key` or `?key=` only,
+/// Azure `api-key` (or a bearer token); OpenAI routes: [`request_key`].
+fn endpoint_key(endpoint: Endpoint, parts: &Parts) -> Option<&str> {
+    match endpoint.dialect(LimitFlavor::OpenAi) {
+        Dialect::Anthropic => header_key(parts, "x-api-key").or_else(|| bearer(&parts.headers)),
+        Dialect::Gemini => header_key(parts, "x-goog-api-key")
+            .or_else(|| query_param(parts, "key").filter(|k| !k.is_empty())),
+        Dialect::Azure => header_key(parts, "api-key").or_else(|| bearer(&parts.headers)),
+        Dialect::OpenAi | Dialect::Groq => request_key(parts),
+    }
 }
 
 fn query_param<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
@@ -398,27 +389,29 @@ async fn handle(
     let seq = shared.count.fetch_add(1, Ordering::SeqCst) as u64;
     let (parts, incoming) = req.into_parts();
     let body = incoming.collect().await?.to_bytes();
+    let google_key = bearer(&parts.headers).is_none()
+        && (header_key(&parts, "x-goog-api-key").is_some() || query_param(&parts, "key").is_some());
+    let endpoint = Endpoint::of(&parts.method, parts.uri.path(), google_key);
     if shared.record {
-        shared.record(&parts, &body);
+        shared.record(&parts, &body, endpoint);
     }
     if !shared.latency.is_zero() {
         tokio::time::sleep(shared.latency).await;
     }
-    let route = Route::of(&parts.method, parts.uri.path());
-    let dialect = Dialect::of(shared.flavor, route == Route::Messages);
+    let dialect = endpoint.dialect(shared.flavor);
     let id_seed = shared.id_seed ^ seq.wrapping_mul(0x9E37_79B9);
     let request_id = if dialect == Dialect::Anthropic {
         alnum_id("req_011C", id_seed, 20)
     } else {
         hex_id("req_", id_seed)
     };
-    let key = request_key(&parts);
+    let key = endpoint_key(endpoint, &parts);
     let req = Req {
         shared: &shared,
         seq,
         parts: &parts,
         body: &body,
-        route,
+        endpoint,
         dialect,
         key,
         request_id: &request_id,
@@ -479,88 +472,12 @@ async fn handle(
     Ok(resp)
 }
 
-const ADMIN_PREFIX: &str = "/mock/";
-
-/// The control routes (`MockOptions::admin`), for driving a running binary:
-/// `POST /mock/keys/{key}/{revoke|restore|exhaust|replenish}`,
-/// `POST /mock/overload?on=true|false` or `?next=N`, `GET /mock/key-stats`.
-/// Not counted, recorded or limited.
-fn admin(shared: &Shared, method: &Method, uri: &http::Uri) -> Response<Body> {
-    let path = uri.path().strip_prefix(ADMIN_PREFIX).unwrap_or("");
-    let query = uri.query().unwrap_or("");
-    let param = |name: &str| {
-        query.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == name).then_some(v)
-        })
-    };
-    let done = || {
-        let mut resp = Response::new(body::full(Bytes::new()));
-        *resp.status_mut() = StatusCode::NO_CONTENT;
-        resp
-    };
-    let not_found = || ApiError::invalid_url(method, uri.path()).into_response();
-    if method == Method::GET && path == "key-stats" {
-        let entries: Vec<crate::util::Json> = shared
-            .keys
-            .snapshot()
-            .into_iter()
-            .map(|(k, s)| {
-                crate::util::obj! {
-                    "key": k,
-                    "received": s.received,
-                    "ok": s.ok,
-                    "rate_limited": s.rate_limited,
-                    "unauthorized": s.unauthorized,
-                    "other_errors": s.other_errors,
-                }
-            })
-            .collect();
-        let v = crate::util::obj! {"keys": crate::util::Json::Arr(entries)};
-        return body::json(StatusCode::OK, v.to_vec());
-    }
-    if method != Method::POST {
-        return not_found();
-    }
-    if path == "overload" {
-        if let Some(n) = param("next").and_then(|n| n.parse().ok()) {
-            shared.keys.overload_next(n);
-            return done();
-        }
-        return match param("on") {
-            Some("true") => {
-                shared.keys.set_overloaded(true);
-                done()
-            }
-            Some("false") => {
-                shared.keys.set_overloaded(false);
-                done()
-            }
-            _ => not_found(),
-        };
-    }
-    let Some((key, action)) = path.strip_prefix("keys/").and_then(|r| r.rsplit_once('/')) else {
-        return not_found();
-    };
-    if key.is_empty() {
-        return not_found();
-    }
-    match action {
-        "revoke" => shared.keys.set_revoked(key, true),
-        "restore" => shared.keys.set_revoked(key, false),
-        "exhaust" => shared.keys.set_exhausted(key, true),
-        "replenish" => shared.keys.set_exhausted(key, false),
-        _ => return not_found(),
-    }
-    done()
-}
-
 struct Req<'a> {
     shared: &'a Shared,
     seq: u64,
     parts: &'a Parts,
     body: &'a Bytes,
-    route: Route,
+    endpoint: Endpoint,
     dialect: Dialect,
     key: Option<&'a str>,
     request_id: &'a str,
@@ -571,10 +488,21 @@ impl Req<'_> {
         ErrCtx {
             model: model.unwrap_or("default"),
             org: org.unwrap_or(ORGANIZATION),
-            azure_operation: self.route.azure_operation(),
+            azure_operation: self.endpoint.azure_operation(),
             api_version: query_param(self.parts, "api-version").unwrap_or(AZURE_API_VERSION),
             request_id: self.request_id,
             unix_ms: self.shared.clock.unix_ms(),
+        }
+    }
+
+    /// The answer to a request without usable credentials, in the
+    /// endpoint's own words.
+    fn missing_key(&self) -> Response<Body> {
+        match self.endpoint.dialect(LimitFlavor::OpenAi) {
+            Dialect::Anthropic => anthropic::missing_key(self.request_id),
+            Dialect::Gemini => gemini::missing_key(bearer(&self.parts.headers).is_some()),
+            Dialect::Azure => azure::missing_key(),
+            Dialect::OpenAi | Dialect::Groq => ApiError::missing_key().into_response(),
         }
     }
 }
@@ -602,17 +530,36 @@ impl Reply {
 /// What a request charges at admission, per flavour (the same token counts
 /// the endpoints report in `usage`):
 /// OpenAI/Groq `max(max_tokens, prompt)`; Azure `prompt + max_tokens`;
-/// Gemini `prompt`; Anthropic input `prompt`, output `max_tokens`.
-fn admission_cost(flavor: LimitFlavor, route: Route, input: &Input, body_len: usize) -> Cost {
+/// Gemini `prompt`; Anthropic input `prompt`, output `max_tokens`. Token
+/// counting endpoints charge no tokens.
+fn admission_cost(flavor: LimitFlavor, endpoint: Endpoint, input: &Input, body_len: usize) -> Cost {
     let by_bytes = tokens_for_chars(body_len);
-    let (prompt, max_out) = match (route, input) {
-        (Route::Chat, Input::Json(v)) => (chat::prompt_tokens_of(v), chat::max_tokens_of(v)),
-        (Route::Messages, Input::Json(v)) => {
-            (messages::input_tokens_of(v), messages::max_tokens_of(v))
+    let (prompt, max_out) = match (endpoint, input) {
+        (Endpoint::AnthropicCountTokens | Endpoint::GeminiCountTokens, _) => (0, None),
+        (
+            Endpoint::ChatCompletions
+            | Endpoint::AzureChatCompletions
+            | Endpoint::AzureV1ChatCompletions
+            | Endpoint::FoundryChatCompletions,
+            Input::Json(v),
+        ) => (chat::prompt_tokens_of(v), chat::max_tokens_of(v)),
+        (Endpoint::AnthropicMessages, Input::Json(v)) => {
+            (anthropic::input_tokens_of(v), anthropic::max_tokens_of(v))
         }
-        (Route::Embeddings, Input::Json(v)) => {
-            (embeddings::prompt_tokens_of(v).unwrap_or(by_bytes), None)
+        (
+            Endpoint::GeminiGenerateContent | Endpoint::GeminiStreamGenerateContent,
+            Input::Json(v),
+        ) => (gemini::prompt_tokens_of(v), gemini::max_tokens_of(v)),
+        (Endpoint::Responses | Endpoint::AzureV1Responses, Input::Json(v)) => {
+            (responses::input_tokens_of(v), responses::max_tokens_of(v))
         }
+        (
+            Endpoint::Embeddings
+            | Endpoint::AzureEmbeddings
+            | Endpoint::AzureV1Embeddings
+            | Endpoint::FoundryEmbeddings,
+            Input::Json(v),
+        ) => (embeddings::prompt_tokens_of(v).unwrap_or(by_bytes), None),
         _ => (by_bytes, None),
     };
     let out = max_out.unwrap_or(0);
@@ -636,6 +583,29 @@ fn admission_cost(flavor: LimitFlavor, route: Route, input: &Input, body_len: us
     }
 }
 
+/// Checks some providers make before looking at the credentials.
+fn precheck(req: &Req<'_>) -> Option<Response<Body>> {
+    match req.endpoint {
+        Endpoint::AzureChatCompletions | Endpoint::AzureEmbeddings => {
+            azure::require_api_version(query_param(req.parts, "api-version"), false)
+        }
+        Endpoint::FoundryChatCompletions | Endpoint::FoundryEmbeddings => {
+            azure::require_api_version(query_param(req.parts, "api-version"), true)
+        }
+        _ => None,
+    }
+}
+
+/// Checks made once the key is known to be good.
+fn postcheck(req: &Req<'_>) -> Option<Response<Body>> {
+    match req.endpoint {
+        Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => {
+            anthropic::require_version(req.parts, req.request_id)
+        }
+        _ => None,
+    }
+}
+
 /// `None` means "reset the connection".
 async fn process(req: &Req<'_>) -> Option<Reply> {
     let shared = req.shared;
@@ -644,26 +614,25 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
     let dialect = req.dialect;
     let est = u64::try_from(body.len().div_ceil(4).max(1)).unwrap_or(u64::MAX);
     let path = parts.uri.path();
-    let route = req.route;
-    match route {
-        Route::NotFound => {
-            let err = ApiError::invalid_url(&parts.method, path);
-            return Some(Reply::new(err.into_response(), shared.peek(req.key, est)));
+    let endpoint = req.endpoint;
+    match endpoint {
+        Endpoint::NotFound => {
+            let resp = if path.starts_with("/v1beta/") {
+                gemini::not_found(path)
+            } else {
+                ApiError::invalid_url(&parts.method, path).into_response()
+            };
+            return Some(Reply::new(resp, shared.peek(req.key, est)));
         }
         // Image URLs are fetched without credentials, like OpenAI's blob URLs.
-        Route::File => return Some(Reply::new(images::file(), shared.peek(req.key, est))),
+        Endpoint::File => return Some(Reply::new(images::file(), shared.peek(req.key, est))),
         _ => {}
     }
-    let key = match req.key {
-        None => {
-            let resp = if dialect == Dialect::Anthropic {
-                messages::missing_key(req.request_id)
-            } else {
-                ApiError::missing_key().into_response()
-            };
-            return Some(Reply::new(resp, shared.peek(None, est)));
-        }
-        Some(k) => k,
+    if let Some(resp) = precheck(req) {
+        return Some(Reply::new(resp, shared.peek(req.key, est)));
+    }
+    let Some(key) = req.key else {
+        return Some(Reply::new(req.missing_key(), shared.peek(None, est)));
     };
     let (revoked, exhausted) = shared.keys.status(key);
     if revoked || !shared.accepts(key) {
@@ -674,12 +643,12 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
         reply.auth_failed = true;
         return Some(reply);
     }
+    if let Some(resp) = postcheck(req) {
+        return Some(Reply::new(resp, shared.peek(Some(key), est)));
+    }
 
-    let input = parse_input(route, parts, body);
-    let model_for_route = match route {
-        Route::Model => path.strip_prefix("/v1/models/"),
-        _ => input.model(),
-    };
+    let input = parse_input(endpoint, parts, body);
+    let model_for_route = model_in_path(endpoint, path).or_else(|| input.model());
     if exhausted {
         let peeked = shared.peek(Some(key), est);
         let resp = flavor::exhausted(dialect, &req.err_ctx(model_for_route, None));
@@ -696,7 +665,7 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
     let (mut view, org) = match &shared.limiter {
         None => (RateView::unlimited(est), None),
         Some(l) => {
-            let cost = admission_cost(l.flavor(), route, &input, body.len());
+            let cost = admission_cost(l.flavor(), endpoint, &input, body.len());
             match l.admit(key, cost, shared.clock.unix_ms()) {
                 None => (RateView::unlimited(est), None),
                 Some(admission) => {
@@ -717,9 +686,11 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
             FaultKind::ResetConnection => return None,
             FaultKind::DropMidStream { after_chunks } => mode.drop_after = Some(after_chunks),
             FaultKind::EmptyReply => mode.empty_reply = true,
+            FaultKind::ErrorMidStream { after_events } => mode.error_after = Some(after_events),
             other => {
                 let org_name = org.as_deref().unwrap_or(ORGANIZATION);
-                let resp = fault_response(other, model_for_route, key, org_name, body, &mut view);
+                let ectx = req.err_ctx(model_for_route, Some(org_name));
+                let resp = fault_response(other, dialect, &ectx, key, body, &mut view);
                 return Some(Reply {
                     resp,
                     view,
@@ -748,24 +719,76 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
         shared,
         seq: req.seq,
         mode,
+        endpoint,
+        request_id: req.request_id,
+        parts,
     };
-    let result = match (route, input) {
-        (Route::Messages, Input::BadJson) => Ok(messages::bad_json(req.request_id)),
-        (_, Input::BadJson) => Err(ApiError::parse_error()),
+    let path_model = model_in_path(endpoint, path);
+    // Only the `ErrorMidStream` fallback needs the model after dispatch.
+    let error_model = mode.error_after.and(model_for_route).map(str::to_owned);
+    let result = match (endpoint, input) {
+        (_, Input::BadJson) => match dialect {
+            Dialect::Anthropic => Ok(anthropic::bad_json(req.request_id)),
+            Dialect::Gemini => Ok(gemini::bad_json()),
+            _ => Err(ApiError::parse_error()),
+        },
         (_, Input::BadForm(e)) => Err(e),
-        (Route::Models, _) => Ok(models::list(shared)),
-        (Route::Model, _) => models::get(shared, path.strip_prefix("/v1/models/").unwrap_or("")),
-        (Route::Chat, Input::Json(v)) => chat::handle(&ctx, &v),
-        (Route::Embeddings, Input::Json(v)) => embeddings::handle(&ctx, &v),
-        (Route::Images, Input::Json(v)) => images::handle(&ctx, &v),
-        (Route::Speech, Input::Json(v)) => audio::speech(&ctx, &v),
-        (Route::Moderations, Input::Json(v)) => moderations::handle(&ctx, &v),
-        (Route::Messages, Input::Json(v)) => Ok(messages::handle(&ctx, &v, req.request_id)),
-        (Route::Transcriptions, Input::Form(f)) => audio::transcription(&ctx, &f, false),
-        (Route::Translations, Input::Form(f)) => audio::transcription(&ctx, &f, true),
+        (Endpoint::Models, _) => Ok(models::list(shared)),
+        (Endpoint::Model, _) => models::get(shared, path_model.unwrap_or("")),
+        (Endpoint::ChatCompletions, Input::Json(v)) => {
+            chat::handle(&ctx, &v, chat::Variant::OpenAi)
+        }
+        (
+            Endpoint::AzureChatCompletions
+            | Endpoint::AzureV1ChatCompletions
+            | Endpoint::FoundryChatCompletions,
+            Input::Json(v),
+        ) => chat::handle(
+            &ctx,
+            &v,
+            chat::Variant::Azure {
+                deployment: path_model,
+            },
+        ),
+        (Endpoint::Responses | Endpoint::AzureV1Responses, Input::Json(v)) => {
+            responses::create(&ctx, &v)
+        }
+        (Endpoint::ResponseGet, _) => {
+            responses::get(shared, path.strip_prefix("/v1/responses/").unwrap_or(""))
+        }
+        (Endpoint::Embeddings, Input::Json(v)) => embeddings::handle(&ctx, &v, None),
+        (
+            Endpoint::AzureEmbeddings | Endpoint::AzureV1Embeddings | Endpoint::FoundryEmbeddings,
+            Input::Json(v),
+        ) => embeddings::handle(&ctx, &v, Some(path_model)),
+        (Endpoint::Images, Input::Json(v)) => images::handle(&ctx, &v),
+        (Endpoint::Speech, Input::Json(v)) => audio::speech(&ctx, &v),
+        (Endpoint::Moderations, Input::Json(v)) => moderations::handle(&ctx, &v),
+        (Endpoint::AnthropicMessages, Input::Json(v)) => Ok(anthropic::messages(&ctx, &v)),
+        (Endpoint::AnthropicCountTokens, Input::Json(v)) => Ok(anthropic::count_tokens(&ctx, &v)),
+        (
+            Endpoint::GeminiGenerateContent | Endpoint::GeminiStreamGenerateContent,
+            Input::Json(v),
+        ) => Ok(gemini::generate(&ctx, &v, body, path_model.unwrap_or(""))),
+        (Endpoint::GeminiCountTokens, Input::Json(v)) => Ok(gemini::count_tokens(
+            &ctx,
+            &v,
+            body,
+            path_model.unwrap_or(""),
+        )),
+        (Endpoint::GeminiModels, _) => Ok(gemini::list_models(shared)),
+        (Endpoint::GeminiModel, _) => Ok(gemini::get_model(&ctx, path_model.unwrap_or(""))),
+        (Endpoint::Transcriptions, Input::Form(f)) => audio::transcription(&ctx, &f, false),
+        (Endpoint::Translations, Input::Form(f)) => audio::transcription(&ctx, &f, true),
         _ => Err(ApiError::invalid_url(&parts.method, path)),
     };
-    let resp = result.unwrap_or_else(ApiError::into_response);
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    let streamed = resp.extensions().get::<Streamed>().is_some();
+    if mode.error_after.is_some() && !streamed && resp.status().is_success() {
+        // A buffered answer cannot fail half-way: it fails as a whole.
+        let ectx = req.err_ctx(error_model.as_deref(), org.as_deref());
+        resp = fault_response(FaultKind::ServerError, dialect, &ectx, key, body, &mut view);
+    }
     let usage = resp.extensions().get::<TokenUsage>().copied();
     if let (Some(l), Some(t), Some(u)) = (&shared.limiter, &ticket, usage) {
         l.reconcile(t, u.input + u.output, u.output, shared.clock.unix_ms());
@@ -773,7 +796,7 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
     // A buffered answer is sent once it is fully "generated".
     if let Some(u) = usage
         && !shared.token_delay.is_zero()
-        && resp.extensions().get::<Streamed>().is_none()
+        && !streamed
     {
         let n = u32::try_from(u.output_per_choice).unwrap_or(u32::MAX);
         tokio::time::sleep(shared.token_delay.saturating_mul(n)).await;
@@ -810,80 +833,78 @@ fn maybe_drop(resp: Response<Body>, mode: Mode) -> Response<Body> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Streamed;
 
+/// A scripted failure, in the endpoint's dialect: the native Anthropic and
+/// Gemini routes answer in their provider's words, every other route
+/// OpenAI-shaped.
 fn fault_response(
     kind: FaultKind,
-    model: Option<&str>,
+    dialect: Dialect,
+    ectx: &ErrCtx<'_>,
     key: &str,
-    org: &str,
     body: &Bytes,
     view: &mut RateView,
 ) -> Response<Body> {
-    match kind {
-        FaultKind::RateLimited { retry_after_secs } => {
-            let limit = view.requests.limit;
-            let retry = Duration::from_secs(retry_after_secs);
-            let err = ApiError::rate_limited(
-                model.unwrap_or("default"),
-                org,
-                limit,
-                limit,
-                &go_duration(retry),
-            );
-            let mut resp = err.into_response();
-            let ms = u64::try_from(ceil_ms(retry).as_millis()).unwrap_or(u64::MAX);
-            flavor::retry_headers(resp.headers_mut(), ms, true);
-            view.requests.remaining = 0;
-            view.requests.reset_ms = ms;
-            resp
-        }
-        FaultKind::InsufficientQuota => ApiError::insufficient_quota().into_response(),
-        FaultKind::InvalidKey => ApiError::invalid_key(key).into_response(),
-        FaultKind::ServerError => ApiError::server_error().into_response(),
-        FaultKind::Overloaded => ApiError::overloaded().into_response(),
-        FaultKind::BadRequest { message } => ApiError::invalid(message, None, None).into_response(),
-        FaultKind::ContextLengthExceeded => {
-            let prompt = chat::prompt_tokens_of_body(body);
-            ApiError::context_length_exceeded(prompt).into_response()
-        }
-        FaultKind::Status {
-            status,
-            body: raw,
-            content_type,
-        } => {
-            let mut resp = Response::new(body::full(raw));
-            *resp.status_mut() =
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if let Ok(ct) = HeaderValue::try_from(content_type) {
-                resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+    if let FaultKind::RateLimited { retry_after_secs } = kind {
+        let ms = u64::try_from(ceil_ms(Duration::from_secs(retry_after_secs)).as_millis())
+            .unwrap_or(u64::MAX);
+        let limit = view.requests.limit;
+        view.requests.remaining = 0;
+        view.requests.reset_ms = ms;
+        return match dialect {
+            Dialect::Anthropic | Dialect::Gemini => {
+                flavor::requests_exceeded(dialect, ectx, limit, ms)
             }
-            resp
+            _ => {
+                let err = ApiError::rate_limited(
+                    ectx.model,
+                    ectx.org,
+                    limit,
+                    limit,
+                    &go_duration(Duration::from_millis(ms)),
+                );
+                let mut resp = err.into_response();
+                flavor::retry_headers(resp.headers_mut(), ms, true);
+                resp
+            }
+        };
+    }
+    if let FaultKind::Status {
+        status,
+        body: raw,
+        content_type,
+    } = kind
+    {
+        let mut resp = Response::new(body::full(raw));
+        *resp.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let Ok(ct) = HeaderValue::try_from(content_type) {
+            resp.headers_mut().insert(header::CONTENT_TYPE, ct);
         }
-        // Handled by the caller; kept exhaustive so new kinds are not forgotten.
-        FaultKind::Delay(_)
-        | FaultKind::ResetConnection
-        | FaultKind::DropMidStream { .. }
-        | FaultKind::EmptyReply => ApiError::server_error().into_response(),
+        return resp;
+    }
+    match dialect {
+        Dialect::Anthropic => anthropic::fault(kind, ectx, key, body),
+        Dialect::Gemini => gemini::fault(kind, ectx, key, body),
+        _ => match kind {
+            FaultKind::InsufficientQuota => ApiError::insufficient_quota().into_response(),
+            FaultKind::InvalidKey => ApiError::invalid_key(key).into_response(),
+            FaultKind::Overloaded => ApiError::overloaded().into_response(),
+            FaultKind::BadRequest { message } => {
+                ApiError::invalid(message, None, None).into_response()
+            }
+            FaultKind::ContextLengthExceeded => {
+                let prompt = chat::prompt_tokens_of_body(body);
+                ApiError::context_length_exceeded(prompt).into_response()
+            }
+            // ServerError, and the kinds handled by the caller.
+            _ => ApiError::server_error().into_response(),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes() {
-        assert_eq!(
-            Route::of(&Method::POST, "/v1/chat/completions"),
-            Route::Chat
-        );
-        assert_eq!(
-            Route::of(&Method::GET, "/v1/chat/completions"),
-            Route::NotFound
-        );
-        assert_eq!(Route::of(&Method::GET, "/v1/models/gpt-4o"), Route::Model);
-        assert_eq!(Route::of(&Method::GET, "/v1/models/"), Route::NotFound);
-        assert_eq!(Route::of(&Method::POST, "/v1/xyz"), Route::NotFound);
-    }
 
     #[test]
     fn bearer_parsing() {

@@ -14,6 +14,8 @@ pub(crate) enum Json {
     Str(String),
     Arr(Vec<Json>),
     Obj(Vec<(&'static str, Json)>),
+    /// Request data echoed back as sent.
+    Val(serde_json::Value),
 }
 
 impl Json {
@@ -25,6 +27,52 @@ impl Json {
     pub fn to_vec_pretty(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
+
+    /// Google's one-line stream framing: `{"a": 1,"b": [2]}` (a space after
+    /// each colon, none after commas), with `<`, `>` and `&` escaped.
+    pub fn to_vec_google_line(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, GoogleLine);
+        if self.serialize(&mut ser).is_err() {
+            out.clear();
+        }
+        html_escape(out)
+    }
+
+    /// Google's pretty printing: two spaces, `<`, `>` and `&` escaped.
+    pub fn to_vec_google_pretty(&self) -> Vec<u8> {
+        html_escape(self.to_vec_pretty())
+    }
+}
+
+/// Formatter for [`Json::to_vec_google_line`].
+struct GoogleLine;
+
+impl serde_json::ser::Formatter for GoogleLine {
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+}
+
+/// Google's JSON escapes HTML-significant characters as `\u003c` & co. They
+/// only ever occur inside strings, so a byte-level rewrite is exact.
+fn html_escape(bytes: Vec<u8>) -> Vec<u8> {
+    if !bytes.iter().any(|b| matches!(b, b'<' | b'>' | b'&')) {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 32);
+    for b in bytes {
+        match b {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `obj!{"a": x, "b": y}`: an ordered [`Json`] object.
@@ -59,6 +107,24 @@ impl From<bool> for Json {
     }
 }
 
+impl From<serde_json::Value> for Json {
+    fn from(v: serde_json::Value) -> Json {
+        Json::Val(v)
+    }
+}
+
+impl From<Option<String>> for Json {
+    fn from(v: Option<String>) -> Json {
+        v.map_or(Json::Null, Json::Str)
+    }
+}
+
+impl From<Vec<Json>> for Json {
+    fn from(items: Vec<Json>) -> Json {
+        Json::Arr(items)
+    }
+}
+
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -80,6 +146,7 @@ impl Serialize for Json {
                 }
                 map.end()
             }
+            Json::Val(v) => v.serialize(s),
         }
     }
 }
@@ -127,10 +194,19 @@ pub(crate) fn alnum_id(prefix: &str, seed: u64, len: usize) -> String {
 
 /// 32 lowercase hex characters derived from `seed`.
 pub(crate) fn hex_id(prefix: &str, seed: u64) -> String {
+    hex_chars(prefix, seed, 32)
+}
+
+/// `prefix` followed by `len` lowercase hex characters derived from `seed`.
+pub(crate) fn hex_chars(prefix: &str, seed: u64, len: usize) -> String {
+    let mut out = String::with_capacity(prefix.len() + len + 16);
+    out.push_str(prefix);
     let mut state = seed;
-    let a = splitmix64(&mut state);
-    let b = splitmix64(&mut state);
-    format!("{prefix}{a:016x}{b:016x}")
+    while out.len() < prefix.len() + len {
+        out.push_str(&format!("{:016x}", splitmix64(&mut state)));
+    }
+    out.truncate(prefix.len() + len);
+    out
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -201,6 +277,37 @@ pub(crate) fn base64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Decodes base64 the way protobuf's JSON mapping accepts `bytes`: the
+/// standard or the URL-safe alphabet, padding optional. `None` if malformed.
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        })
+    };
+    let trimmed = s.trim_end_matches('=');
+    if s.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in trimmed.bytes() {
+        acc = (acc << 6) | val(c)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
 }
 
 /// Deterministic prompt-token estimate: ceil(chars / 4), at least 1.
@@ -289,6 +396,27 @@ mod tests {
         assert_eq!(base64(b"foob"), "Zm9vYg==");
         assert_eq!(base64(b"fooba"), "Zm9vYmE=");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn base64_decoding_accepts_both_alphabets() {
+        assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
+        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
+        assert_eq!(base64_decode("Zm9vYg").unwrap(), b"foob");
+        assert_eq!(base64_decode("-_8").unwrap(), vec![0xfb, 0xff]);
+        assert_eq!(base64_decode(&base64(b"mock")).unwrap(), b"mock");
+        assert!(base64_decode("data:image/png;base64,AAAA").is_none());
+        assert!(base64_decode("A").is_none());
+    }
+
+    #[test]
+    fn google_framing() {
+        let v = obj! {"a": "<b>", "c": Json::Arr(vec![Json::Num(1)])};
+        assert_eq!(
+            String::from_utf8(v.to_vec_google_line()).unwrap(),
+            r#"{"a": "\u003cb\u003e","c": [1]}"#
+        );
+        assert_eq!(hex_chars("resp_", 3, 48).len(), 53);
     }
 
     #[test]

@@ -426,3 +426,46 @@ async fn drop_mid_stream_sends_n_events_then_aborts() {
         200
     );
 }
+
+#[tokio::test]
+async fn error_mid_stream_ends_chat_streams_with_an_error_event() {
+    let s = server().await;
+    s.push_fault(Fault::new(FaultKind::ErrorMidStream { after_events: 2 }));
+    let mut b = chat_body("one two three");
+    b["stream"] = json!(true);
+    let r = post(&s, "/chat/completions", b).await;
+    assert_eq!(r.status, 200);
+    let events = r.sse();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(!events.contains(&"[DONE]".to_owned()));
+    let err: serde_json::Value = serde_json::from_str(&events[2]).unwrap();
+    assert_eq!(
+        err,
+        json!({"error": {
+            "message": "The server had an error while processing your request. Sorry about that!",
+            "type": "server_error", "param": null, "code": null,
+        }})
+    );
+    // Buffered, the same fault is a plain 500.
+    s.push_fault(Fault::new(FaultKind::ErrorMidStream { after_events: 2 }));
+    let r = post(&s, "/chat/completions", chat_body("x")).await;
+    assert_openai_error(&r, 500, "server_error", None);
+}
+
+#[tokio::test]
+async fn chat_stop_sequences_cut_the_reply() {
+    let s = server().await;
+    let mut b = chat_body("alpha beta gamma");
+    b["stop"] = json!(["gamma"]);
+    let v = post(&s, "/chat/completions", b).await.json();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "You said: alpha beta "
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["completion_tokens"], 4);
+    let mut b = chat_body("x");
+    b["stop"] = json!(5);
+    let r = post(&s, "/chat/completions", b).await;
+    assert_openai_error(&r, 400, "invalid_request_error", Some("invalid_type"));
+}

@@ -262,3 +262,95 @@ pub fn multipart(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     body
 }
+
+/// `(event name, data)` of an SSE body whose events carry `event:` lines
+/// (Anthropic, Responses).
+pub fn named_events(body: &[u8]) -> Vec<(String, Value)> {
+    let text = std::str::from_utf8(body).unwrap();
+    assert!(
+        text.ends_with("\n\n"),
+        "SSE must end with a blank line: {text:?}"
+    );
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (name, data) = e
+                .strip_prefix("event: ")
+                .and_then(|r| r.split_once("\ndata: "))
+                .unwrap_or_else(|| panic!("not a named event: {e:?}"));
+            let data = serde_json::from_str(data).unwrap_or_else(|err| panic!("{err}: {data}"));
+            (name.to_owned(), data)
+        })
+        .collect()
+}
+
+/// The JSON payloads of a Gemini `?alt=sse` body (events end in `\r\n\r\n`).
+pub fn gemini_sse(body: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(body).unwrap();
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "events end with CRLF CRLF: {text:?}"
+    );
+    text.split("\r\n\r\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let data = e
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data event: {e:?}"));
+            serde_json::from_str(data).unwrap()
+        })
+        .collect()
+}
+
+/// A request to the server root (`http://127.0.0.1:PORT{path}`).
+pub async fn call(
+    server: &MockServer,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> Resp {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    request(
+        method,
+        &format!("{}{path}", server.root_url()),
+        headers,
+        body,
+    )
+    .await
+}
+
+/// `POST /v1/messages` with Anthropic's headers.
+pub async fn anthropic(server: &MockServer, body: Value) -> Resp {
+    call(
+        server,
+        Method::POST,
+        "/v1/messages",
+        &[
+            ("x-api-key", KEY),
+            ("anthropic-version", "2023-06-01"),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}
+
+/// `POST /v1beta/models/{model}:{action}` with `x-goog-api-key`.
+pub async fn gemini(server: &MockServer, model: &str, action: &str, body: Value) -> Resp {
+    call(
+        server,
+        Method::POST,
+        &format!("/v1beta/models/{model}:{action}"),
+        &[
+            ("x-goog-api-key", "AIza-test"),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}

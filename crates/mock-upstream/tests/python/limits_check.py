@@ -77,16 +77,15 @@ az = openai.AzureOpenAI(
     api_version="2024-10-21",
     max_retries=0,
 )
-try:
-    az.chat.completions.create(model="gpt-4o-mini", messages=MSG)
-except openai.NotFoundError:
-    pass  # the mock serves /v1 paths only; Azure's deployment paths 404
+# The SDK posts to /openai/deployments/gpt-4o-mini/chat/completions.
+r = az.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+assert r.choices[0].message.content == "You said: hi", r
+assert r.prompt_filter_results[0]["content_filter_results"]["hate"]["severity"] == "safe"
 req = urllib.request.Request(
     os.environ["AZURE_BASE"] + "/chat/completions?api-version=2024-10-21",
     data=json.dumps({"model": "gpt-4o-mini", "messages": MSG}).encode(),
     headers={"api-key": "az-one", "content-type": "application/json"},
 )
-urllib.request.urlopen(req).read()
 try:
     urllib.request.urlopen(req).read()
     raise AssertionError("expected a 429")
