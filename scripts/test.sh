@@ -4,10 +4,13 @@
 #   bash scripts/test.sh
 #
 # 1. cargo test --workspace (--locked when Cargo.lock is present)
-# 2. Python end-to-end tests with the official `openai` SDK against the real binaries:
+# 2. Python end-to-end tests with the official SDKs (openai, anthropic, google-genai)
+#    against the real binaries:
 #    creates/reuses the venv .venv, installs tests/python/requirements.txt, builds the
 #    debug binaries (cargo build --bins --tests) and runs tests/python/run_e2e.py, which starts
-#    mock-upstream and `llmux serve` on free loopback ports.
+#    mock-upstream and `llmux serve` on free loopback ports and runs every client API
+#    (chat completions, Responses, Anthropic Messages, Gemini) against every upstream
+#    format the mock serves.
 #
 # Environment:
 #   SKIP_PYTHON=1   run only the cargo tests
@@ -70,7 +73,7 @@ fi
 
 section "pip install -r tests/python/requirements.txt"
 "$VPY" -m pip install -q -r tests/python/requirements.txt
-"$VPY" -c 'import openai; print("openai", openai.__version__)'
+"$VPY" -c 'import openai, anthropic; from google import genai; print("openai", openai.__version__, "| anthropic", anthropic.__version__, "| google-genai", genai.__version__)'
 
 # `--tests` keeps dev-dependencies in the feature resolution, exactly as `cargo test`
 # had them, so this reuses the artifacts of the step above (a plain `--bins` build
@@ -84,5 +87,5 @@ TARGET_DIR="$(cargo metadata --format-version 1 --no-deps "${LOCKED[@]}" 2>/dev/
 export LLMUX_BIN="${LLMUX_BIN:-$TARGET_DIR/debug/llmux}"
 export MOCK_BIN="${MOCK_BIN:-$TARGET_DIR/debug/mock-upstream}"
 
-section "Python end-to-end tests (openai SDK): tests/python/run_e2e.py"
+section "Python end-to-end tests (openai, anthropic, google-genai SDKs): tests/python/run_e2e.py"
 "$VPY" tests/python/run_e2e.py
