@@ -771,13 +771,13 @@ fn response_with_thoughts_text_and_two_calls() {
             reasoning("", Some("c2lnLXRleHQ=")),
             text("Let me check both cities."),
             call(
-                "call_0",
+                "call_794647640768_0",
                 "get_weather",
                 r#"{"city":"Paris"}"#,
                 Some("c2lnLWZjMQ==")
             ),
             call(
-                "call_1",
+                "call_794647640768_1",
                 "get_weather",
                 r#"{"city":"Tokyo","unit":"celsius"}"#,
                 None
@@ -805,8 +805,12 @@ fn response_round_trip_preserves_signatures_and_layout() {
     // What the IR adds (ids it synthesized) and cannot carry (per-modality
     // details) aside, the response comes back as Gemini sent it.
     let mut expected = original.clone();
-    expected["candidates"][0]["content"]["parts"][2]["functionCall"]["id"] = json!("call_0");
-    expected["candidates"][0]["content"]["parts"][3]["functionCall"]["id"] = json!("call_1");
+    // Synthesized ids are unique per response (derived from responseId), so a conversation
+    // never repeats one across turns.
+    expected["candidates"][0]["content"]["parts"][2]["functionCall"]["id"] =
+        json!("call_794647640768_0");
+    expected["candidates"][0]["content"]["parts"][3]["functionCall"]["id"] =
+        json!("call_794647640768_1");
     expected["usageMetadata"]
         .as_object_mut()
         .unwrap()
@@ -921,7 +925,7 @@ fn upstream_stream_decodes_at_every_split() {
             StreamEvent::TextDelta("Looking up Paris and Tokyo é😀.".into()),
             StreamEvent::ToolCallStart {
                 index: 0,
-                id: "call_0".into(),
+                id: "call_3a6a9df9bb1c_0".into(),
                 name: "get_weather".into(),
                 signature: Some("c2lnLWZjMQ==".into()),
             },
@@ -931,7 +935,7 @@ fn upstream_stream_decodes_at_every_split() {
             },
             StreamEvent::ToolCallStart {
                 index: 1,
-                id: "call_1".into(),
+                id: "call_3a6a9df9bb1c_1".into(),
                 name: "get_weather".into(),
                 signature: None,
             },

@@ -90,23 +90,19 @@ pub fn apply(req: &mut ChatRequest, engine: Engine, alias: &str, upstream: &str)
     }
 }
 
-/// Gemini 2.5 budget ranges: pro 128..=32768 (cannot be off), flash-lite 0 or 512..=24576,
-/// others 0..=24576. Negative means "dynamic" and is left to the model (the maximum here).
+/// `-think-N` budget for a Gemini 2.5 model: negative means dynamic, left to the model's
+/// maximum; the rest as the converter clamps any budget.
 fn clamp_gemini_budget(model: &str, n: i64) -> u64 {
-    let (min, max, can_disable) = if model.contains("pro") {
-        (128, 32_768, false)
-    } else if model.contains("flash-lite") {
-        (512, 24_576, true)
+    let n = if n < 0 {
+        if model.contains("pro") {
+            32_768
+        } else {
+            24_576
+        }
     } else {
-        (1, 24_576, true)
+        n
     };
-    if n == 0 && can_disable {
-        return 0;
-    }
-    if n < 0 {
-        return max;
-    }
-    (n as u64).clamp(min, max)
+    protocol::convert::gemini::clamp_thinking_budget(model, n).max(0) as u64
 }
 
 /// Gemini 3: pro knows low/high (≤13107 → low); other models minimal/low/medium/high at 10, 30

@@ -338,15 +338,39 @@ fn display_name(extra: &Map<String, Value>) -> Option<String> {
 struct CallIds {
     next: usize,
     used: HashSet<String>,
+    /// Stem for synthesized ids (see [`response_call_stem`]); empty in requests.
+    stem: String,
+}
+
+/// Ids synthesized for a response's calls must not repeat the ids of earlier turns (a client
+/// sends the whole conversation back, and Anthropic rejects duplicate `tool_use` ids), so they
+/// are derived from the response's own id: `call_<hash of responseId>_<n>`. Deterministic, so a
+/// stream and its chunks agree.
+fn response_call_stem(response_id: &str) -> String {
+    if response_id.is_empty() {
+        return String::new();
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in response_id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:012x}_").chars().skip(4).collect()
 }
 
 impl CallIds {
+    fn for_response(response_id: &str) -> Self {
+        CallIds {
+            stem: response_call_stem(response_id),
+            ..CallIds::default()
+        }
+    }
+
     fn id_for(&mut self, given: Option<&str>) -> String {
         let n = self.next;
         self.next += 1;
         let mut id = match given {
             Some(id) if !id.is_empty() => id.to_owned(),
-            _ => format!("call_{n}"),
+            _ => format!("call_{}{n}", self.stem),
         };
         let mut k = n;
         while self.used.contains(&id) {
@@ -1082,6 +1106,26 @@ fn without_schema_marker(schema: &Value) -> Value {
 /// Gemini 2.5 Pro cannot turn thinking off; 128 is its smallest budget.
 const PRO_MIN_BUDGET: i64 = 128;
 
+/// The nearest budget the model accepts: 2.5 Pro 128..=32768 (thinking cannot be off), Flash-Lite
+/// 0 or 512..=24576, other models 0..=24576; -1 (dynamic) passes through.
+pub fn clamp_thinking_budget(model: &str, budget: i64) -> i64 {
+    let model = model.to_ascii_lowercase();
+    if budget == -1 {
+        return -1;
+    }
+    let (min, max, can_disable) = if model.contains("-pro") {
+        (PRO_MIN_BUDGET, 32_768, false)
+    } else if model.contains("flash-lite") {
+        (512, 24_576, true)
+    } else {
+        (1, 24_576, true)
+    };
+    if budget <= 0 {
+        return if can_disable { 0 } else { min };
+    }
+    budget.clamp(min, max)
+}
+
 fn thinking_config(
     reasoning: &Reasoning,
     model: &str,
@@ -1093,11 +1137,15 @@ fn thinking_config(
         0
     };
     let mut config = g::ThinkingConfig {
-        include_thoughts: reasoning.include_thoughts,
+        // A client that turned thinking on explicitly (Anthropic `thinking`) expects to see it.
+        include_thoughts: reasoning
+            .include_thoughts
+            .or((reasoning.enabled == Some(true)).then_some(true)),
         ..g::ThinkingConfig::default()
     };
     if let Some(budget) = reasoning.budget_tokens {
-        config.thinking_budget = Some(i64::try_from(budget).unwrap_or(i64::MAX));
+        let budget = i64::try_from(budget).unwrap_or(i64::MAX);
+        config.thinking_budget = Some(clamp_thinking_budget(model, budget));
     } else if reasoning.enabled == Some(false) {
         if gemini3 {
             config.thinking_level = Some("LOW".to_owned());
@@ -1400,7 +1448,8 @@ pub fn response_to_ir(body: &[u8]) -> Result<ChatResponse, ConvertError> {
     match first_candidate(&resp) {
         Some(candidate) => {
             if let Some(content) = &candidate.content {
-                out.content = model_parts_to_ir(&content.parts, &mut CallIds::default());
+                let mut ids = CallIds::for_response(resp.response_id.as_deref().unwrap_or(""));
+                out.content = model_parts_to_ir(&content.parts, &mut ids);
             }
             out.finish_reason = candidate
                 .finish_reason
@@ -1471,6 +1520,8 @@ fn model_content(parts: Vec<g::Part>) -> g::Content {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
+    /// See [`response_call_stem`].
+    call_stem: String,
     next_index: u32,
     saw_tool_call: bool,
     usage: Option<Usage>,
@@ -1516,7 +1567,7 @@ impl StreamDecoder {
                 index,
                 id: match &call.id {
                     Some(id) if !id.is_empty() => id.clone(),
-                    _ => format!("call_{index}"),
+                    _ => format!("call_{}{index}", self.call_stem),
                 },
                 name: call.name.clone(),
                 signature: signature_of(part),
@@ -1561,6 +1612,7 @@ impl DecodeStream for StreamDecoder {
         let chunk: g::GenerateContentResponse = serde_json::from_value(value)?;
         if !self.started {
             self.started = true;
+            self.call_stem = response_call_stem(chunk.response_id.as_deref().unwrap_or(""));
             out.push(StreamEvent::Start {
                 id: chunk.response_id.clone().unwrap_or_default(),
                 model: chunk.model_version.clone().unwrap_or_default(),
