@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod keepalive;
 pub mod listen;
 pub mod multipart;
 pub mod openai;
@@ -28,6 +29,7 @@ enum Route {
     Json(Endpoint),
     Multipart(Endpoint),
     AdminKeys,
+    AdminReload,
 }
 
 fn route(path: &str) -> Option<(Route, Method)> {
@@ -44,6 +46,7 @@ fn route(path: &str) -> Option<(Route, Method)> {
         ),
         "/healthz" => (Route::Health, Method::GET),
         "/admin/keys" => (Route::AdminKeys, Method::GET),
+        "/admin/reload" => (Route::AdminReload, Method::POST),
         _ => return None,
     })
 }
@@ -95,5 +98,6 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
             openai::multipart_endpoint(&app, &rt, &key, endpoint, req).await
         }
         Route::AdminKeys => admin::keys(&rt, &key),
+        Route::AdminReload => admin::reload(&app, &key).await,
     }
 }
