@@ -185,26 +185,6 @@ impl Runtime {
             .find(|k| bool::from(k.secret.as_bytes().ct_eq(presented.as_bytes())))
     }
 
-    /// uni-api's timeout rule: the provider's map (alias, then upstream name), then the global
-    /// map, then `TIMEOUT`. Within a map: exact key, first substring key, `default`.
-    pub fn timeout_for(&self, channel: &Channel, alias: &str, upstream: &str) -> Duration {
-        let secs = channel
-            .config
-            .preferences
-            .model_timeout
-            .as_ref()
-            .and_then(|t| per_model_lookup(t, alias).or_else(|| per_model_lookup(t, upstream)))
-            .or_else(|| {
-                self.settings.model_timeout.as_ref().and_then(|t| {
-                    per_model_lookup(t, alias).or_else(|| per_model_lookup(t, upstream))
-                })
-            });
-        match secs {
-            Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
-            _ => self.settings.default_timeout,
-        }
-    }
-
     /// Everything one attempt's timing depends on (see [`crate::routing::timeouts`]).
     pub fn timeouts(&self, channel: &Channel, facts: &AttemptFacts<'_>) -> Timeouts {
         let inputs = TimeoutInputs {
@@ -381,25 +361,6 @@ impl Runtime {
             },
             warnings,
         ))
-    }
-}
-
-fn per_model_lookup(table: &PerModel<f64>, model: &str) -> Option<f64> {
-    match table {
-        PerModel::All(v) => Some(*v),
-        PerModel::Map(entries) => {
-            let lower = model.to_ascii_lowercase();
-            entries
-                .iter()
-                .find(|(k, _)| *k == lower || k == model)
-                .or_else(|| {
-                    entries
-                        .iter()
-                        .find(|(k, _)| k != "default" && lower.contains(k.as_str()))
-                })
-                .or_else(|| entries.iter().find(|(k, _)| k == "default"))
-                .map(|(_, v)| *v)
-        }
     }
 }
 

@@ -139,6 +139,22 @@ async fn credits_are_charged_from_usage_and_refuse_once_spent() {
 }
 
 #[tokio::test]
+async fn a_stream_without_usage_is_charged_an_estimate() {
+    let m = mock().await;
+    let keys = format!("  - api: {KEY}\n    preferences:\n      credits: 10\n");
+    let gw = start(&config(&m, &keys, PRICES)).await;
+    let body = chat_body("gpt-4o-mini", "hi", true);
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body).await;
+    assert_eq!(r.status, 200);
+    // A quarter token per request byte, and per generated character ("You said: hi" = 12).
+    let spent = (body.len() as u64).div_ceil(4) + 3;
+    let r = ask(&gw, KEY, "gpt-4o-mini").await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let msg = r.openai_error()["message"].as_str().unwrap().to_string();
+    assert!(msg.contains(&format!("${spent}.0000")), "{msg}");
+}
+
+#[tokio::test]
 async fn spending_before_created_at_does_not_count() {
     let m = mock().await;
     let keys = format!(

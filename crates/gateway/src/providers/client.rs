@@ -110,6 +110,17 @@ impl UpstreamClient {
         headers: &[(&str, String)],
         timeout: Duration,
     ) -> Result<(u16, Bytes), BoxError> {
+        self.get_text_via(None, url, headers, timeout).await
+    }
+
+    /// As [`UpstreamClient::get_text`], through a provider's proxy when it has one.
+    pub async fn get_text_via(
+        &self,
+        proxy: Option<&str>,
+        url: &str,
+        headers: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<(u16, Bytes), BoxError> {
         use http_body_util::BodyExt;
         let mut builder =
             Request::get(url).header("user-agent", concat!("llmux/", env!("CARGO_PKG_VERSION")));
@@ -118,7 +129,7 @@ impl UpstreamClient {
         }
         let req = builder.body(full(Bytes::new()))?;
         let fut = async {
-            let resp = self.send(req).await?;
+            let resp = self.send_via(proxy, req).await?;
             let status = resp.status().as_u16();
             let body = http_body_util::Limited::new(resp.into_body(), 16 * 1024 * 1024)
                 .collect()

@@ -306,6 +306,34 @@ pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
     tokens_in(&v)
 }
 
+/// Characters of generated text in one stream event of any format (text, reasoning, refusal,
+/// tool-call arguments), for a usage estimate when the upstream reports none.
+pub fn generated_chars(v: &Value) -> u64 {
+    const TEXT: &[&str] = &[
+        "content",
+        "text",
+        "reasoning_content",
+        "reasoning",
+        "refusal",
+        "arguments",
+        "partial_json",
+        "thinking",
+        "delta",
+    ];
+    match v {
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| k.as_str() != "usage" && k.as_str() != "usageMetadata")
+            .map(|(k, v)| match v {
+                Value::String(s) if TEXT.contains(&k.as_str()) => s.chars().count() as u64,
+                other => generated_chars(other),
+            })
+            .sum(),
+        Value::Array(items) => items.iter().map(generated_chars).sum(),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -426,6 +454,20 @@ mod tests {
             .is_ok()
         );
         assert!(whole_answer(r, br#"{"output":[]}"#, &t).is_err());
+    }
+
+    #[test]
+    fn generated_text_is_counted_without_metadata() {
+        let chunk: Value = serde_json::from_str(
+            r#"{"id":"chatcmpl-123","model":"gpt-4o","choices":[{"delta":{"role":"assistant","content":"Hello","tool_calls":[{"id":"call_1","function":{"name":"f","arguments":"{}"}}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(generated_chars(&chunk), 7);
+        let anthropic: Value = serde_json::from_str(
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"héllo"}}"#,
+        )
+        .unwrap();
+        assert_eq!(generated_chars(&anthropic), 5);
     }
 
     #[test]

@@ -557,9 +557,7 @@ pub async fn run_attempts(
                     return resp;
                 }
                 Outcome::Retry(f) => {
-                    if channel_failed(app, rt, channel, cand, &f, candidates.len()) {
-                        done[pos] = true;
-                    }
+                    let channel_out = channel_failed(app, rt, channel, cand, &f, candidates.len());
                     transient[pos] = matches!(
                         f.class,
                         Some(
@@ -573,6 +571,9 @@ pub async fn run_attempts(
                     if channel.keys.is_empty() && transient[pos] && !reopened[pos] {
                         reopened[pos] = true;
                         done[pos] = false;
+                    }
+                    if channel_out {
+                        done[pos] = true;
                     }
                     tracing::warn!(
                         provider = %channel.name,

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// uni-api's `PROVIDER_MODEL_CIRCUIT_*` settings.
@@ -64,18 +65,28 @@ pub enum Unavailable {
     BreakerOpen { for_: Duration },
 }
 
-/// Provider name and upstream model.
-type RouteKey = (Box<str>, Box<str>);
+/// Routes by provider name, then upstream model (nested so lookups borrow the names).
+type Routes = HashMap<Box<str>, HashMap<Box<str>, Route>>;
 
 #[derive(Debug, Default)]
 pub struct ChannelHealth {
-    routes: Mutex<HashMap<RouteKey, Route>>,
+    routes: Mutex<Routes>,
+    /// Set once anything was recorded: until then lookups skip the lock.
+    touched: AtomicBool,
 }
 
 impl ChannelHealth {
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<RouteKey, Route>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Routes) -> R) -> R {
         let mut guard = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
+    }
+
+    fn route<'r>(routes: &'r mut Routes, provider: &str, model: &str) -> &'r mut Route {
+        routes
+            .entry(Box::from(provider))
+            .or_default()
+            .entry(Box::from(model))
+            .or_default()
     }
 
     /// Keep `provider`+`model` out of multi-channel plans for `period`.
@@ -83,10 +94,9 @@ impl ChannelHealth {
         if period.is_zero() {
             return;
         }
+        self.touched.store(true, Ordering::Relaxed);
         self.with(|routes| {
-            let r = routes
-                .entry((Box::from(provider), Box::from(model)))
-                .or_default();
+            let r = Self::route(routes, provider, model);
             let until = now + period;
             r.cooled_until = Some(r.cooled_until.map_or(until, |u| u.max(until)));
         });
@@ -94,10 +104,9 @@ impl ChannelHealth {
 
     /// A 403 or 404 from this route; opens the breaker at the threshold.
     pub fn denied(&self, provider: &str, model: &str, settings: &BreakerSettings, now: Instant) {
+        self.touched.store(true, Ordering::Relaxed);
         self.with(|routes| {
-            let r = routes
-                .entry((Box::from(provider), Box::from(model)))
-                .or_default();
+            let r = Self::route(routes, provider, model);
             while r
                 .denials
                 .front()
@@ -116,8 +125,11 @@ impl ChannelHealth {
     /// A success closes the breaker and forgets earlier denials (cooling stays: it was set by
     /// another request's failure and ends on its own).
     pub fn succeeded(&self, provider: &str, model: &str) {
+        if !self.touched.load(Ordering::Relaxed) {
+            return;
+        }
         self.with(|routes| {
-            if let Some(r) = routes.get_mut(&(Box::from(provider), Box::from(model))) {
+            if let Some(r) = routes.get_mut(provider).and_then(|m| m.get_mut(model)) {
                 r.denials.clear();
                 r.open_until = None;
             }
@@ -126,8 +138,11 @@ impl ChannelHealth {
 
     /// The breaker state alone (applies even to a model with one channel).
     pub fn breaker_open(&self, provider: &str, model: &str, now: Instant) -> Option<Duration> {
+        if !self.touched.load(Ordering::Relaxed) {
+            return None;
+        }
         self.with(|routes| {
-            let r = routes.get(&(Box::from(provider), Box::from(model)))?;
+            let r = routes.get(provider)?.get(model)?;
             r.open_until
                 .filter(|u| *u > now)
                 .map(|u| u.duration_since(now))
@@ -136,8 +151,11 @@ impl ChannelHealth {
 
     /// Cooling or an open breaker.
     pub fn unavailable(&self, provider: &str, model: &str, now: Instant) -> Option<Unavailable> {
+        if !self.touched.load(Ordering::Relaxed) {
+            return None;
+        }
         self.with(|routes| {
-            let r = routes.get(&(Box::from(provider), Box::from(model)))?;
+            let r = routes.get(provider)?.get(model)?;
             if let Some(u) = r.open_until.filter(|u| *u > now) {
                 return Some(Unavailable::BreakerOpen {
                     for_: u.duration_since(now),

@@ -112,7 +112,14 @@ pub fn plan(
         .code("no_available_providers"));
     }
     let algorithm = key.prefs.scheduling_algorithm.unwrap_or_default();
-    let counter = state.rotation.next(&key.id, model);
+    if healthy.len() < 2 {
+        return Ok(healthy);
+    }
+    let counter = if schedule::rotates(algorithm) {
+        state.rotation.next(&key.id, model)
+    } else {
+        0
+    };
     let mut rng = fastrand::Rng::new();
     Ok(schedule::order(&healthy, algorithm, counter, &mut rng))
 }

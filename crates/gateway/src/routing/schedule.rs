@@ -14,27 +14,37 @@ use crate::runtime::Candidate;
 /// down proportionally (the shares stay the same within rounding).
 const MAX_RING: u64 = 1000;
 
-/// Client key id and requested model.
-type CounterKey = (Box<str>, Box<str>);
-
-/// Request counters per (client key, model).
+/// Request counters per client key id, then requested model (nested so a lookup borrows the
+/// names instead of allocating them).
 #[derive(Debug, Default)]
 pub struct Rotation {
-    counters: Mutex<HashMap<CounterKey, u64>>,
+    counters: Mutex<HashMap<Box<str>, PerModel>>,
 }
+
+type PerModel = HashMap<Box<str>, u64>;
 
 impl Rotation {
     /// The counter's value for this request (0 for the first), then incremented.
     pub fn next(&self, key_id: &str, model: &str) -> u64 {
         let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&(Box::from(key_id), Box::from(model))) {
+        if let Some(n) = map.get_mut(key_id).and_then(|m| m.get_mut(model)) {
             let v = *n;
             *n = n.wrapping_add(1);
             return v;
         }
-        map.insert((Box::from(key_id), Box::from(model)), 1);
+        map.entry(Box::from(key_id))
+            .or_default()
+            .insert(Box::from(model), 1);
         0
     }
+}
+
+/// Whether `algorithm` uses the rotation counter.
+pub fn rotates(algorithm: ChannelSchedule) -> bool {
+    !matches!(
+        algorithm,
+        ChannelSchedule::FixedPriority | ChannelSchedule::Random
+    )
 }
 
 /// The candidates in the order this request tries them.

@@ -52,6 +52,9 @@ struct UsageTap {
     tokens: Option<Tokens>,
     /// OpenAI's own total, when it says one.
     total: Option<u64>,
+    /// Generated text seen in stream events (for an estimate when no usage comes); counted
+    /// only when an answer is charged.
+    text_chars: Option<u64>,
 }
 
 const USAGE_TAIL: usize = 4096;
@@ -63,6 +66,7 @@ impl UsageTap {
             tail: Vec::new(),
             tokens: None,
             total: None,
+            text_chars: None,
         }
     }
 
@@ -79,6 +83,12 @@ impl UsageTap {
                     };
                     if let Some(t) = answer::tokens_in_bytes(ev.data.as_bytes()) {
                         self.tokens.get_or_insert_with(Tokens::default).merge(t);
+                    }
+                    if let Some(chars) = self.text_chars.as_mut()
+                        && ev.data.starts_with('{')
+                        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&ev.data)
+                    {
+                        *chars += answer::generated_chars(&v);
                     }
                     if let Some(u) = protocol::openai::usage_from_chunk(ev.data.as_bytes())
                         && u.total_tokens > 0
@@ -128,7 +138,9 @@ struct Meter {
     /// Request size, for an estimate when the upstream reports no usage (`None`: no usage, no
     /// charge — as uni-api for non-chat answers).
     request_len: Option<u64>,
+    /// Bytes relayed, and generated characters seen in stream events (when counted).
     relayed: u64,
+    text_chars: Option<u64>,
     tokens: Option<Tokens>,
     settled: bool,
 }
@@ -141,7 +153,7 @@ impl Meter {
         self.settled = true;
         let estimate = self.request_len.map(|len| Tokens {
             prompt: len.div_ceil(4),
-            completion: self.relayed.div_ceil(4),
+            completion: self.text_chars.unwrap_or(self.relayed).div_ceil(4),
         });
         if let Some(t) = tokens.or(self.tokens).or(estimate) {
             self.charge.settle(t.prompt, t.completion);
@@ -212,14 +224,19 @@ impl Relay {
     }
 
     /// Charge the answer to a client key. `estimate_from`: the request size, to charge an
-    /// estimate (a quarter token per byte each way) when the upstream reports no usage; `None`
-    /// charges nothing then.
+    /// estimate when the upstream reports no usage (a quarter token per request byte, and per
+    /// generated character of a stream or byte of a whole answer); `None` charges nothing then.
     pub fn with_charge(mut self, charge: Option<Charge>, estimate_from: Option<u64>) -> Self {
         let Some(charge) = charge else {
             return self;
         };
-        if self.transcode.is_none() && self.usage.is_none() {
+        if self.transcode.is_none() {
+            // A fresh tap that sees the whole answer: nothing was relayed yet (the prefix is
+            // still unsent), so replacing a tap that only saw the prefix loses nothing.
             let mut tap = UsageTap::new(self.sse);
+            if self.sse && estimate_from.is_some() {
+                tap.text_chars = Some(0);
+            }
             if let Some(p) = &self.prefix {
                 tap.feed(p);
             }
@@ -229,7 +246,8 @@ impl Relay {
             charge,
             request_len: estimate_from,
             relayed: self.prefix.as_ref().map_or(0, |p| p.len() as u64),
-            tokens: None,
+            text_chars: self.usage.as_ref().and_then(|u| u.text_chars),
+            tokens: self.usage.as_ref().and_then(|u| u.tokens),
             settled: false,
         });
         self
@@ -293,6 +311,7 @@ fn track(
 ) {
     if let Some(m) = meter.as_mut() {
         m.relayed += len as u64;
+        m.text_chars = usage.as_ref().and_then(|u| u.text_chars);
         m.tokens = match transcode {
             Some(t) => t.usage().map(|u| Tokens {
                 prompt: u.input_tokens,
