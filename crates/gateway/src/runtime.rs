@@ -297,6 +297,16 @@ impl Runtime {
                     ),
                 ));
             }
+            if let Some(spec) = &k.preferences.rate_limit
+                && has_token_limits(spec)
+            {
+                warnings.push(Diagnostic::warning(
+                    file,
+                    k.pos,
+                    format!("api_keys[{i}].preferences.rate_limit"),
+                    "token limits (tpm, tph, tpd, tpr) are not enforced for client keys; only request windows are",
+                ));
+            }
             compiled[i] = Some(Arc::new(ClientKey {
                 index: i,
                 secret: k.api.clone(),
@@ -332,6 +342,16 @@ impl Runtime {
             .iter()
             .flat_map(|c| c.models.iter().map(|m| m.alias.clone()))
             .collect();
+        if let Some(spec) = &config.preferences.rate_limit
+            && has_token_limits(spec)
+        {
+            warnings.push(Diagnostic::warning(
+                file,
+                Pos::default(),
+                "preferences.rate_limit".to_string(),
+                "token limits (tpm, tph, tpd) are not enforced for the global client limit; only request windows are",
+            ));
+        }
         let settings = Settings {
             default_timeout,
             model_timeout: config.preferences.model_timeout.clone(),
@@ -361,6 +381,16 @@ impl Runtime {
             },
             warnings,
         ))
+    }
+}
+
+fn has_token_limits(spec: &RateLimitSpec) -> bool {
+    let token = |l: &crate::config::schema::RateLimit| {
+        !matches!(l.period, crate::config::schema::RatePeriod::Window(_))
+    };
+    match spec {
+        RateLimitSpec::All(limits) => limits.iter().any(token),
+        RateLimitSpec::PerModel(entries) => entries.iter().flat_map(|(_, l)| l).any(token),
     }
 }
 
