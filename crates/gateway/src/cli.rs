@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::app::App;
+use crate::app::{App, ConfigSource};
 use crate::config::{self, Diagnostic, Severity};
 use crate::providers::client::UpstreamClient;
 use crate::providers::demo;
@@ -48,10 +48,11 @@ pub enum Command {
     },
 }
 
-/// Where the config text came from, for diagnostics.
+/// Where the config text came from, for diagnostics and reloads.
 pub struct ConfigText {
     pub name: String,
     pub text: String,
+    pub source: ConfigSource,
 }
 
 const DEFAULT_CONFIG: &str = "api.yaml";
@@ -68,6 +69,7 @@ pub async fn read_config(
             return Ok(ConfigText {
                 name: path.display().to_string(),
                 text,
+                source: ConfigSource::File(path),
             });
         }
         Ok(_) => {}
@@ -80,25 +82,46 @@ pub async fn read_config(
             path.display()
         ));
     };
-    if url.starts_with("http://") || url.starts_with("https://") {
-        let (status, body) = client
-            .get_text(&url, &[], Duration::from_secs(100))
-            .await
-            .map_err(|e| format!("CONFIG_URL {url}: {e}"))?;
-        if !(200..300).contains(&status) {
-            return Err(format!("CONFIG_URL {url}: HTTP {status}"));
-        }
-        let text = String::from_utf8(body.to_vec())
-            .map_err(|_| format!("CONFIG_URL {url}: not UTF-8 text"))?;
-        Ok(ConfigText { name: url, text })
+    let source = if url.starts_with("http://") || url.starts_with("https://") {
+        ConfigSource::Url(url)
     } else {
         let p = url.strip_prefix("file://").unwrap_or(&url);
-        let text = std::fs::read_to_string(p)
-            .map_err(|e| format!("{p}: cannot read config (CONFIG_URL): {e}"))?;
-        Ok(ConfigText {
-            name: p.to_string(),
-            text,
-        })
+        ConfigSource::File(PathBuf::from(p))
+    };
+    read_source(&source, client).await
+}
+
+/// Read the config again from where it came from.
+pub async fn read_source(
+    source: &ConfigSource,
+    client: &UpstreamClient,
+) -> Result<ConfigText, String> {
+    match source {
+        ConfigSource::Url(url) => {
+            let (status, body) = client
+                .get_text(url, &[], Duration::from_secs(100))
+                .await
+                .map_err(|e| format!("CONFIG_URL {url}: {e}"))?;
+            if !(200..300).contains(&status) {
+                return Err(format!("CONFIG_URL {url}: HTTP {status}"));
+            }
+            let text = String::from_utf8(body.to_vec())
+                .map_err(|_| format!("CONFIG_URL {url}: not UTF-8 text"))?;
+            Ok(ConfigText {
+                name: url.clone(),
+                text,
+                source: source.clone(),
+            })
+        }
+        ConfigSource::File(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: cannot read config: {e}", p.display()))?;
+            Ok(ConfigText {
+                name: p.display().to_string(),
+                text,
+                source: source.clone(),
+            })
+        }
     }
 }
 
@@ -116,11 +139,13 @@ fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Parse, discover models, compile. Diagnostics are returned for the caller to print.
+/// Parse, discover models, compile (carrying key pools over from `previous` on a reload).
+/// Diagnostics are returned for the caller to print.
 pub async fn build_runtime(
     text: &ConfigText,
     client: &UpstreamClient,
     discover: bool,
+    previous: Option<&Runtime>,
 ) -> Result<(Runtime, Vec<Diagnostic>), Vec<Diagnostic>> {
     let loaded = config::parse_config(&text.text, &text.name, &env_lookup)?;
     let mut warnings = loaded.warnings;
@@ -130,7 +155,10 @@ pub async fn build_runtime(
             tracing::warn!("{w}");
         }
     }
-    let (rt, mut more) = Runtime::compile(&cfg, &text.name, default_timeout())?;
+    let (rt, mut more) = match previous {
+        Some(prev) => Runtime::recompile(&cfg, &text.name, default_timeout(), prev)?,
+        None => Runtime::compile(&cfg, &text.name, default_timeout())?,
+    };
     warnings.append(&mut more);
     Ok((rt, warnings))
 }
@@ -160,7 +188,7 @@ pub async fn check(path: Option<PathBuf>) -> i32 {
             return 1;
         }
     };
-    match build_runtime(&text, &client, false).await {
+    match build_runtime(&text, &client, false, None).await {
         Ok((rt, warnings)) => {
             for w in &warnings {
                 println!("{w}");
@@ -205,6 +233,7 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
             return 1;
         }
     };
+    let mut source = None;
     let runtime = if demo_mode {
         match Runtime::compile(&demo::demo_config(), "<demo>", default_timeout()) {
             Ok((rt, _)) => rt,
@@ -221,7 +250,8 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
                 return 1;
             }
         };
-        match build_runtime(&text, &client, true).await {
+        source = Some(text.source.clone());
+        match build_runtime(&text, &client, true, None).await {
             Ok((rt, warnings)) => {
                 print_diagnostics(&warnings);
                 rt
@@ -239,8 +269,19 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
     if let Some(path) = &state_path {
         crate::upkeep::restore(&runtime, path);
     }
-    let app = App::new(runtime, client);
+    let app = App::with_source(runtime, client, source.clone(), None);
     let upkeep = tokio::spawn(crate::upkeep::run(Arc::clone(&app), state_path.clone()));
+    let mut reloaders = Vec::new();
+    if let Some(src) = &source {
+        reloaders.push(tokio::spawn(crate::reload::on_sighup(Arc::clone(&app))));
+        if let ConfigSource::File(path) = src {
+            reloaders.push(tokio::spawn(crate::reload::watch(
+                Arc::clone(&app),
+                path.clone(),
+                crate::reload::POLL_EVERY,
+            )));
+        }
+    }
     let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
         Ok(l) => l,
         Err(e) => {
@@ -277,6 +318,9 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
     )
     .await;
     upkeep.abort();
+    for r in reloaders {
+        r.abort();
+    }
     if let Some(path) = &state_path {
         crate::upkeep::save(&app.runtime(), path);
     }

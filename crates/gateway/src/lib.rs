@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod keypool;
 pub mod providers;
+pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod secret;

@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue};
 use subtle::ConstantTimeEq;
 
 use crate::auth::google::GoogleAuth;
+use crate::config::schema::RateLimitSpec;
 use crate::config::schema::{
     ApiKeyConfig, ApiKeyPreferences, Config, ModelEntry, PerModel, Pos, ProviderConfig,
 };
@@ -20,6 +21,9 @@ use crate::keypool::clock::{Clock, SystemClock};
 use crate::keypool::{Algorithm, KeyPool, KeySpec, PoolSettings};
 use crate::providers::engine::{self, Engine};
 use crate::providers::urls;
+use crate::routing::credits::PriceTable;
+use crate::routing::health::BreakerSettings;
+use crate::routing::timeouts::{self, AttemptFacts, TimeoutInputs, TimeoutPolicy, Timeouts};
 use crate::secret::mask;
 
 /// Default request body limit when the config sets none.
@@ -42,10 +46,22 @@ pub struct Settings {
     /// `TIMEOUT` env (seconds), the last step of timeout resolution.
     pub default_timeout: Duration,
     pub model_timeout: Option<PerModel<f64>>,
+    pub keepalive_interval: Option<PerModel<f64>>,
+    pub timeout_policy: Option<TimeoutPolicy>,
     pub max_body_bytes: u64,
     /// Fetching image URLs for upstreams that need inline bytes.
     pub media: crate::providers::media::MediaLimits,
+    /// Substrings that make an answer count as failed (uni-api `error_triggers`).
+    pub error_triggers: Arc<[String]>,
+    /// The 403/404 circuit breaker (`PROVIDER_MODEL_CIRCUIT_*`).
+    pub breaker: BreakerSettings,
+    /// Global client rate limit (all keys, all routed requests).
+    pub rate_limit: Option<RateLimitSpec>,
+    pub prices: PriceTable,
 }
+
+/// uni-api's default channel cool-down after a failure.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// Key-pool settings from a provider's preferences (uni-api keys and llmux extensions).
 fn pool_settings(p: &ProviderConfig, flavor: crate::keypool::classify::Flavor) -> PoolSettings {
@@ -97,6 +113,16 @@ pub struct Channel {
     pub auth_problem: Option<String>,
     /// AWS Bedrock: credentials and region for SigV4.
     pub aws: Option<(crate::auth::sigv4::AwsCredentials, String)>,
+    /// Client headers copied to this provider's requests (`passthrough_request_headers`).
+    pub passthrough_headers: Vec<HeaderName>,
+    /// `preferences.proxy`, else the global `proxy`.
+    pub proxy: Option<String>,
+    /// Channel cool-down after a failure (provider `cooldown_period`, else global, else 300 s;
+    /// zero = never cooled).
+    pub cooldown: Duration,
+    pub timeout_policy: Option<TimeoutPolicy>,
+    /// Identity of the key pool's inputs: a reload that keeps it keeps the pool itself.
+    pool_sig: u64,
     pub config: ProviderConfig,
 }
 
@@ -109,6 +135,14 @@ pub struct VertexTarget {
 impl Channel {
     pub fn endpoint_url(&self, endpoint: urls::Endpoint) -> String {
         format!("{}{}", self.api_root, endpoint.suffix())
+    }
+
+    /// A model name of this provider (alias or upstream), as `post_body_parameter_overrides`
+    /// keys for one model are told from body fields.
+    pub fn has_model_name(&self, name: &str) -> bool {
+        self.models
+            .iter()
+            .any(|m| m.alias == name || m.upstream == name)
     }
 }
 
@@ -128,7 +162,12 @@ pub struct Candidate {
 pub struct ClientKey {
     pub index: usize,
     secret: String,
+    /// Stable, non-reversible name of the key (its fingerprint): state kept across reloads
+    /// (rotation counters, rate-limit windows, spending) is filed under it.
+    pub id: Arc<str>,
     pub masked: String,
+    /// `preferences.created_at` in Unix milliseconds (start of credit accounting).
+    pub created_at_ms: Option<i64>,
     pub role: Option<String>,
     pub is_admin: bool,
     pub prefs: ApiKeyPreferences,
@@ -163,24 +202,18 @@ impl Runtime {
             .find(|k| bool::from(k.secret.as_bytes().ct_eq(presented.as_bytes())))
     }
 
-    /// uni-api's timeout rule: the provider's map (alias, then upstream name), then the global
-    /// map, then `TIMEOUT`. Within a map: exact key, first substring key, `default`.
-    pub fn timeout_for(&self, channel: &Channel, alias: &str, upstream: &str) -> Duration {
-        let secs = channel
-            .config
-            .preferences
-            .model_timeout
-            .as_ref()
-            .and_then(|t| per_model_lookup(t, alias).or_else(|| per_model_lookup(t, upstream)))
-            .or_else(|| {
-                self.settings.model_timeout.as_ref().and_then(|t| {
-                    per_model_lookup(t, alias).or_else(|| per_model_lookup(t, upstream))
-                })
-            });
-        match secs {
-            Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
-            _ => self.settings.default_timeout,
-        }
+    /// Everything one attempt's timing depends on (see [`crate::routing::timeouts`]).
+    pub fn timeouts(&self, channel: &Channel, facts: &AttemptFacts<'_>) -> Timeouts {
+        let inputs = TimeoutInputs {
+            provider_timeout: channel.config.preferences.model_timeout.as_ref(),
+            global_timeout: self.settings.model_timeout.as_ref(),
+            provider_keepalive: channel.config.preferences.keepalive_interval.as_ref(),
+            global_keepalive: self.settings.keepalive_interval.as_ref(),
+            provider_policy: channel.timeout_policy.as_ref(),
+            global_policy: self.settings.timeout_policy.as_ref(),
+            env_default: self.settings.default_timeout,
+        };
+        timeouts::for_attempt(&inputs, facts)
     }
 
     /// Compile a parsed config. `file` names the config in diagnostics.
@@ -199,12 +232,49 @@ impl Runtime {
         default_timeout: Duration,
         clock: Arc<dyn Clock>,
     ) -> Result<(Runtime, Vec<Diagnostic>), Vec<Diagnostic>> {
+        Self::compile_inner(config, file, default_timeout, clock, None)
+    }
+
+    /// Compile a reloaded config: the key pools of providers whose keys and pool settings did
+    /// not change are kept as they are (health, limits, in-flight counts); a changed provider's
+    /// new pool inherits the slow state (disabled keys, long blocks) of the keys it keeps.
+    pub fn recompile(
+        config: &Config,
+        file: &str,
+        default_timeout: Duration,
+        previous: &Runtime,
+    ) -> Result<(Runtime, Vec<Diagnostic>), Vec<Diagnostic>> {
+        Self::compile_inner(
+            config,
+            file,
+            default_timeout,
+            Arc::clone(&previous.key_clock),
+            Some(previous),
+        )
+    }
+
+    fn compile_inner(
+        config: &Config,
+        file: &str,
+        default_timeout: Duration,
+        clock: Arc<dyn Clock>,
+        previous: Option<&Runtime>,
+    ) -> Result<(Runtime, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut warnings = Vec::new();
         let mut errors = Vec::new();
 
+        let global_cooldown = config
+            .preferences
+            .cooldown_period
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map_or(DEFAULT_COOLDOWN, Duration::from_secs_f64);
         let mut channels = Vec::with_capacity(config.providers.len());
         for (index, p) in config.providers.iter().enumerate() {
-            match build_channel(index, p, file, &clock) {
+            let globals = ChannelDefaults {
+                proxy: config.preferences.proxy.as_deref(),
+                cooldown: global_cooldown,
+            };
+            match build_channel(index, p, file, &clock, &globals, previous) {
                 Ok((ch, mut w)) => {
                     warnings.append(&mut w);
                     channels.push(Arc::new(ch));
@@ -229,9 +299,40 @@ impl Runtime {
             warnings.append(&mut w);
             let models_body = render_models(&model_ids);
             let is_admin = single_key || k.role.as_deref().is_some_and(|r| r.contains("admin"));
+            if k.preferences.enable_moderation
+                && routes
+                    .get(crate::routing::moderation::MODEL)
+                    .is_none_or(|c| c.is_empty())
+            {
+                warnings.push(Diagnostic::warning(
+                    file,
+                    k.pos,
+                    format!("api_keys[{i}].preferences.ENABLE_MODERATION"),
+                    format!(
+                        "this key cannot route `{}`: add it to the key's rules (or a provider's models), otherwise requests are not moderated",
+                        crate::routing::moderation::MODEL
+                    ),
+                ));
+            }
+            if let Some(spec) = &k.preferences.rate_limit
+                && has_token_limits(spec)
+            {
+                warnings.push(Diagnostic::warning(
+                    file,
+                    k.pos,
+                    format!("api_keys[{i}].preferences.rate_limit"),
+                    "token limits (tpm, tph, tpd, tpr) are not enforced for client keys; only request windows are",
+                ));
+            }
             compiled[i] = Some(Arc::new(ClientKey {
                 index: i,
                 secret: k.api.clone(),
+                id: Arc::from(crate::keypool::pool::fingerprint(&k.api).as_str()),
+                created_at_ms: k
+                    .preferences
+                    .created_at
+                    .as_deref()
+                    .and_then(crate::routing::credits::parse_datetime_ms),
                 masked: mask(&k.api),
                 role: k.role.clone(),
                 is_admin,
@@ -258,14 +359,34 @@ impl Runtime {
             .iter()
             .flat_map(|c| c.models.iter().map(|m| m.alias.clone()))
             .collect();
+        if let Some(spec) = &config.preferences.rate_limit
+            && has_token_limits(spec)
+        {
+            warnings.push(Diagnostic::warning(
+                file,
+                Pos::default(),
+                "preferences.rate_limit".to_string(),
+                "token limits (tpm, tph, tpd) are not enforced for the global client limit; only request windows are",
+            ));
+        }
         let settings = Settings {
             default_timeout,
             model_timeout: config.preferences.model_timeout.clone(),
+            keepalive_interval: config.preferences.keepalive_interval.clone(),
+            timeout_policy: config
+                .preferences
+                .timeout_policy
+                .as_ref()
+                .map(TimeoutPolicy::from_json),
             max_body_bytes: config
                 .preferences
                 .max_request_body_bytes
                 .unwrap_or(DEFAULT_MAX_BODY_BYTES),
             media: crate::providers::media::MediaLimits::default(),
+            error_triggers: Arc::from(config.preferences.error_triggers.clone()),
+            breaker: BreakerSettings::from_env(&|name| std::env::var(name).ok()),
+            rate_limit: config.preferences.rate_limit.clone(),
+            prices: PriceTable::new(&config.preferences.model_price),
         };
         Ok((
             Runtime {
@@ -281,23 +402,43 @@ impl Runtime {
     }
 }
 
-fn per_model_lookup(table: &PerModel<f64>, model: &str) -> Option<f64> {
-    match table {
-        PerModel::All(v) => Some(*v),
-        PerModel::Map(entries) => {
-            let lower = model.to_ascii_lowercase();
-            entries
-                .iter()
-                .find(|(k, _)| *k == lower || k == model)
-                .or_else(|| {
-                    entries
-                        .iter()
-                        .find(|(k, _)| k != "default" && lower.contains(k.as_str()))
-                })
-                .or_else(|| entries.iter().find(|(k, _)| k == "default"))
-                .map(|(_, v)| *v)
-        }
+fn has_token_limits(spec: &RateLimitSpec) -> bool {
+    let token = |l: &crate::config::schema::RateLimit| {
+        !matches!(l.period, crate::config::schema::RatePeriod::Window(_))
+    };
+    match spec {
+        RateLimitSpec::All(limits) => limits.iter().any(token),
+        RateLimitSpec::PerModel(entries) => entries.iter().flat_map(|(_, l)| l).any(token),
     }
+}
+
+/// Global settings a channel inherits.
+struct ChannelDefaults<'a> {
+    proxy: Option<&'a str>,
+    cooldown: Duration,
+}
+
+/// Everything a key pool is built from; equal signatures mean the old pool can be kept.
+fn pool_signature(p: &ProviderConfig, flavor: crate::keypool::classify::Flavor) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let prefs = &p.preferences;
+    let text = format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        p.api,
+        p.key_options,
+        flavor,
+        prefs.api_key_rate_limit,
+        prefs.api_key_schedule_algorithm,
+        prefs.api_key_cooldown_period,
+        prefs.api_key_rate_limit_cooldown_period,
+        prefs.api_key_quota_cooldown_period,
+        prefs.key_max_inflight,
+        prefs.quota_scope,
+        p.provider,
+    );
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 fn build_channel(
@@ -305,6 +446,8 @@ fn build_channel(
     p: &ProviderConfig,
     file: &str,
     clock: &Arc<dyn Clock>,
+    globals: &ChannelDefaults<'_>,
+    previous: Option<&Runtime>,
 ) -> Result<(Channel, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut warnings = Vec::new();
     let path = format!("providers[{index}]");
@@ -369,9 +512,6 @@ fn build_channel(
         }
         (None, None) => None,
     };
-    if !errors.is_empty() {
-        return Err(errors);
-    }
     let vertex = p.project_id.first().map(|project| VertexTarget {
         project: project.clone(),
         region: p
@@ -381,6 +521,44 @@ fn build_channel(
             .unwrap_or_else(|| "global".to_string()),
     });
     let aws = aws_credentials(p, &base_url);
+    let mut passthrough_headers = Vec::new();
+    for name in &p.preferences.passthrough_request_headers {
+        match HeaderName::try_from(name.trim()) {
+            Ok(n) => passthrough_headers.push(n),
+            Err(_) => errors.push(Diagnostic::error(
+                file,
+                p.pos,
+                format!("{path}.preferences.passthrough_request_headers"),
+                format!("`{name}` is not a valid HTTP header name"),
+            )),
+        }
+    }
+    let proxy = p
+        .preferences
+        .proxy
+        .as_deref()
+        .or(globals.proxy)
+        .map(str::to_string);
+    if let Some(url) = &proxy
+        && let Err(why) = crate::providers::proxy::ProxySpec::parse(url)
+    {
+        // A warning, not an error: uni-api's README placeholder must load. The provider is
+        // not reached directly instead (that could leak traffic): its attempts fail.
+        warnings.push(Diagnostic::warning(
+            file,
+            p.pos,
+            format!("{path}.preferences.proxy"),
+            format!("{why}; requests to this provider fail until the proxy is fixed"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let cooldown = p
+        .preferences
+        .cooldown_period
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(globals.cooldown, Duration::from_secs_f64);
     let models = p.model.clone().unwrap_or_default();
     if p.model.is_none() {
         warnings.push(Diagnostic::warning(
@@ -407,7 +585,18 @@ fn build_channel(
             }
         })
         .collect();
-    let keys = KeyPool::new(specs, pool_settings(p, flavor), Arc::clone(clock));
+    let pool_sig = pool_signature(p, flavor);
+    let old = previous.and_then(|rt| rt.channels.iter().find(|c| c.name == p.provider));
+    let keys = match old {
+        Some(old) if old.pool_sig == pool_sig => old.keys.clone(),
+        _ => {
+            let pool = KeyPool::new(specs, pool_settings(p, flavor), Arc::clone(clock));
+            if let Some(old) = old {
+                pool.import(&old.keys.export());
+            }
+            pool
+        }
+    };
     let key_wait = p
         .preferences
         .key_wait_timeout
@@ -429,6 +618,15 @@ fn build_channel(
             vertex,
             auth_problem,
             aws,
+            passthrough_headers,
+            proxy,
+            cooldown,
+            timeout_policy: p
+                .preferences
+                .timeout_policy
+                .as_ref()
+                .map(TimeoutPolicy::from_json),
+            pool_sig,
             config: p.clone(),
         },
         warnings,

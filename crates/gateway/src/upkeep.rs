@@ -94,7 +94,7 @@ async fn validate(app: &App, ch: &Channel, secret: &str) -> bool {
     };
     match app
         .client
-        .get_text(&url, &headers, VALIDATION_TIMEOUT)
+        .get_text_via(ch.proxy.as_deref(), &url, &headers, VALIDATION_TIMEOUT)
         .await
     {
         Ok((status, _)) => (200..300).contains(&status),

@@ -495,9 +495,11 @@ async fn all_channels_failing_names_the_model_with_the_last_status() {
         &chat_body("gpt-4o-mini", "x", false),
     )
     .await;
-    // The server error is retried once on the same key; the rate-limited key is a minute away.
-    assert_eq!((a.request_count(), b.request_count()), (2, 1));
-    assert_eq!(r.status, 500);
+    // The server error cools the first channel (uni-api's `cooldown_period`, 300 s by default),
+    // which leaves this request too; the rate-limited key is a minute away.
+    assert_eq!((a.request_count(), b.request_count()), (1, 1));
+    assert_eq!(r.status, 429);
+    assert!(r.headers.contains_key("retry-after"));
     let msg = r.openai_error()["message"].as_str().unwrap().to_string();
     assert!(msg.starts_with("All gpt-4o-mini error"), "{msg}");
 }
@@ -863,9 +865,10 @@ api_keys:
     let text = llmux::cli::ConfigText {
         name: "disc.yaml".into(),
         text: yaml,
+        source: llmux::app::ConfigSource::File("disc.yaml".into()),
     };
     let client = llmux::providers::client::UpstreamClient::new().unwrap();
-    let (rt, _warnings) = llmux::cli::build_runtime(&text, &client, true)
+    let (rt, _warnings) = llmux::cli::build_runtime(&text, &client, true, None)
         .await
         .unwrap();
     let models = &rt.channels[0].models;

@@ -16,8 +16,10 @@ const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Fill in `model` for every provider that has none. Returns one warning per failure.
 pub async fn discover_models(config: &mut Config, client: &UpstreamClient) -> Vec<String> {
     let mut warnings = Vec::new();
+    let global_proxy = config.preferences.proxy.clone();
     for p in config.providers.iter_mut().filter(|p| p.model.is_none()) {
-        match discover_one(p, client).await {
+        let proxy = p.preferences.proxy.clone().or_else(|| global_proxy.clone());
+        match discover_one(p, client, proxy.as_deref()).await {
             Ok(ids) => {
                 tracing::info!(provider = %p.provider, count = ids.len(), "discovered models");
                 p.model = Some(
@@ -42,7 +44,12 @@ pub async fn discover_models(config: &mut Config, client: &UpstreamClient) -> Ve
     warnings
 }
 
-async fn discover_one(p: &ProviderConfig, client: &UpstreamClient) -> Result<Vec<String>, String> {
+/// `proxy`: the provider's (or the global) proxy, used for discovery as for requests.
+async fn discover_one(
+    p: &ProviderConfig,
+    client: &UpstreamClient,
+    proxy: Option<&str>,
+) -> Result<Vec<String>, String> {
     let base = p.base_url.as_deref().ok_or("no base_url")?;
     let forced = p.engine.as_deref().and_then(Engine::from_name);
     let engine = engine::detect(base, forced, "gpt");
@@ -70,7 +77,7 @@ async fn discover_one(p: &ProviderConfig, client: &UpstreamClient) -> Result<Vec
         ),
     };
     let (status, body) = client
-        .get_text(&url, &headers, DISCOVERY_TIMEOUT)
+        .get_text_via(proxy, &url, &headers, DISCOVERY_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     if !(200..300).contains(&status) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use protocol::body::{Edit, RequestPeek};
@@ -27,6 +27,10 @@ use crate::providers::engine::Engine;
 use crate::providers::upstream::Wire;
 use crate::providers::urls::Endpoint;
 use crate::providers::{media, suffixes, upstream};
+use crate::routing::answer::{self, Verdict};
+use crate::routing::credits::Charge;
+use crate::routing::plan::{self, PlanInput};
+use crate::routing::timeouts::{AttemptFacts, Timeouts};
 use crate::runtime::{Candidate, Channel, ClientKey, Runtime};
 use crate::server::body::{RespBody, full};
 use crate::server::relay::Relay;
@@ -48,6 +52,8 @@ pub struct JsonRequest {
     pub peek: RequestPeek,
     /// The API format the client speaks (errors and answers are rendered in it).
     pub client: Format,
+    /// The client's request headers (`passthrough_request_headers` copies some upstream).
+    pub headers: HeaderMap,
     /// Client headers passed on to upstreams of the client's own format (`anthropic-version`,
     /// `anthropic-beta`).
     pub forward_headers: Vec<(HeaderName, HeaderValue)>,
@@ -62,9 +68,32 @@ impl JsonRequest {
             body,
             peek,
             client,
+            headers: HeaderMap::new(),
             forward_headers: Vec::new(),
             json_array: false,
         }
+    }
+}
+
+/// What the attempt loop needs to know about the request beyond its candidates.
+pub struct RequestCtx<'a> {
+    pub endpoint: Endpoint,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// Body size, when known (a streamed upload is not).
+    pub body_len: Option<u64>,
+    pub headers: &'a HeaderMap,
+    /// Where a successful answer's cost goes (keys with credits).
+    pub charge: Option<Charge>,
+}
+
+/// The path the client called, as `exclude_endpoints` names it.
+pub fn client_path(endpoint: Endpoint, client: Format) -> &'static str {
+    match (endpoint, client) {
+        (Endpoint::ChatCompletions, Format::Anthropic) => "/v1/messages",
+        (Endpoint::ChatCompletions, Format::OpenAiResponses) => "/v1/responses",
+        (Endpoint::ChatCompletions, Format::Gemini) => "/v1beta/models",
+        (e, _) => e.path(),
     }
 }
 
@@ -172,13 +201,101 @@ pub fn estimate_cost(body: &[u8], peek: Option<&RequestPeek>) -> Cost {
     }
 }
 
+/// Route one JSON request: client policies (credits, rate limits, moderation), then the
+/// attempt loop. A stream request whose first answer takes longer than the keep-alive
+/// interval is committed as a `200` event stream carrying keep-alive comments while the
+/// attempts go on (failing over is still possible: the client has seen no content yet).
 pub async fn forward_json(
-    app: &App,
+    app: &Arc<App>,
     rt: &Arc<Runtime>,
-    key: &ClientKey,
+    key: &Arc<ClientKey>,
     req: JsonRequest,
     candidates: Arc<[Candidate]>,
 ) -> Response<RespBody> {
+    let client = req.client;
+    let now = std::time::Instant::now();
+    if let Err(e) = crate::routing::policy::admit(rt, &app.routing, key, &req.peek.model, now) {
+        return e.into_response(client);
+    }
+    if key.prefs.enable_moderation && req.endpoint == Endpoint::ChatCompletions {
+        // Boxed as `Send` where its lifetimes are concrete (see `server::admin::reload`).
+        let checking: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), ApiError>> + std::marker::Send + '_>,
+        > = Box::pin(crate::routing::moderation::check(app, rt, key, &req.body));
+        if let Err(e) = checking.await {
+            return e.into_response(client);
+        }
+    }
+    let keepalive = if req.peek.stream {
+        keepalive_interval(rt, key, &req, &candidates)
+    } else {
+        None
+    };
+    let run = run_json(
+        Arc::clone(app),
+        Arc::clone(rt),
+        Arc::clone(key),
+        req,
+        candidates,
+        true,
+    );
+    let run: crate::server::keepalive::PendingAnswer = Box::pin(run);
+    match keepalive {
+        None => run.await,
+        Some(every) => crate::server::keepalive::race(run, every, client).await,
+    }
+}
+
+/// The shortest keep-alive interval among the candidates (each resolved for its provider and
+/// model); `None` when none has one.
+fn keepalive_interval(
+    rt: &Runtime,
+    key: &ClientKey,
+    req: &JsonRequest,
+    candidates: &[Candidate],
+) -> Option<Duration> {
+    candidates
+        .iter()
+        .filter_map(|c| {
+            let ch = &rt.channels[c.channel];
+            timeouts_for(rt, ch, c, req.endpoint, true, key).keepalive
+        })
+        .min()
+}
+
+fn timeouts_for(
+    rt: &Runtime,
+    channel: &Channel,
+    cand: &Candidate,
+    endpoint: Endpoint,
+    stream: bool,
+    key: &ClientKey,
+) -> Timeouts {
+    let facts = AttemptFacts {
+        endpoint: endpoint.path(),
+        stream,
+        engine: cand.engine.name(),
+        provider: &channel.name,
+        request_model: &cand.alias,
+        upstream_model: &cand.upstream_model,
+        role: key.role.as_deref(),
+    };
+    rt.timeouts(channel, &facts)
+}
+
+/// The attempt loop for a JSON request, without client policies (also used for the internal
+/// moderation request).
+/// `charged`: whether the answer counts against the key's credits (the internal moderation
+/// request does not).
+pub async fn run_json(
+    app: Arc<App>,
+    rt: Arc<Runtime>,
+    key: Arc<ClientKey>,
+    req: JsonRequest,
+    candidates: Arc<[Candidate]>,
+    charged: bool,
+) -> Response<RespBody> {
+    let (app, rt, key) = (&*app, &rt, &*key);
     let model = req.peek.model.clone();
     let cost = |cand: &Candidate| {
         if rt.channels[cand.channel]
@@ -203,7 +320,16 @@ pub async fn forward_json(
             Err(resp) => return *resp,
         }
     }
-    run_attempts(app, rt, key, &model, &candidates, client, cost, |cand| {
+    let ctx = RequestCtx {
+        endpoint: req.endpoint,
+        stream: req.peek.stream,
+        body_len: Some(req.body.len() as u64),
+        headers: &req.headers,
+        charge: charged
+            .then(|| crate::routing::policy::charge(rt, &app.routing, key, &model))
+            .flatten(),
+    };
+    run_attempts(app, rt, key, &model, &candidates, client, &ctx, cost, |cand| {
         if cand.engine == Engine::Demo {
             return Some(Prepared::Answer(demo::respond(&req, &cand.upstream_model)));
         }
@@ -243,15 +369,16 @@ pub async fn forward_json(
             if strip_usage {
                 body = with_usage_requested(&body);
             }
+            let body = with_overrides(channel, cand, req.endpoint, body);
             let mut send = Send::same_format(
                 req.endpoint,
                 full(upstream::patch_body(cand.engine, body)),
                 req.peek.stream,
                 client,
             );
-            send.strip_usage = strip_usage;
             send.headers.clone_from(&req.forward_headers);
             send.json_array = req.json_array;
+            send.strip_usage = strip_usage;
             return Some(Prepared::Upstream(send));
         }
         if ir.is_none() {
@@ -266,9 +393,9 @@ pub async fn forward_json(
         }
         let canonical = ir.as_ref()?;
         Some(converted_send(
+            channel,
             req.endpoint,
             canonical,
-            channel,
             cand,
             upstream_format,
             client,
@@ -317,11 +444,60 @@ async fn inline_images(
     Ok(Some(parsed))
 }
 
+/// An OpenAI chat body with `stream_options.include_usage: true` (other stream options kept).
+fn with_usage_requested(body: &Bytes) -> Bytes {
+    let Ok(view) = protocol::body::ObjectView::parse(body) else {
+        return body.clone();
+    };
+    let options = match view.raw(body, "stream_options") {
+        None | Some(b"null") => br#"{"include_usage":true}"#.to_vec(),
+        Some(raw) => match serde_json::from_slice::<serde_json::Value>(raw) {
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.insert("include_usage".into(), serde_json::Value::Bool(true));
+                serde_json::to_vec(&map).unwrap_or_default()
+            }
+            _ => return body.clone(),
+        },
+    };
+    Bytes::from(protocol::body::rewrite(
+        body,
+        &view,
+        &[Edit::Set {
+            key: "stream_options",
+            raw_json: &options,
+        }],
+    ))
+}
+
+/// The body with the provider's `post_body_parameter_overrides` applied (chat requests only,
+/// as uni-api); untouched when the provider has none.
+fn with_overrides(channel: &Channel, cand: &Candidate, endpoint: Endpoint, body: Bytes) -> Bytes {
+    let Some(overrides) = channel
+        .config
+        .preferences
+        .post_body_parameter_overrides
+        .as_ref()
+        .filter(|o| !o.is_empty() && endpoint == Endpoint::ChatCompletions)
+    else {
+        return body;
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return body;
+    };
+    crate::routing::overrides::apply(
+        &mut value,
+        overrides,
+        &|name| channel.has_model_name(name),
+        &cand.alias,
+    );
+    serde_json::to_vec(&value).map_or(body, Bytes::from)
+}
+
 /// The request re-encoded for an upstream of another format.
 fn converted_send(
+    channel: &Channel,
     endpoint: Endpoint,
     canonical: &ChatRequest,
-    channel: &Channel,
     cand: &Candidate,
     upstream_format: Wire,
     client: Format,
@@ -341,9 +517,11 @@ fn converted_send(
         Wire::Cloudflare => protocol::convert::cloudflare::request_from_ir(&req),
     };
     let body = match encoded {
-        Ok(b) => b,
+        Ok(b) => with_overrides(channel, cand, endpoint, Bytes::from(b)),
         Err(e) => return Prepared::Unserved(format!("cannot convert the request: {e}")),
     };
+    let body = upstream::patch_body(cand.engine, body);
+    let sign_payload = (upstream_format == Wire::Bedrock).then(|| body.clone());
     let ctx = EncodeCtx {
         id: response_id(client),
         model: canonical.model.clone(),
@@ -351,8 +529,6 @@ fn converted_send(
         include_usage: canonical.include_usage,
         json_array,
     };
-    let body = upstream::patch_body(cand.engine, Bytes::from(body));
-    let sign_payload = (upstream_format == Wire::Bedrock).then(|| body.clone());
     Prepared::Upstream(Send {
         endpoint,
         body: full(body),
@@ -397,7 +573,7 @@ enum Blocked {
 
 /// Walk the candidates (first pass: each once; later passes: their further keys) within the
 /// attempt budget and the request's deadline, until one answers.
-#[allow(clippy::too_many_arguments)] // the request's parts; a struct would only rename them
+#[allow(clippy::too_many_arguments)]
 pub async fn run_attempts(
     app: &App,
     rt: &Arc<Runtime>,
@@ -405,9 +581,27 @@ pub async fn run_attempts(
     model: &str,
     candidates: &[Candidate],
     client: Format,
+    ctx: &RequestCtx<'_>,
     cost_of: impl Fn(&Candidate) -> Cost,
     mut prepare: impl FnMut(&Candidate) -> Option<Prepared>,
 ) -> Response<RespBody> {
+    let input = PlanInput {
+        model,
+        path: client_path(ctx.endpoint, client),
+        body_len: ctx.body_len,
+    };
+    let planned = match plan::plan(
+        rt,
+        &app.routing,
+        key,
+        candidates,
+        &input,
+        std::time::Instant::now(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(client),
+    };
+    let candidates = planned.as_slice();
     let budget = attempt_budget(rt, candidates, key.prefs.auto_retry).max(1);
     let started = tokio::time::Instant::now();
     let deadline = started + rt.settings.default_timeout;
@@ -477,7 +671,9 @@ pub async fn run_attempts(
             progressed = true;
             let outcome = match prepared {
                 Prepared::Answer(resp) => Outcome::Done(resp),
-                Prepared::Upstream(send) => attempt(app, rt, channel, cand, send, lease).await,
+                Prepared::Upstream(send) => {
+                    attempt(app, rt, channel, cand, send, lease, key, ctx).await
+                }
                 Prepared::Unserved(message) => {
                     // No key of this channel would do better.
                     done[pos] = true;
@@ -491,8 +687,16 @@ pub async fn run_attempts(
                 }
             };
             match outcome {
-                Outcome::Done(resp) => return resp,
+                Outcome::Done(resp) => {
+                    if resp.status().is_success() {
+                        app.routing
+                            .health
+                            .succeeded(&channel.name, &cand.upstream_model);
+                    }
+                    return resp;
+                }
                 Outcome::Retry(f) => {
+                    let channel_out = channel_failed(app, rt, channel, cand, &f, candidates.len());
                     transient[pos] = matches!(
                         f.class,
                         Some(
@@ -506,6 +710,9 @@ pub async fn run_attempts(
                     if channel.keys.is_empty() && transient[pos] && !reopened[pos] {
                         reopened[pos] = true;
                         done[pos] = false;
+                    }
+                    if channel_out {
+                        done[pos] = true;
                     }
                     tracing::warn!(
                         provider = %channel.name,
@@ -635,31 +842,6 @@ fn error_type(status: StatusCode) -> &'static str {
     }
 }
 
-/// An OpenAI chat body with `stream_options.include_usage: true` (other stream options kept).
-fn with_usage_requested(body: &Bytes) -> Bytes {
-    let Ok(view) = protocol::body::ObjectView::parse(body) else {
-        return body.clone();
-    };
-    let options = match view.raw(body, "stream_options") {
-        None | Some(b"null") => br#"{"include_usage":true}"#.to_vec(),
-        Some(raw) => match serde_json::from_slice::<serde_json::Value>(raw) {
-            Ok(serde_json::Value::Object(mut map)) => {
-                map.insert("include_usage".into(), serde_json::Value::Bool(true));
-                serde_json::to_vec(&map).unwrap_or_default()
-            }
-            _ => return body.clone(),
-        },
-    };
-    Bytes::from(protocol::body::rewrite(
-        body,
-        &view,
-        &[Edit::Set {
-            key: "stream_options",
-            raw_json: &options,
-        }],
-    ))
-}
-
 /// The request body with the model renamed for this candidate; the original bytes when the
 /// alias is the upstream name (the common case costs no copy).
 fn json_body_for(req: &JsonRequest, cand: &Candidate) -> Bytes {
@@ -716,6 +898,7 @@ fn build_request(
     send: Send,
     lease: Option<&Lease>,
     bearer: Option<&str>,
+    client_headers: &HeaderMap,
 ) -> Result<Request<RespBody>, String> {
     let url = upstream::url(
         channel,
@@ -758,10 +941,20 @@ fn build_request(
     for (name, value) in auth {
         headers.insert(name, value);
     }
-    // The provider's own `headers` come last: they may override the defaults (e.g.
+    // The provider's own `headers` come next: they may override the defaults (e.g.
     // `anthropic-version`).
     for (name, value) in &channel.headers {
         headers.insert(name.clone(), value.clone());
+    }
+    // Then the client headers this provider passes through, replacing same-named ones.
+    for name in &channel.passthrough_headers {
+        let mut values = client_headers.get_all(name).iter().peekable();
+        if values.peek().is_some() {
+            headers.remove(name);
+            for v in values {
+                headers.append(name.clone(), v.clone());
+            }
+        }
     }
     // Signing covers the final headers, so it comes after everything else.
     if let (Some((creds, region)), Some(payload)) = (&channel.aws, &sign_payload) {
@@ -784,6 +977,52 @@ fn build_request(
     Ok(req)
 }
 
+/// Channel-level consequences of a failed attempt: a 403/404 feeds the circuit breaker; a
+/// server error or timeout cools the channel for this model when the request had other
+/// candidates (key-level failures are the key pool's business). True when the channel is out
+/// of the running for this request.
+fn channel_failed(
+    app: &App,
+    rt: &Runtime,
+    channel: &Channel,
+    cand: &Candidate,
+    f: &Failure,
+    plan_len: usize,
+) -> bool {
+    let now = std::time::Instant::now();
+    if matches!(f.status.as_u16(), 403 | 404) && f.class.is_some() {
+        app.routing.health.denied(
+            &channel.name,
+            &cand.upstream_model,
+            &rt.settings.breaker,
+            now,
+        );
+        if app
+            .routing
+            .health
+            .breaker_open(&channel.name, &cand.upstream_model, now)
+            .is_some()
+        {
+            return true;
+        }
+    }
+    let channel_fault = matches!(f.class, Some(ErrorClass::ServerError | ErrorClass::Timeout));
+    if channel_fault && plan_len > 1 && !channel.cooldown.is_zero() {
+        tracing::info!(
+            provider = %channel.name,
+            model = %cand.upstream_model,
+            "channel cooled for {}s",
+            channel.cooldown.as_secs_f64()
+        );
+        app.routing
+            .health
+            .cool(&channel.name, &cand.upstream_model, channel.cooldown, now);
+        return true;
+    }
+    false
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     app: &App,
     rt: &Runtime,
@@ -791,10 +1030,18 @@ async fn attempt(
     cand: &Candidate,
     send: Send,
     mut lease: Option<Lease>,
+    key: &ClientKey,
+    ctx: &RequestCtx<'_>,
 ) -> Outcome {
     let upstream_format = send.upstream;
     let convert = send.convert.clone();
     let strip_usage = send.strip_usage;
+    let endpoint = send.endpoint;
+    let wants_stream = send.wants_stream;
+    let times = timeouts_for(rt, channel, cand, endpoint, wants_stream, key);
+    let timeout = times.first_answer;
+    let started = tokio::time::Instant::now();
+    let answer_by = started + timeout;
     // A service account (Vertex) signs in with a cached OAuth token instead of a key.
     let bearer = match (&channel.google, &lease) {
         (Some(google), None) => match google.token(&app.client).await {
@@ -811,7 +1058,14 @@ async fn attempt(
         },
         _ => None,
     };
-    let upstream_req = match build_request(channel, cand, send, lease.as_ref(), bearer.as_deref()) {
+    let upstream_req = match build_request(
+        channel,
+        cand,
+        send,
+        lease.as_ref(),
+        bearer.as_deref(),
+        ctx.headers,
+    ) {
         Ok(r) => r,
         Err(message) => {
             return Outcome::Retry(Failure {
@@ -823,8 +1077,8 @@ async fn attempt(
             });
         }
     };
-    let timeout = rt.timeout_for(channel, &cand.alias, &cand.upstream_model);
-    let resp = match tokio::time::timeout(timeout, app.client.send(upstream_req)).await {
+    let sending = app.client.send_via(channel.proxy.as_deref(), upstream_req);
+    let resp = match tokio::time::timeout_at(answer_by, sending).await {
         Err(_) => {
             let msg = format!(
                 "provider `{}` did not answer within {}s",
@@ -857,7 +1111,7 @@ async fn attempt(
     }
     if !status.is_success() {
         let headers = resp.headers().clone();
-        let body = read_limited(resp.into_body(), MAX_ERROR_BODY, timeout).await;
+        let body = read_limited(resp.into_body(), MAX_ERROR_BODY, times.idle).await;
         let mut c = classify::classify_response(
             channel.flavor,
             status.as_u16(),
@@ -912,7 +1166,9 @@ async fn attempt(
             l.success();
         }
         let transcode = Some(StreamTranscoder::new(conv));
-        let relay = Relay::new(incoming, None, timeout, true, lease, transcode);
+        let relay = Relay::new(incoming, None, times.idle, true, lease, transcode)
+            .with_keepalive(times.keepalive)
+            .with_charge(ctx.charge.clone(), estimate_basis(ctx));
         return Outcome::Done(client_response(
             status,
             Some(stream_content_type(conv)),
@@ -921,37 +1177,105 @@ async fn attempt(
         ));
     }
     if is_sse {
-        match first_event(incoming, timeout).await {
+        let triggers = &rt.settings.error_triggers;
+        match first_content(incoming, answer_by, upstream_format.api(), triggers).await {
             Ok((prefix, incoming)) => {
                 if let Some(l) = lease.as_mut() {
                     l.success();
                 }
                 let transcode = convert.as_ref().map(StreamTranscoder::new);
+                let keepalive = match &convert {
+                    Some(c) if c.client == Format::Gemini && c.ctx.json_array => None,
+                    _ => times.keepalive,
+                };
                 let content_type = match &convert {
                     Some(c) => Some(stream_content_type(c)),
                     None => content_type,
                 };
-                let mut relay = Relay::new(incoming, Some(prefix), timeout, true, lease, transcode);
+                let mut relay =
+                    Relay::new(incoming, Some(prefix), times.idle, true, lease, transcode)
+                        .with_keepalive(keepalive)
+                        .with_charge(ctx.charge.clone(), estimate_basis(ctx));
                 if strip_usage {
                     relay = relay.strip_usage_chunk();
                 }
                 Outcome::Done(client_response(status, content_type, relay, true))
             }
-            Err(message) => {
+            Err((class, message)) => {
                 let message = format!("provider `{}`: {message}", channel.name);
-                let c = Classified::new(ErrorClass::ServerError, message);
-                retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None)
+                let status = if class == ErrorClass::Timeout {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                let c = Classified::new(class, message);
+                retry_failure(&mut lease, c, status, None)
             }
         }
     } else if let Some(conv) = convert {
-        converted_answer(channel, status, incoming, timeout, lease, &conv).await
+        let checks = AnswerChecks {
+            triggers: &rt.settings.error_triggers,
+            charge: ctx.charge.as_ref(),
+        };
+        converted_answer(channel, status, incoming, times.idle, lease, &conv, &checks).await
+    } else if endpoint == Endpoint::ChatCompletions {
+        // A whole chat answer is checked (empty, error triggers) before the client sees it.
+        let Some(body) = read_limited(incoming, MAX_CONVERTED_BODY, times.idle).await else {
+            let msg = format!("provider `{}`: the answer could not be read", channel.name);
+            let c = Classified::new(ErrorClass::ServerError, msg);
+            return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
+        };
+        if let Some(format) = upstream_format.api()
+            && let Err(why) = answer::whole_answer(format, &body, &rt.settings.error_triggers)
+        {
+            let c = Classified::new(
+                ErrorClass::ServerError,
+                format!("provider `{}`: {why}", channel.name),
+            );
+            return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
+        }
+        let tokens = answer::tokens_in_bytes(&body);
+        if let Some(l) = lease.as_mut() {
+            l.success();
+            if let Some(t) = tokens
+                && l.reserved_tokens() > 0
+                && t.total() > 0
+            {
+                l.settle_tokens(t.total());
+            }
+        }
+        if let Some(charge) = &ctx.charge {
+            let t = tokens.unwrap_or_else(|| answer::Tokens {
+                prompt: ctx.body_len.unwrap_or(0).div_ceil(4),
+                completion: (body.len() as u64).div_ceil(4),
+            });
+            charge.settle(t.prompt, t.completion);
+        }
+        let mut resp = crate::error::json_response(status, body, None);
+        if let Some(ct) = content_type {
+            resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
+        Outcome::Done(resp)
     } else {
         if let Some(l) = lease.as_mut() {
             l.success();
         }
-        let relay = Relay::new(incoming, None, timeout, false, lease, None);
+        let relay = Relay::new(incoming, None, times.idle, false, lease, None)
+            .with_charge(ctx.charge.clone(), estimate_basis(ctx));
         Outcome::Done(client_response(status, content_type, relay, false))
     }
+}
+
+/// Chat answers without usage are charged an estimate from the request size; other answers
+/// without usage are not charged (uni-api charges only answers with tokens).
+fn estimate_basis(ctx: &RequestCtx<'_>) -> Option<u64> {
+    (ctx.endpoint == Endpoint::ChatCompletions).then_some(ctx.body_len.unwrap_or(0))
+}
+
+/// What a whole answer is checked against and charged to.
+struct AnswerChecks<'a> {
+    triggers: &'a [String],
+    charge: Option<&'a Charge>,
 }
 
 fn stream_content_type(conv: &Conversion) -> HeaderValue {
@@ -970,12 +1294,22 @@ async fn converted_answer(
     timeout: Duration,
     mut lease: Option<Lease>,
     conv: &Conversion,
+    checks: &AnswerChecks<'_>,
 ) -> Outcome {
     let Some(body) = read_limited(incoming, MAX_CONVERTED_BODY, timeout).await else {
         let msg = format!("provider `{}`: the answer could not be read", channel.name);
         let c = Classified::new(ErrorClass::ServerError, msg);
         return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
     };
+    if let Some(format) = conv.upstream.api()
+        && let Err(why) = answer::whole_answer(format, &body, checks.triggers)
+    {
+        let c = Classified::new(
+            ErrorClass::ServerError,
+            format!("provider `{}`: {why}", channel.name),
+        );
+        return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
+    }
     match convert_body(conv, &body) {
         Ok((converted, usage)) => {
             if let Some(l) = lease.as_mut() {
@@ -983,6 +1317,9 @@ async fn converted_answer(
                 if l.reserved_tokens() > 0 && usage.total() > 0 {
                     l.settle_tokens(usage.total());
                 }
+            }
+            if let Some(charge) = checks.charge {
+                charge.settle(usage.input_tokens, usage.output_tokens);
             }
             Outcome::Done(crate::error::json_response(
                 status,
@@ -1039,47 +1376,72 @@ fn relay_error(f: Failure, client: Format) -> Response<RespBody> {
     }
 }
 
-/// Read until the first complete SSE event and check it is not an error; return the bytes
-/// read so far (to send first) and the rest of the stream.
-async fn first_event(
+/// Read until the first SSE event with content (or a failure); hold everything read so far so
+/// the client receives it whole, or nothing when the attempt fails over. An error event, an
+/// error trigger, or a stream that ends without content (uni-api's "empty response") is a
+/// failure. Bounded by `deadline` (the attempt's time to first answer).
+async fn first_content(
     mut incoming: Incoming,
-    timeout: Duration,
-) -> Result<(Bytes, Incoming), String> {
+    deadline: tokio::time::Instant,
+    format: Option<Format>,
+    triggers: &[String],
+) -> Result<(Bytes, Incoming), (ErrorClass, String)> {
+    // Formats without a content check (Cohere, Workers AI) are taken as they come.
+    let judge = |ev: &protocol::sse::SseEvent| match format {
+        Some(f) => answer::stream_event(f, ev, triggers),
+        None => Verdict::Content,
+    };
     let mut framer = protocol::sse::SseFramer::new(MAX_FIRST_EVENT);
     let mut seen = Vec::new();
     let read = async {
         loop {
             match incoming.frame().await {
-                None => return Err("stream ended before the first event".to_string()),
-                Some(Err(e)) => return Err(format!("stream failed before the first event: {e}")),
+                None => {
+                    // The last event may lack its blank line.
+                    let rest = framer.take_rest();
+                    if let Some(ev) = protocol::sse::parse_frame(&rest) {
+                        match judge(&ev) {
+                            Verdict::Content => return Ok(()),
+                            Verdict::Failed(why) => return Err(why),
+                            Verdict::Nothing => {}
+                        }
+                    }
+                    return Err(format!(
+                        "{} (the stream ended without content)",
+                        answer::EMPTY
+                    ));
+                }
+                Some(Err(e)) => return Err(format!("stream failed before any content: {e}")),
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
                     seen.extend_from_slice(&data);
+                    if seen.len() > MAX_FIRST_EVENT {
+                        // Nothing to judge by within a megabyte: let the client have it.
+                        return Ok(());
+                    }
                     framer.push(&data).map_err(|e| e.to_string())?;
                     while let Some(frame) = framer.next_frame() {
-                        match protocol::sse::parse_frame(&frame) {
-                            None => continue,
-                            Some(ev)
-                                if ev.data.starts_with("{\"error\"")
-                                    || ev.event.as_deref() == Some("error") =>
-                            {
-                                let msg = protocol::openai::parse_error_body(ev.data.as_bytes())
-                                    .map(|e| e.message)
-                                    .unwrap_or(ev.data);
-                                return Err(format!("error event: {msg}"));
-                            }
-                            Some(_) => return Ok(()),
+                        let Some(ev) = protocol::sse::parse_frame(&frame) else {
+                            continue;
+                        };
+                        match judge(&ev) {
+                            Verdict::Content => return Ok(()),
+                            Verdict::Failed(why) => return Err(why),
+                            Verdict::Nothing => {}
                         }
                     }
                 }
             }
         }
     };
-    match tokio::time::timeout(timeout, read).await {
-        Err(_) => Err(format!("no stream event within {}s", timeout.as_secs_f64())),
-        Ok(Err(e)) => Err(e),
+    match tokio::time::timeout_at(deadline, read).await {
+        Err(_) => Err((
+            ErrorClass::Timeout,
+            "no content within the model's timeout".to_string(),
+        )),
+        Ok(Err(e)) => Err((ErrorClass::ServerError, e)),
         Ok(Ok(())) => Ok((Bytes::from(seen), incoming)),
     }
 }

@@ -1,12 +1,50 @@
 //! From a client key and a requested model to the ordered channels that may serve it, and the
-//! attempt loop that walks them.
+//! attempt loop that walks them. Client policies (rate limits, credits, moderation) decide
+//! first whether the request may be routed at all.
 
+pub mod answer;
 pub mod attempt;
+pub mod client_limits;
+pub mod credits;
+pub mod health;
+pub mod moderation;
+pub mod overrides;
+pub mod plan;
+pub mod policy;
+pub mod schedule;
+pub mod timeouts;
 
 use std::sync::Arc;
 
 use crate::error::ApiError;
 use crate::runtime::{Candidate, ClientKey, Runtime};
+
+/// Routing state that outlives a runtime: a config reload keeps channel health, rotation
+/// counters, client rate-limit windows and spending.
+#[derive(Debug)]
+pub struct RoutingState {
+    pub health: health::ChannelHealth,
+    pub rotation: schedule::Rotation,
+    pub limits: client_limits::ClientLimiter,
+    pub ledger: Arc<dyn credits::SpendLedger>,
+}
+
+impl RoutingState {
+    pub fn new(ledger: Arc<dyn credits::SpendLedger>) -> Self {
+        RoutingState {
+            health: health::ChannelHealth::default(),
+            rotation: schedule::Rotation::default(),
+            limits: client_limits::ClientLimiter::default(),
+            ledger,
+        }
+    }
+}
+
+impl Default for RoutingState {
+    fn default() -> Self {
+        RoutingState::new(Arc::new(credits::MemoryLedger::default()))
+    }
+}
 
 /// The candidates for `model` under `key`, or the error the client should see: 403 when the
 /// model exists but this key may not use it, 404 when no channel serves it at all.

@@ -42,9 +42,9 @@ pub fn gemini_call(path: &str) -> Option<GeminiCall> {
 
 /// `POST /v1/messages` and `POST /v1/responses`: the model and `stream` are in the body.
 pub async fn body_model(
-    app: &App,
+    app: &Arc<App>,
     rt: &Arc<Runtime>,
-    key: &ClientKey,
+    key: &Arc<ClientKey>,
     client: Format,
     req: Request<Incoming>,
 ) -> Response<RespBody> {
@@ -73,6 +73,7 @@ pub async fn body_model(
         Err(e) => return e.into_response(client),
     };
     let mut jr = JsonRequest::new(Endpoint::ChatCompletions, body, peek, client);
+    jr.headers = parts.headers.clone();
     if client == Format::Anthropic {
         for name in ANTHROPIC_FORWARDED {
             if let Some(v) = parts.headers.get(name) {
@@ -86,9 +87,9 @@ pub async fn body_model(
 
 /// `POST /v1beta/models/{model}:generateContent|streamGenerateContent`.
 pub async fn gemini(
-    app: &App,
+    app: &Arc<App>,
     rt: &Arc<Runtime>,
-    key: &ClientKey,
+    key: &Arc<ClientKey>,
     call: GeminiCall,
     req: Request<Incoming>,
 ) -> Response<RespBody> {
@@ -118,6 +119,7 @@ pub async fn gemini(
         Err(e) => return e.into_response(client),
     };
     let mut jr = JsonRequest::new(Endpoint::ChatCompletions, body, peek, client);
+    jr.headers = parts.headers;
     jr.json_array = stream && !sse;
     attempt::forward_json(app, rt, key, jr, candidates).await
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod ingress;
+pub mod keepalive;
 pub mod listen;
 pub mod multipart;
 pub mod openai;
@@ -36,6 +37,7 @@ enum Route {
     /// `/v1/messages/count_tokens`, `/v1/token-count`.
     CountTokens(Format),
     Providers,
+    AdminReload,
 }
 
 impl Route {
@@ -71,6 +73,7 @@ fn route(path: &str) -> Option<(Route, Method)> {
         ),
         "/healthz" => (Route::Health, Method::GET),
         "/admin/keys" => (Route::AdminKeys, Method::GET),
+        "/admin/reload" => (Route::AdminReload, Method::POST),
         _ => return None,
     })
 }
@@ -135,5 +138,6 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
         Route::Gemini(call) => ingress::gemini(&app, &rt, &key, call, req).await,
         Route::CountTokens(format) => ingress::count_tokens(&rt, &key, format, None, req).await,
         Route::Providers => ingress::providers(&rt, &key),
+        Route::AdminReload => admin::reload(&app, &key).await,
     }
 }

@@ -26,9 +26,9 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_MODERATION_MODEL: &str = "omni-moderation-latest";
 
 pub async fn json_endpoint(
-    app: &App,
+    app: &Arc<App>,
     rt: &Arc<Runtime>,
-    key: &ClientKey,
+    key: &Arc<ClientKey>,
     endpoint: Endpoint,
     req: Request<Incoming>,
 ) -> Response<RespBody> {
@@ -51,7 +51,8 @@ pub async fn json_endpoint(
         Ok(c) => c,
         Err(e) => return e.into_openai_response(),
     };
-    let req = JsonRequest::new(endpoint, body, peek, Format::OpenAiChat);
+    let mut req = JsonRequest::new(endpoint, body, peek, Format::OpenAiChat);
+    req.headers = parts.headers;
     attempt::forward_json(app, rt, key, req, candidates).await
 }
 
@@ -193,6 +194,10 @@ pub async fn multipart_endpoint(
         Ok(c) => c,
         Err(e) => return e.into_openai_response(),
     };
+    let now = std::time::Instant::now();
+    if let Err(e) = crate::routing::policy::admit(rt, &app.routing, key, &model, now) {
+        return e.into_openai_response();
+    }
     let content_type = content_type.unwrap_or(HeaderValue::from_static("multipart/form-data"));
     let renamed = |upstream: &str| -> Bytes {
         if upstream == model {
@@ -212,46 +217,63 @@ pub async fn multipart_endpoint(
         ..Default::default()
     };
     let client = Format::OpenAiChat;
-    attempt::run_attempts(app, rt, key, &model, &candidates, client, cost, |cand| {
-        if !upstream::serves(cand.engine, endpoint) {
-            return Some(Prepared::Unserved(format!(
-                "the `{}` engine does not serve {}",
-                cand.engine.name(),
-                endpoint.path()
-            )));
-        }
-        if cand.engine == Engine::Demo {
-            return Some(Prepared::Answer(
-                ApiError::bad_request(
-                    "the demo provider does not implement /v1/audio/transcriptions",
-                )
-                .into_openai_response(),
-            ));
-        }
-        let prefix = renamed(&cand.upstream_model);
-        let body = if ended {
-            full(prefix)
-        } else if let Some(rest) = rest.take() {
-            PrefixedBody::new(prefix, rest, limit).boxed_unsync()
-        } else {
-            return None;
-        };
-        if sent_once && !ended {
-            return None;
-        }
-        sent_once = true;
-        Some(Prepared::Upstream(Send {
-            endpoint,
-            body,
-            content_type: content_type.clone(),
-            wants_stream: false,
-            upstream: upstream::Wire::Api(client),
-            convert: None,
-            headers: Vec::new(),
-            json_array: false,
-            sign_payload: None,
-            strip_usage: false,
-        }))
-    })
+    let ctx = attempt::RequestCtx {
+        endpoint,
+        stream: false,
+        body_len: if ended { Some(buf.len() as u64) } else { None },
+        headers: &parts.headers,
+        charge: crate::routing::policy::charge(rt, &app.routing, key, &model),
+    };
+    attempt::run_attempts(
+        app,
+        rt,
+        key,
+        &model,
+        &candidates,
+        client,
+        &ctx,
+        cost,
+        |cand| {
+            if !upstream::serves(cand.engine, endpoint) {
+                return Some(Prepared::Unserved(format!(
+                    "the `{}` engine does not serve {}",
+                    cand.engine.name(),
+                    endpoint.path()
+                )));
+            }
+            if cand.engine == Engine::Demo {
+                return Some(Prepared::Answer(
+                    ApiError::bad_request(
+                        "the demo provider does not implement /v1/audio/transcriptions",
+                    )
+                    .into_openai_response(),
+                ));
+            }
+            let prefix = renamed(&cand.upstream_model);
+            let body = if ended {
+                full(prefix)
+            } else if let Some(rest) = rest.take() {
+                PrefixedBody::new(prefix, rest, limit).boxed_unsync()
+            } else {
+                return None;
+            };
+            if sent_once && !ended {
+                return None;
+            }
+            sent_once = true;
+            Some(Prepared::Upstream(Send {
+                endpoint,
+                body,
+                content_type: content_type.clone(),
+                wants_stream: false,
+                upstream: upstream::Wire::Api(client),
+                convert: None,
+                headers: Vec::new(),
+                json_array: false,
+                sign_payload: None,
+                strip_usage: false,
+            }))
+        },
+    )
     .await
 }

@@ -1,7 +1,9 @@
 //! The response body that relays an upstream answer to the client: forwards frames untouched,
-//! bounds the silence between chunks, holds the upstream key until the end (or until the client
-//! goes away and hyper drops the body), and ends an event stream that fails midway with an
-//! explicit error event rather than a silent truncation.
+//! bounds the silence between chunks (sending keep-alive comments while it waits, when asked),
+//! holds the upstream key until the end (or until the client goes away and hyper drops the
+//! body), ends an event stream that fails midway with an explicit error event rather than a
+//! silent truncation, and settles the usage it saw (key-pool token reservations, and the cost
+//! charged to a client key with credits — also when the client leaves early).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -13,6 +15,8 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::keypool::Lease;
+use crate::routing::answer::{self, Tokens};
+use crate::routing::credits::Charge;
 use crate::server::body::BoxError;
 use crate::server::transcode::StreamTranscoder;
 
@@ -31,6 +35,11 @@ pin_project_lite::pin_project! {
         usage: Option<UsageTap>,
         // Set when the upstream speaks another format than the client.
         transcode: Option<StreamTranscoder>,
+        keepalive: Option<Duration>,
+        #[pin]
+        keepalive_timer: Sleep,
+        last_sent: Instant,
+        meter: Option<Meter>,
         // Set when llmux asked an OpenAI upstream for the usage chunk the client did not.
         strip: Option<UsageStrip>,
     }
@@ -63,20 +72,52 @@ impl UsageStrip {
             self.pending.push_back(frame);
         }
     }
+
+    /// The stream ended: whatever is left goes out, and the usage goes to the tap.
+    fn finish(&mut self, tap: Option<&mut UsageTap>) {
+        let rest = self.framer.take_rest();
+        if !rest.is_empty() {
+            self.pending.push_back(rest);
+        }
+        if let (Some(tap), Some(u)) = (tap, self.usage.as_ref()) {
+            tap.tokens = Some(Tokens {
+                prompt: u.prompt_tokens,
+                completion: u.completion_tokens,
+            });
+            if u.total_tokens > 0 {
+                tap.total = Some(u.total_tokens);
+            }
+        }
+    }
 }
 
-/// Watches the relayed bytes for the provider's token usage, so the key's token reservation
-/// can be settled; only when something was reserved.
+/// Watches the relayed bytes for the provider's token usage (any format's `usage` /
+/// `usageMetadata`), so the key's token reservation can be settled and the answer charged.
 struct UsageTap {
     framer: Option<protocol::sse::SseFramer>,
     /// Non-stream: the last bytes of the body, where `usage` sits.
     tail: Vec<u8>,
+    tokens: Option<Tokens>,
+    /// OpenAI's own total, when it says one.
     total: Option<u64>,
+    /// Generated text seen in stream events (for an estimate when no usage comes); counted
+    /// only when an answer is charged.
+    text_chars: Option<u64>,
 }
 
 const USAGE_TAIL: usize = 4096;
 
 impl UsageTap {
+    fn new(sse: bool) -> Self {
+        UsageTap {
+            framer: sse.then(|| protocol::sse::SseFramer::new(1024 * 1024)),
+            tail: Vec::new(),
+            tokens: None,
+            total: None,
+            text_chars: None,
+        }
+    }
+
     fn feed(&mut self, data: &[u8]) {
         match &mut self.framer {
             Some(framer) => {
@@ -85,10 +126,22 @@ impl UsageTap {
                     return;
                 }
                 while let Some(frame) = framer.next_frame() {
-                    if let Some(ev) = protocol::sse::parse_frame(&frame)
-                        && let Some(u) = protocol::openai::usage_from_chunk(ev.data.as_bytes())
+                    let Some(ev) = protocol::sse::parse_frame(&frame) else {
+                        continue;
+                    };
+                    if let Some(t) = answer::tokens_in_bytes(ev.data.as_bytes()) {
+                        self.tokens.get_or_insert_with(Tokens::default).merge(t);
+                    }
+                    if let Some(chars) = self.text_chars.as_mut()
+                        && ev.data.starts_with('{')
+                        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&ev.data)
                     {
-                        self.total = Some(total_tokens(&u));
+                        *chars += answer::generated_chars(&v);
+                    }
+                    if let Some(u) = protocol::openai::usage_from_chunk(ev.data.as_bytes())
+                        && u.total_tokens > 0
+                    {
+                        self.total = Some(u.total_tokens);
                     }
                 }
             }
@@ -101,26 +154,64 @@ impl UsageTap {
         }
     }
 
-    fn finish(&mut self) -> Option<u64> {
-        if self.total.is_none() && !self.tail.is_empty() {
-            let at = memchr::memmem::rfind(&self.tail, b"\"usage\"")?;
-            let rest = &self.tail[at + 7..];
-            let colon = rest.iter().position(|b| *b == b':')?;
-            let mut de = serde_json::Deserializer::from_slice(&rest[colon + 1..])
-                .into_iter::<protocol::openai::Usage>();
-            if let Some(Ok(u)) = de.next() {
-                self.total = Some(total_tokens(&u));
+    /// Prompt/completion tokens seen, and the total to settle reservations with.
+    fn finish(&mut self) -> (Option<Tokens>, Option<u64>) {
+        if self.tokens.is_none() && !self.tail.is_empty() {
+            let parsed = memchr::memmem::rfind(&self.tail, b"\"usage\"").and_then(|at| {
+                let rest = self.tail.get(at + 7..)?;
+                let colon = rest.iter().position(|b| *b == b':')?;
+                let mut de = serde_json::Deserializer::from_slice(rest.get(colon + 1..)?)
+                    .into_iter::<protocol::openai::Usage>();
+                de.next()?.ok()
+            });
+            if let Some(u) = parsed {
+                self.tokens = Some(Tokens {
+                    prompt: u.prompt_tokens,
+                    completion: u.completion_tokens,
+                });
+                if u.total_tokens > 0 {
+                    self.total = Some(u.total_tokens);
+                }
             }
         }
-        self.total
+        let total = self.total.or(self.tokens.map(|t| t.total()));
+        (self.tokens, total)
     }
 }
 
-fn total_tokens(u: &protocol::openai::Usage) -> u64 {
-    if u.total_tokens > 0 {
-        u.total_tokens
-    } else {
-        u.prompt_tokens + u.completion_tokens
+/// Charges a client key for the answer exactly once: when the answer ends, or when the body
+/// is dropped first (the client went away; the provider has billed the tokens anyway).
+struct Meter {
+    charge: Charge,
+    /// Request size, for an estimate when the upstream reports no usage (`None`: no usage, no
+    /// charge — as uni-api for non-chat answers).
+    request_len: Option<u64>,
+    /// Bytes relayed, and generated characters seen in stream events (when counted).
+    relayed: u64,
+    text_chars: Option<u64>,
+    tokens: Option<Tokens>,
+    settled: bool,
+}
+
+impl Meter {
+    fn settle(&mut self, tokens: Option<Tokens>) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let estimate = self.request_len.map(|len| Tokens {
+            prompt: len.div_ceil(4),
+            completion: self.text_chars.unwrap_or(self.relayed).div_ceil(4),
+        });
+        if let Some(t) = tokens.or(self.tokens).or(estimate) {
+            self.charge.settle(t.prompt, t.completion);
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.settle(None);
     }
 }
 
@@ -138,11 +229,7 @@ impl Relay {
         let usage = lease
             .as_ref()
             .filter(|l| transcode.is_none() && l.reserved_tokens() > 0)
-            .map(|_| UsageTap {
-                framer: sse.then(|| protocol::sse::SseFramer::new(1024 * 1024)),
-                tail: Vec::new(),
-                total: None,
-            });
+            .map(|_| UsageTap::new(sse));
         let mut usage = usage;
         if let (Some(tap), Some(p)) = (usage.as_mut(), prefix.as_ref()) {
             tap.feed(p);
@@ -167,6 +254,10 @@ impl Relay {
             lease,
             usage,
             transcode,
+            keepalive: None,
+            keepalive_timer: tokio::time::sleep_until(now + idle_timeout),
+            last_sent: now,
+            meter: None,
             strip: None,
         }
     }
@@ -180,7 +271,50 @@ impl Relay {
         });
         self
     }
+
+    /// Send an SSE comment (`: keepalive`) whenever the upstream has been silent this long, so
+    /// proxies and clients in front keep the connection open.
+    pub fn with_keepalive(mut self, every: Option<Duration>) -> Self {
+        if let Some(every) = every.filter(|d| !d.is_zero() && self.sse) {
+            self.keepalive = Some(every);
+            self.keepalive_timer = tokio::time::sleep_until(Instant::now() + every);
+        }
+        self
+    }
+
+    /// Charge the answer to a client key. `estimate_from`: the request size, to charge an
+    /// estimate when the upstream reports no usage (a quarter token per request byte, and per
+    /// generated character of a stream or byte of a whole answer); `None` charges nothing then.
+    pub fn with_charge(mut self, charge: Option<Charge>, estimate_from: Option<u64>) -> Self {
+        let Some(charge) = charge else {
+            return self;
+        };
+        if self.transcode.is_none() {
+            // A fresh tap that sees the whole answer: nothing was relayed yet (the prefix is
+            // still unsent), so replacing a tap that only saw the prefix loses nothing.
+            let mut tap = UsageTap::new(self.sse);
+            if self.sse && estimate_from.is_some() {
+                tap.text_chars = Some(0);
+            }
+            if let Some(p) = &self.prefix {
+                tap.feed(p);
+            }
+            self.usage = Some(tap);
+        }
+        self.meter = Some(Meter {
+            charge,
+            request_len: estimate_from,
+            relayed: self.prefix.as_ref().map_or(0, |p| p.len() as u64),
+            text_chars: self.usage.as_ref().and_then(|u| u.text_chars),
+            tokens: self.usage.as_ref().and_then(|u| u.tokens),
+            settled: false,
+        });
+        self
+    }
 }
+
+/// An SSE comment line; every SSE client ignores it.
+const KEEPALIVE: &[u8] = b": keepalive\n\n";
 
 /// The event an OpenAI client receives when the upstream stream breaks after the response
 /// started; the official SDKs raise it as an APIError.
@@ -193,23 +327,57 @@ fn stream_error_event(message: &str, code: &str) -> Bytes {
     Bytes::from(out)
 }
 
-/// Settles the key's token reservation with the usage the upstream reported.
+/// Settles the key's token reservation and the client's charge with the usage the upstream
+/// reported.
 fn settle(
     lease: &Option<Lease>,
     usage: &mut Option<UsageTap>,
     transcode: &Option<StreamTranscoder>,
+    meter: &mut Option<Meter>,
 ) {
+    let (tokens, total) = match transcode {
+        Some(t) => {
+            let u = t.usage();
+            (
+                u.map(|u| Tokens {
+                    prompt: u.input_tokens,
+                    completion: u.output_tokens,
+                }),
+                u.map(|u| u.total()),
+            )
+        }
+        None => usage.as_mut().map_or((None, None), UsageTap::finish),
+    };
+    if let Some(m) = meter.as_mut() {
+        m.settle(tokens);
+    }
     let Some(lease) = lease.as_ref() else {
         return;
-    };
-    let total = match transcode {
-        Some(t) => t.usage().map(|u| u.total()),
-        None => usage.as_mut().and_then(UsageTap::finish),
     };
     if let Some(total) = total
         && lease.reserved_tokens() > 0
     {
         lease.settle_tokens(total);
+    }
+}
+
+/// Keeps the meter's running view current, so a dropped body is charged what was seen.
+fn track(
+    meter: &mut Option<Meter>,
+    usage: &Option<UsageTap>,
+    transcode: &Option<StreamTranscoder>,
+    len: usize,
+) {
+    if let Some(m) = meter.as_mut() {
+        m.relayed += len as u64;
+        m.text_chars = usage.as_ref().and_then(|u| u.text_chars);
+        m.tokens = match transcode {
+            Some(t) => t.usage().map(|u| Tokens {
+                prompt: u.input_tokens,
+                completion: u.output_tokens,
+            }),
+            None => usage.as_ref().and_then(|u| u.tokens),
+        };
     }
 }
 
@@ -224,6 +392,7 @@ impl Body for Relay {
         let mut this = self.project();
         if let Some(prefix) = this.prefix.take() {
             *this.last_activity = Instant::now();
+            *this.last_sent = *this.last_activity;
             match this.strip.as_mut() {
                 Some(strip) => strip.feed(&prefix),
                 None => return Poll::Ready(Some(Ok(Frame::data(prefix)))),
@@ -234,6 +403,7 @@ impl Body for Relay {
                 if let Some(tap) = this.usage.as_mut() {
                     tap.feed(&frame);
                 }
+                track(this.meter, this.usage, this.transcode, frame.len());
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
             }
             if *this.done {
@@ -242,6 +412,7 @@ impl Body for Relay {
             match this.inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     *this.last_activity = Instant::now();
+                    *this.last_sent = *this.last_activity;
                     if let (Some(strip), Some(data)) = (this.strip.as_mut(), frame.data_ref()) {
                         strip.feed(data);
                         continue;
@@ -250,6 +421,8 @@ impl Body for Relay {
                         if let (Some(tap), Some(data)) = (this.usage.as_mut(), frame.data_ref()) {
                             tap.feed(data);
                         }
+                        let len = frame.data_ref().map_or(0, Bytes::len);
+                        track(this.meter, this.usage, this.transcode, len);
                         return Poll::Ready(Some(Ok(frame)));
                     };
                     let Some(data) = frame.data_ref() else {
@@ -257,13 +430,14 @@ impl Body for Relay {
                     };
                     let mut out = Vec::new();
                     t.feed(data, &mut out);
+                    track(this.meter, this.usage, this.transcode, out.len());
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     *this.done = true;
-                    settle(this.lease, this.usage, this.transcode);
+                    settle(this.lease, this.usage, this.transcode, this.meter);
                     this.lease.take();
                     let msg = format!("upstream stream failed: {e}");
                     if let Some(t) = this.transcode.as_mut() {
@@ -287,23 +461,36 @@ impl Body for Relay {
                         t.finish(&mut out);
                     }
                     if let Some(strip) = this.strip.as_mut() {
-                        let rest = strip.framer.take_rest();
-                        if !rest.is_empty() {
-                            strip.pending.push_back(rest);
-                        }
-                        if let (Some(tap), Some(u)) = (this.usage.as_mut(), strip.usage.as_ref()) {
-                            tap.total = Some(crate::server::relay::total_tokens(u));
-                        }
+                        strip.finish(this.usage.as_mut());
                     }
-                    settle(this.lease, this.usage, this.transcode);
+                    settle(this.lease, this.usage, this.transcode, this.meter);
                     this.lease.take();
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }
-                    // Frames still pending in the strip are handed out by the next polls.
+                    // Frames still held by the strip go out on the next turns of the loop.
                     continue;
                 }
                 Poll::Pending => {
+                    if let Some(every) = *this.keepalive {
+                        loop {
+                            let due = *this.last_sent + every;
+                            if Instant::now() < due {
+                                this.keepalive_timer.as_mut().reset(due);
+                                if this.keepalive_timer.as_mut().poll(cx).is_pending() {
+                                    break;
+                                }
+                                continue;
+                            }
+                            if Instant::now() < *this.last_activity + *this.idle_timeout {
+                                *this.last_sent = Instant::now();
+                                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                                    KEEPALIVE,
+                                )))));
+                            }
+                            break;
+                        }
+                    }
                     // The deadline moves lazily: a timer reset per chunk would cost more than
                     // a clock read.
                     loop {
@@ -314,10 +501,11 @@ impl Body for Relay {
                             continue;
                         }
                         *this.done = true;
+                        settle(this.lease, this.usage, this.transcode, this.meter);
                         this.lease.take();
                         let msg = format!(
                             "upstream sent nothing for {}s; the stream was ended",
-                            this.idle_timeout.as_secs()
+                            this.idle_timeout.as_secs_f64()
                         );
                         if let Some(t) = this.transcode.as_mut() {
                             let mut out = Vec::new();

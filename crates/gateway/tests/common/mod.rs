@@ -169,3 +169,65 @@ pub async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// llmux started from a config file (reloadable: the admin endpoint and `reload::reload` read
+/// it again).
+pub async fn start_file(path: &std::path::Path) -> Gateway {
+    let yaml = std::fs::read_to_string(path).unwrap();
+    let rt = compile(&yaml);
+    let app = App::with_source(
+        rt,
+        UpstreamClient::new().unwrap(),
+        Some(llmux::app::ConfigSource::File(path.to_path_buf())),
+        None,
+    );
+    serve_app(app).await
+}
+
+pub async fn serve_app(app: Arc<App>) -> Gateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(llmux::server::listen::serve(
+        Arc::clone(&app),
+        listener,
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(10),
+    ));
+    Gateway {
+        addr,
+        app,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// A fresh temporary directory for config files (removed by the OS eventually; names are
+/// unique per test run).
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "llmux-test-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub async fn post_json_with(
+    url: &str,
+    key: Option<&str>,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut b = Request::post(url).header("content-type", "application/json");
+    if let Some(k) = key {
+        b = b.header("authorization", format!("Bearer {k}"));
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(b.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await
+}

@@ -1,0 +1,511 @@
+//! Reading what an upstream answered, before the client sees it: does a stream event carry
+//! content yet, is a whole answer empty, does it contain one of `error_triggers`, and what token
+//! usage it reports. Each wire format says these things its own way; all are read from the JSON
+//! alone (no full conversion), so the checks cost little on the hot path.
+//!
+//! uni-api turns an empty answer (no text, tool call, reasoning, audio or refusal) and an answer
+//! containing an error trigger into a 502 that is retried elsewhere; so does llmux, and for a
+//! stream it holds everything back until the first event with content has been checked.
+
+use protocol::ir::Format;
+use protocol::sse::SseEvent;
+use serde_json::Value;
+
+/// What one stream event says about the answer so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Content has started: the stream may be committed to the client.
+    Content,
+    /// Nothing substantive yet (role announcement, ping, usage, metadata).
+    Nothing,
+    /// The upstream failed, or the event contains an error trigger.
+    Failed(String),
+}
+
+/// The message uni-api gives for empty answers (and error triggers).
+pub const EMPTY: &str = "Upstream server returned an empty response.";
+
+/// The first error trigger contained in `text` (also after decoding `\uXXXX` escapes, which
+/// JSON encoders use for non-ASCII text).
+pub fn trigger_in<'t>(text: &str, triggers: &'t [String]) -> Option<&'t str> {
+    if triggers.is_empty() {
+        return None;
+    }
+    if let Some(t) = triggers.iter().find(|t| text.contains(t.as_str())) {
+        return Some(t);
+    }
+    if text.contains("\\u") {
+        let decoded = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| serde_json::to_string(&v).ok())?;
+        return triggers
+            .iter()
+            .find(|t| decoded.contains(t.as_str()))
+            .map(String::as_str);
+    }
+    None
+}
+
+fn nonempty_str(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+}
+
+fn nonempty_array(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_array).is_some_and(|a| !a.is_empty())
+}
+
+fn present(v: Option<&Value>) -> bool {
+    v.is_some_and(|v| !v.is_null())
+}
+
+fn error_message(v: &Value) -> Option<String> {
+    let err = v.get("error").filter(|e| !e.is_null())?;
+    Some(
+        err.get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| err.as_str().map(str::to_string))
+            .unwrap_or_else(|| err.to_string()),
+    )
+}
+
+/// An OpenAI chat message or delta with something in it.
+fn openai_has_content(m: &Value) -> bool {
+    let content = m.get("content");
+    nonempty_str(content)
+        || nonempty_array(content)
+        || nonempty_array(m.get("tool_calls"))
+        || present(m.get("function_call"))
+        || nonempty_str(m.get("reasoning_content"))
+        || nonempty_str(m.get("reasoning"))
+        || present(m.get("audio"))
+        || nonempty_str(m.get("refusal"))
+}
+
+fn gemini_has_content(v: &Value) -> bool {
+    v.get("candidates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("content")?.get("parts")?.as_array())
+        .flatten()
+        .any(|p| {
+            nonempty_str(p.get("text"))
+                || present(p.get("functionCall"))
+                || present(p.get("inlineData"))
+                || present(p.get("executableCode"))
+        })
+}
+
+/// Judges one stream event of an upstream speaking `format`.
+pub fn stream_event(format: Format, ev: &SseEvent, triggers: &[String]) -> Verdict {
+    let data = ev.data.trim();
+    if let Some(t) = trigger_in(data, triggers) {
+        return Verdict::Failed(format!("{EMPTY} (error trigger `{t}`)"));
+    }
+    if data.is_empty() || data == "[DONE]" {
+        return if ev.event.as_deref() == Some("error") {
+            Verdict::Failed("error event".into())
+        } else {
+            Verdict::Nothing
+        };
+    }
+    let Ok(v) = serde_json::from_str::<Value>(data) else {
+        // Not JSON: something the client would see as content.
+        return Verdict::Content;
+    };
+    let kind = v
+        .get("type")
+        .and_then(Value::as_str)
+        .or(ev.event.as_deref())
+        .unwrap_or("");
+    if ev.event.as_deref() == Some("error") || kind == "error" || kind == "response.failed" {
+        let msg = error_message(&v)
+            .or_else(|| v.get("response").and_then(error_message))
+            .or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| data.to_string());
+        return Verdict::Failed(format!("error event: {msg}"));
+    }
+    if let Some(msg) = error_message(&v) {
+        return Verdict::Failed(format!("error event: {msg}"));
+    }
+    let content = match format {
+        Format::OpenAiChat => v
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| c.get("delta").is_some_and(openai_has_content) || nonempty_str(c.get("text"))),
+        Format::Anthropic => match kind {
+            "content_block_start" => v.get("content_block").is_some_and(|b| {
+                match b.get("type").and_then(Value::as_str).unwrap_or("") {
+                    "text" => nonempty_str(b.get("text")),
+                    "thinking" => nonempty_str(b.get("thinking")),
+                    _ => true,
+                }
+            }),
+            "content_block_delta" => v.get("delta").is_some_and(|d| {
+                nonempty_str(d.get("text"))
+                    || nonempty_str(d.get("thinking"))
+                    || nonempty_str(d.get("partial_json"))
+                    || nonempty_str(d.get("signature"))
+            }),
+            _ => false,
+        },
+        Format::Gemini => gemini_has_content(&v),
+        Format::OpenAiResponses => match kind {
+            "response.output_item.added" => v
+                .get("item")
+                .and_then(|i| i.get("type"))
+                .and_then(Value::as_str)
+                .is_some_and(|t| t != "message" && t != "reasoning"),
+            k if k.ends_with(".delta") => nonempty_str(v.get("delta")),
+            "response.output_text.done" | "response.refusal.done" => true,
+            _ => false,
+        },
+    };
+    if content {
+        Verdict::Content
+    } else {
+        Verdict::Nothing
+    }
+}
+
+/// Checks a whole (non-stream) chat answer: `Err` when it is an error, empty, or contains an
+/// error trigger.
+pub fn whole_answer(format: Format, body: &[u8], triggers: &[String]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(body);
+    if let Some(t) = trigger_in(&text, triggers) {
+        return Err(format!("{EMPTY} (error trigger `{t}`)"));
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Err(format!("{EMPTY} (not JSON)"));
+    };
+    if let Some(msg) = error_message(&v) {
+        return Err(msg);
+    }
+    let content = match format {
+        Format::OpenAiChat => v
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c.get("message").is_some_and(openai_has_content) || nonempty_str(c.get("text"))
+            }),
+        Format::Anthropic => v
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(
+                |b| match b.get("type").and_then(Value::as_str).unwrap_or("") {
+                    "text" => nonempty_str(b.get("text")),
+                    "thinking" => nonempty_str(b.get("thinking")),
+                    _ => true,
+                },
+            ),
+        Format::Gemini => gemini_has_content(&v),
+        Format::OpenAiResponses => {
+            nonempty_str(v.get("output_text"))
+                || v.get("output")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(
+                        |item| match item.get("type").and_then(Value::as_str).unwrap_or("") {
+                            "message" => item
+                                .get("content")
+                                .and_then(Value::as_array)
+                                .into_iter()
+                                .flatten()
+                                .any(|p| {
+                                    nonempty_str(p.get("text")) || nonempty_str(p.get("refusal"))
+                                }),
+                            "reasoning" => nonempty_array(item.get("summary")),
+                            _ => true,
+                        },
+                    )
+        }
+    };
+    if content {
+        Ok(())
+    } else {
+        Err(EMPTY.to_string())
+    }
+}
+
+/// Prompt and completion tokens, merged field-wise by maximum (streams report cumulatively).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+}
+
+impl Tokens {
+    pub fn merge(&mut self, other: Tokens) {
+        self.prompt = self.prompt.max(other.prompt);
+        self.completion = self.completion.max(other.completion);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.prompt + self.completion
+    }
+}
+
+fn count(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn usage_object(u: &Value) -> Option<Tokens> {
+    if !u.is_object() {
+        return None;
+    }
+    // OpenAI chat: prompt/completion; Responses and Anthropic: input/output (Anthropic reports
+    // cache reads and writes apart from input_tokens).
+    let prompt = count(u, "prompt_tokens").max(
+        count(u, "input_tokens")
+            + count(u, "cache_read_input_tokens")
+            + count(u, "cache_creation_input_tokens"),
+    );
+    let completion = count(u, "completion_tokens").max(count(u, "output_tokens"));
+    Some(Tokens { prompt, completion })
+}
+
+/// The usage an upstream JSON object (whole answer or stream event) reports, in any format.
+pub fn tokens_in(v: &Value) -> Option<Tokens> {
+    if let Some(m) = v.get("usageMetadata").filter(|m| m.is_object()) {
+        return Some(Tokens {
+            prompt: count(m, "promptTokenCount"),
+            completion: count(m, "candidatesTokenCount") + count(m, "thoughtsTokenCount"),
+        });
+    }
+    let mut found: Option<Tokens> = None;
+    for u in [
+        v.get("usage"),
+        v.get("message").and_then(|m| m.get("usage")),
+        v.get("response").and_then(|r| r.get("usage")),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(t) = usage_object(u) {
+            found.get_or_insert_with(Tokens::default).merge(t);
+        }
+    }
+    found
+}
+
+/// As [`tokens_in`], for raw bytes; cheap for the common event without usage.
+pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
+    let has = memchr::memmem::find(data, b"\"usage").is_some();
+    if !has {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(data).ok()?;
+    tokens_in(&v)
+}
+
+/// Characters of generated text in one stream event of any format (text, reasoning, refusal,
+/// tool-call arguments), for a usage estimate when the upstream reports none.
+pub fn generated_chars(v: &Value) -> u64 {
+    const TEXT: &[&str] = &[
+        "content",
+        "text",
+        "reasoning_content",
+        "reasoning",
+        "refusal",
+        "arguments",
+        "partial_json",
+        "thinking",
+        "delta",
+    ];
+    match v {
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| k.as_str() != "usage" && k.as_str() != "usageMetadata")
+            .map(|(k, v)| match v {
+                Value::String(s) if TEXT.contains(&k.as_str()) => s.chars().count() as u64,
+                other => generated_chars(other),
+            })
+            .sum(),
+        Value::Array(items) => items.iter().map(generated_chars).sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ev(event: Option<&str>, data: &str) -> SseEvent {
+        SseEvent {
+            event: event.map(str::to_string),
+            data: data.to_string(),
+            ..SseEvent::default()
+        }
+    }
+
+    #[test]
+    fn openai_role_chunks_are_not_content_but_deltas_and_tool_calls_are() {
+        let f = Format::OpenAiChat;
+        let t: Vec<String> = vec![];
+        let role =
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null}}]}"#;
+        assert_eq!(stream_event(f, &ev(None, role), &t), Verdict::Nothing);
+        let text = r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#;
+        assert_eq!(stream_event(f, &ev(None, text), &t), Verdict::Content);
+        let tool = r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c"}]}}]}"#;
+        assert_eq!(stream_event(f, &ev(None, tool), &t), Verdict::Content);
+        let reasoning = r#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#;
+        assert_eq!(stream_event(f, &ev(None, reasoning), &t), Verdict::Content);
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":1}}"#;
+        assert_eq!(stream_event(f, &ev(None, usage), &t), Verdict::Nothing);
+        assert_eq!(stream_event(f, &ev(None, "[DONE]"), &t), Verdict::Nothing);
+        let err = r#"{"error":{"message":"boom"}}"#;
+        assert_eq!(
+            stream_event(f, &ev(None, err), &t),
+            Verdict::Failed("error event: boom".into())
+        );
+    }
+
+    #[test]
+    fn triggers_match_raw_and_unescaped_text() {
+        let f = Format::OpenAiChat;
+        let t = vec!["当前分组".to_string(), "upstream_error".to_string()];
+        let escaped = r#"{"choices":[{"delta":{"content":"\u5f53\u524d\u5206\u7ec4 busy"}}]}"#;
+        assert!(matches!(
+            stream_event(f, &ev(None, escaped), &t),
+            Verdict::Failed(m) if m.contains("当前分组")
+        ));
+        assert!(whole_answer(f, br#"{"x":"upstream_error"}"#, &t).is_err());
+    }
+
+    #[test]
+    fn anthropic_gemini_and_responses_events() {
+        let t: Vec<String> = vec![];
+        let a = Format::Anthropic;
+        let start = r#"{"type":"message_start","message":{"usage":{"input_tokens":5}}}"#;
+        assert_eq!(
+            stream_event(a, &ev(Some("message_start"), start), &t),
+            Verdict::Nothing
+        );
+        let block =
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#;
+        assert_eq!(stream_event(a, &ev(None, block), &t), Verdict::Nothing);
+        let tool = r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#;
+        assert_eq!(stream_event(a, &ev(None, tool), &t), Verdict::Content);
+        let delta =
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
+        assert_eq!(stream_event(a, &ev(None, delta), &t), Verdict::Content);
+        let overloaded =
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert!(matches!(
+            stream_event(a, &ev(Some("error"), overloaded), &t),
+            Verdict::Failed(_)
+        ));
+        let g = Format::Gemini;
+        let chunk = r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"}}]}"#;
+        assert_eq!(stream_event(g, &ev(None, chunk), &t), Verdict::Content);
+        let empty = r#"{"candidates":[{"content":{"parts":[{"text":""}]},"finishReason":"STOP"}]}"#;
+        assert_eq!(stream_event(g, &ev(None, empty), &t), Verdict::Nothing);
+        let r = Format::OpenAiResponses;
+        let created = r#"{"type":"response.created","response":{}}"#;
+        assert_eq!(stream_event(r, &ev(None, created), &t), Verdict::Nothing);
+        let d = r#"{"type":"response.output_text.delta","delta":"Hi"}"#;
+        assert_eq!(stream_event(r, &ev(None, d), &t), Verdict::Content);
+    }
+
+    #[test]
+    fn whole_answers_empty_or_not() {
+        let t: Vec<String> = vec![];
+        let f = Format::OpenAiChat;
+        let empty = br#"{"choices":[{"message":{"role":"assistant","content":""},"finish_reason":"stop"}]}"#;
+        assert_eq!(whole_answer(f, empty, &t), Err(EMPTY.to_string()));
+        let tool = br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"c"}]}}]}"#;
+        assert!(whole_answer(f, tool, &t).is_ok());
+        let a = Format::Anthropic;
+        assert!(
+            whole_answer(
+                a,
+                br#"{"content":[{"type":"thinking","thinking":"x"}]}"#,
+                &t
+            )
+            .is_ok()
+        );
+        assert!(whole_answer(a, br#"{"content":[]}"#, &t).is_err());
+        let g = Format::Gemini;
+        assert!(
+            whole_answer(
+                g,
+                br#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f"}}]}}]}"#,
+                &t
+            )
+            .is_ok()
+        );
+        let r = Format::OpenAiResponses;
+        assert!(
+            whole_answer(
+                r,
+                br#"{"output":[{"type":"message","content":[{"type":"output_text","text":"x"}]}]}"#,
+                &t
+            )
+            .is_ok()
+        );
+        assert!(whole_answer(r, br#"{"output":[]}"#, &t).is_err());
+    }
+
+    #[test]
+    fn generated_text_is_counted_without_metadata() {
+        let chunk: Value = serde_json::from_str(
+            r#"{"id":"chatcmpl-123","model":"gpt-4o","choices":[{"delta":{"role":"assistant","content":"Hello","tool_calls":[{"id":"call_1","function":{"name":"f","arguments":"{}"}}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(generated_chars(&chunk), 7);
+        let anthropic: Value = serde_json::from_str(
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"héllo"}}"#,
+        )
+        .unwrap();
+        assert_eq!(generated_chars(&anthropic), 5);
+    }
+
+    #[test]
+    fn usage_in_every_shape() {
+        let openai =
+            br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        assert_eq!(
+            tokens_in_bytes(openai),
+            Some(Tokens {
+                prompt: 3,
+                completion: 4
+            })
+        );
+        let start = br#"{"type":"message_start","message":{"usage":{"input_tokens":5,"cache_read_input_tokens":2,"output_tokens":1}}}"#;
+        assert_eq!(
+            tokens_in_bytes(start),
+            Some(Tokens {
+                prompt: 7,
+                completion: 1
+            })
+        );
+        let gemini = br#"{"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":3,"thoughtsTokenCount":1}}"#;
+        assert_eq!(
+            tokens_in_bytes(gemini),
+            Some(Tokens {
+                prompt: 2,
+                completion: 4
+            })
+        );
+        let responses = br#"{"type":"response.completed","response":{"usage":{"input_tokens":9,"output_tokens":8}}}"#;
+        assert_eq!(
+            tokens_in_bytes(responses),
+            Some(Tokens {
+                prompt: 9,
+                completion: 8
+            })
+        );
+        assert_eq!(tokens_in_bytes(br#"{"usage":null}"#), None);
+        assert_eq!(tokens_in_bytes(br#"{"choices":[]}"#), None);
+    }
+}

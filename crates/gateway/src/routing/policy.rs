@@ -1,0 +1,87 @@
+//! Client policies checked before a request is routed: the global rate limit, the key's rate
+//! limit for the requested model, and the key's credits. Refusals are 429s: with `Retry-After`
+//! for rate limits (the exact time until the window has room), with code `insufficient_quota`
+//! and no `Retry-After` for spent credits (as OpenAI answers an account out of credit).
+
+use std::time::Instant;
+
+use http::StatusCode;
+
+use crate::error::ApiError;
+use crate::keypool::limits::limits_for;
+use crate::routing::RoutingState;
+use crate::routing::credits::{self, Charge};
+use crate::runtime::{ClientKey, Runtime};
+
+/// Admits one request for `model`, counting it against the rate limits.
+pub fn admit(
+    rt: &Runtime,
+    state: &RoutingState,
+    key: &ClientKey,
+    model: &str,
+    now: Instant,
+) -> Result<(), ApiError> {
+    if let Some(b) = credits::balance(
+        state.ledger.as_ref(),
+        &key.id,
+        key.prefs.credits,
+        key.created_at_ms,
+        credits::now_ms(),
+    ) && b.exhausted()
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            format!(
+                "Balance is insufficient: this key has spent ${:.4} of its ${:.4} credits. Ask the gateway's administrator for more credits.",
+                b.spent, b.credits
+            ),
+        )
+        .code("insufficient_quota"));
+    }
+    if let Some(spec) = &rt.settings.rate_limit {
+        let limits = limits_for(spec, model);
+        if let Err(r) = state.limits.admit("\u{0}global", limits, now) {
+            return Err(too_many(
+                format!("Too many requests: the gateway allows {} in total", r.limit),
+                r.retry_after,
+            ));
+        }
+    }
+    if let Some(spec) = &key.prefs.rate_limit {
+        let limits = limits_for(spec, model);
+        let scope = format!("{}\u{0}{model}", key.id);
+        if let Err(r) = state.limits.admit(&scope, limits, now) {
+            return Err(too_many(
+                format!(
+                    "Too many requests: this key may send {} for `{model}`",
+                    r.limit
+                ),
+                r.retry_after,
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn too_many(message: String, wait: std::time::Duration) -> ApiError {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_error",
+        format!("{message}; retry in {secs}s"),
+    )
+    .code("rate_limit_exceeded");
+    e.retry_after = Some(secs);
+    e
+}
+
+/// What this request's answer is charged to, for keys with credits.
+pub fn charge(rt: &Runtime, state: &RoutingState, key: &ClientKey, model: &str) -> Option<Charge> {
+    key.prefs.credits?;
+    Some(Charge {
+        ledger: std::sync::Arc::clone(&state.ledger),
+        key_id: std::sync::Arc::clone(&key.id),
+        price: rt.settings.prices.lookup(model),
+    })
+}
