@@ -240,6 +240,14 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
         crate::upkeep::restore(&runtime, path);
     }
     let app = App::new(runtime, client);
+    match crate::keypool::shared::Link::from_env() {
+        Ok(Some(link)) => app.share_key_pools(link),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    }
     let upkeep = tokio::spawn(crate::upkeep::run(Arc::clone(&app), state_path.clone()));
     let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
         Ok(l) => l,
