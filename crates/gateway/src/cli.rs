@@ -241,7 +241,13 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
     }
     let app = App::new(runtime, client);
     match crate::keypool::shared::Link::from_env() {
-        Ok(Some(link)) => app.share_key_pools(link),
+        Ok(Some(link)) => {
+            app.share_key_pools(Arc::clone(&link));
+            // Start on what the running instances know, but never wait long for Redis.
+            if !link.wait_loaded(Duration::from_secs(2)).await {
+                tracing::warn!(redis = %link.address(), "shared key-pool state not loaded yet; starting on local state");
+            }
+        }
         Ok(None) => {}
         Err(e) => {
             tracing::error!("{e}");

@@ -646,3 +646,41 @@ async fn a_429_answered_to_instance_a_is_never_repeated_by_instance_b() {
         "{stats:?}"
     );
 }
+
+/// `api_key_rate_limit` through the whole request path of two servers: 3 a minute in total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_limit_holds_across_two_servers() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let m = MockServer::start(MockOptions::default()).await.unwrap();
+    let yaml = format!(
+        "providers:\n  - provider: openai\n    base_url: {}/chat/completions\n    api: sk-only-1111111111\n    model: [gpt-4o-mini]\n    preferences:\n      api_key_rate_limit: 3/min\n      key_wait_timeout: 1\napi_keys:\n  - api: sk-client-000000000\n    role: admin\n",
+        m.base_url()
+    );
+    let gws = [start(&yaml).await, start(&yaml).await];
+    for gw in &gws {
+        let link = Link::connect(&redis.url(), "test").unwrap();
+        gw.app.share_key_pools(Arc::clone(&link));
+        assert!(link.wait_loaded(Duration::from_secs(10)).await);
+    }
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let r = post_json(
+            &gws[i % 2].url("/v1/chat/completions"),
+            Some("sk-client-000000000"),
+            &chat_body("gpt-4o-mini", "hi", false),
+        )
+        .await;
+        if r.status == 429 {
+            let retry_after: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            // One request every 20 s.
+            assert!((1..=21).contains(&retry_after), "{retry_after}");
+        }
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429, 429, 429]);
+    assert_eq!(m.request_count(), 3);
+    let shared = gws[0].app.shared().unwrap().stats();
+    assert!(shared.admitted >= 1 && shared.refused >= 1, "{shared:?}");
+}

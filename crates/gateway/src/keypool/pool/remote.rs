@@ -22,6 +22,10 @@ use crate::keypool::limits::{BucketSet, Cost, Dim};
 
 /// How long a learned scope is remembered for instances that start later.
 const SCOPE_TTL_MS: u64 = 7 * 24 * 3_600_000;
+/// A key disabled by another instance is re-validated here this much later than there: the
+/// instance that saw the failure checks first and tells the others (disabled for longer, or
+/// healthy after its probe); only if it cannot (gone, no traffic) do they check themselves.
+const REMOTE_REVALIDATE_GRACE: Nanos = 60_000_000_000;
 
 /// A fact about a key (named by its fingerprint, never its secret), the key's quota scope, or a
 /// model of the provider, true for `ttl_ms` from when it was sent.
@@ -419,13 +423,14 @@ impl KeyPool {
                     return false;
                 };
                 let key = &mut st.keys[index];
+                let revalidate_at = until.saturating_add(REMOTE_REVALIDATE_GRACE);
                 let revalidating = match key.health {
                     Health::Disabled {
-                        revalidate_at,
+                        revalidate_at: at,
                         revalidating,
                         ..
                     } => {
-                        if revalidate_at >= until {
+                        if at >= revalidate_at {
                             return false;
                         }
                         revalidating
@@ -434,7 +439,7 @@ impl KeyPool {
                 };
                 key.health = Health::Disabled {
                     class,
-                    revalidate_at: until,
+                    revalidate_at,
                     attempt: *attempt,
                     revalidating,
                 };

@@ -243,6 +243,26 @@ fn a_revoked_key_is_never_sent_by_the_other_instance_until_it_answers_again() {
 }
 
 #[test]
+fn the_instance_that_saw_the_401_revalidates_first() {
+    let (a, b, _bus, clock) = instances(3, rr());
+    let l = grant(&a, "m", &[]);
+    let k = l.index();
+    fail(l, ErrorClass::AuthInvalid, None);
+    clock.advance(Duration::from_secs(601));
+    assert_eq!(a.due_revalidations().len(), 1);
+    assert!(b.due_revalidations().is_empty());
+    // A never reports back (gone): B checks the key itself a minute later.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        b.due_revalidations()
+            .iter()
+            .map(|d| d.0)
+            .collect::<Vec<_>>(),
+        vec![k]
+    );
+}
+
+#[test]
 fn remote_facts_never_shorten_what_an_instance_knows() {
     let (a, b, _bus, clock) = instances(2, rr());
     let l = grant(&b, "m", &[]);
