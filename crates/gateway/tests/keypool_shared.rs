@@ -104,6 +104,18 @@ impl RedisServer {
         false
     }
 
+    /// Freeze / thaw the server (connections stay open, nothing answers).
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -437,7 +449,7 @@ async fn redis_going_away_fails_open_and_is_counted_then_sharing_resumes() {
         }
     }
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
@@ -473,6 +485,37 @@ async fn redis_going_away_fails_open_and_is_counted_then_sharing_resumes() {
         Acquire::Granted(_)
     ));
     assert!(lb.stats().admitted >= 2, "{:?}", lb.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_costs_one_admission_timeout_not_one_per_request() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = pool("openai", 2, per_minute(1_000), Arc::new(SystemClock::new()));
+    let la = instance(&redis, &[&a]).await;
+    assert!(matches!(
+        a.acquire_shared("m", REQ, &[]).await,
+        Acquire::Granted(_)
+    ));
+    redis.signal("-STOP");
+    let started = Instant::now();
+    for _ in 0..40 {
+        assert!(matches!(
+            a.acquire_shared("m", REQ, &[]).await,
+            Acquire::Granted(_)
+        ));
+    }
+    let took = started.elapsed();
+    redis.signal("-CONT");
+    // One admission waits out the timeout (250 ms); the breaker lets the rest through at once.
+    assert!(
+        took >= Duration::from_millis(240) && took < Duration::from_millis(1_500),
+        "{took:?}"
+    );
+    let s = la.stats();
+    assert_eq!(s.failed_open, 40, "{s:?}");
+    assert!(s.errors >= 1, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

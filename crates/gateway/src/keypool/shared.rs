@@ -38,6 +38,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(3);
 /// After an error, Redis is left alone this long (requests fail open at once).
 const BREAKER: Duration = Duration::from_secs(2);
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// A load that failed while the subscription is up is tried again this soon.
+const LOAD_RETRY: Duration = Duration::from_secs(2);
 /// Facts waiting to be written; beyond this they are dropped (and counted).
 const QUEUE: usize = 4096;
 /// Wire and record format version (also in every name).
@@ -359,18 +361,13 @@ impl Inner {
     }
 
     fn bucket(&self, a: &Admission, b: &SharedBucket) -> String {
-        let dim = match b.dim {
-            Dim::Requests => "requests",
-            Dim::Tokens => "tokens",
-            Dim::InputTokens => "input_tokens",
-            Dim::OutputTokens => "output_tokens",
-        };
         format!(
-            "{}:rl:{}:{}:{}:{dim}:{}/{}ms",
+            "{}:rl:{}:{}:{}:{}:{}/{}ms",
             self.ns,
             a.pool,
             a.key,
             a.model,
+            b.dim.as_str(),
             b.capacity,
             b.period.as_millis()
         )
@@ -388,8 +385,16 @@ impl Inner {
         let message = serde_json::to_string(&wire).unwrap_or_default();
         if matches!(wire.event.fact, Fact::Healthy) {
             let Some(fp) = key else { return Ok(()) };
+            // What a healthy key leaves behind: its cool-down and its disabled record.
+            let cooling = Fact::KeyCooling {
+                class: String::new(),
+            };
+            let disabled = Fact::KeyDisabled {
+                class: String::new(),
+                attempt: 0,
+            };
             let mut call = self.scripts.healthy.prepare_invoke();
-            for kind in ["cooling", "disabled"] {
+            for kind in [cooling.kind(), disabled.kind()] {
                 call.key(format!("{}:h:{}:{kind}:{fp}", self.ns, wire.pool));
             }
             call.arg(&channel).arg(&message);
@@ -683,9 +688,12 @@ async fn subscriber(inner: Arc<Inner>) {
                         inner.stats.subscribed.store(true, Ordering::Relaxed);
                         // Redis answers again: stop failing open.
                         inner.breaker_until_ms.store(0, Ordering::Relaxed);
-                        if inner.load_all().await {
+                        let mut loaded = inner.load_all().await;
+                        if loaded {
                             delay = Duration::from_millis(100);
                         }
+                        let retry = tokio::time::sleep(LOAD_RETRY);
+                        tokio::pin!(retry);
                         let mut messages = pubsub.on_message();
                         loop {
                             tokio::select! {
@@ -694,7 +702,12 @@ async fn subscriber(inner: Arc<Inner>) {
                                     None => break,
                                 },
                                 () = inner.load_wanted.notified() => {
-                                    inner.load_all().await;
+                                    loaded = inner.load_all().await;
+                                    retry.as_mut().reset(tokio::time::Instant::now() + LOAD_RETRY);
+                                }
+                                () = &mut retry, if !loaded => {
+                                    loaded = inner.load_all().await;
+                                    retry.as_mut().reset(tokio::time::Instant::now() + LOAD_RETRY);
                                 }
                             }
                         }
