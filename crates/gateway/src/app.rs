@@ -3,10 +3,11 @@
 //! reloads), and the pooled upstream client.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
+use crate::keypool::shared::Link;
 use crate::providers::client::UpstreamClient;
 use crate::routing::RoutingState;
 use crate::routing::credits::SpendLedger;
@@ -30,6 +31,8 @@ pub struct App {
     pub source: Option<ConfigSource>,
     /// One reload at a time.
     pub(crate) reload_lock: tokio::sync::Mutex<()>,
+    /// Other instances sharing the key pools (`REDIS_URL`), when configured.
+    shared: OnceLock<Arc<Link>>,
 }
 
 impl App {
@@ -61,7 +64,18 @@ impl App {
             routing,
             source,
             reload_lock: tokio::sync::Mutex::new(()),
+            shared: OnceLock::new(),
         })
+    }
+
+    /// Share the key pools with other instances, from now on and across reloads.
+    pub fn share_key_pools(&self, link: Arc<Link>) {
+        link.attach_runtime(&self.runtime());
+        let _ = self.shared.set(link);
+    }
+
+    pub fn shared(&self) -> Option<&Arc<Link>> {
+        self.shared.get()
     }
 
     /// The runtime a request uses from start to end (load once, hold it).
@@ -71,6 +85,9 @@ impl App {
 
     /// Swap in a new runtime; in-flight requests keep the one they loaded.
     pub fn replace_runtime(&self, runtime: Runtime) {
+        if let Some(link) = self.shared.get() {
+            link.attach_runtime(&runtime);
+        }
         self.runtime.store(Arc::new(runtime));
     }
 }

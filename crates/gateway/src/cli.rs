@@ -270,6 +270,20 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
         crate::upkeep::restore(&runtime, path);
     }
     let app = App::with_source(runtime, client, source.clone(), None);
+    match crate::keypool::shared::Link::from_env() {
+        Ok(Some(link)) => {
+            app.share_key_pools(Arc::clone(&link));
+            // Start on what the running instances know, but never wait long for Redis.
+            if !link.wait_loaded(Duration::from_secs(2)).await {
+                tracing::warn!(redis = %link.address(), "shared key-pool state not loaded yet; starting on local state");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    }
     let upkeep = tokio::spawn(crate::upkeep::run(Arc::clone(&app), state_path.clone()));
     let mut reloaders = Vec::new();
     if let Some(src) = &source {

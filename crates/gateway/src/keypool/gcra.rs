@@ -81,6 +81,14 @@ impl Bucket {
         self.tat = now + self.cost(used);
     }
 
+    /// Make `n` tokens wait at least `wait` from now (another instance used what this one saw
+    /// as free; the shared store said when it fits).
+    pub fn hold(&mut self, n: u64, wait: Nanos, now: Nanos) {
+        let need = self.cost(n.min(self.capacity));
+        let tat = (now + wait + self.period).saturating_sub(need);
+        self.tat = self.tat.max(tat);
+    }
+
     /// Empty now (a 429 said so); refills from here.
     pub fn drain(&mut self, now: Nanos) {
         self.tat = self.tat.max(now + self.period);
@@ -130,5 +138,15 @@ mod tests {
         b.drain(10 * S);
         assert_eq!(b.available(10 * S), 0);
         assert_eq!(b.available(70 * S), 60);
+    }
+
+    #[test]
+    fn hold_delays_exactly_and_never_shortens() {
+        let mut b = Bucket::new(15, Duration::from_secs(60));
+        b.hold(1, 7 * S, 0);
+        assert_eq!(b.wait_for(1, 0), 7 * S);
+        assert_eq!(b.wait_for(1, 7 * S), 0);
+        b.hold(1, 2 * S, 0);
+        assert_eq!(b.wait_for(1, 0), 7 * S);
     }
 }

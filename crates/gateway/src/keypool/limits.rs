@@ -84,7 +84,8 @@ impl BucketSet {
         set
     }
 
-    fn cost_of(dim: Dim, cost: &Cost) -> u64 {
+    /// What `cost` takes from a bucket of `dim`.
+    pub fn cost_of(dim: Dim, cost: &Cost) -> u64 {
         match dim {
             Dim::Requests => cost.requests,
             Dim::Tokens => cost.tokens,

@@ -5,7 +5,8 @@
 //! simulation run on virtual time: `clock` (time), `gcra` (token buckets), `limits` (configured
 //! limits), `ratelimit_headers` and `classify` (reading upstream answers), `health` (key state
 //! machine), `pool` (admission, selection, feedback, leases), `persist` (slow state across
-//! restarts).
+//! restarts). The exception is `shared`: the Redis transport that lets several instances share
+//! one pool's state and limits (the pool's side of it, `pool::remote`, stays pure).
 
 pub mod classify;
 pub mod clock;
@@ -15,7 +16,11 @@ pub mod limits;
 pub mod persist;
 pub mod pool;
 pub mod ratelimit_headers;
+pub mod shared;
 #[cfg(test)]
 mod tests;
 
-pub use pool::{Acquire, Algorithm, KeyPool, KeySpec, KeyStatus, Lease, Observed, PoolSettings};
+pub use pool::{
+    Acquire, Algorithm, Event, Fact, KeyPool, KeySpec, KeyStatus, Lease, Observed, Peers,
+    PoolSettings,
+};

@@ -7,7 +7,7 @@
 //! by default; uni-api's algorithms stay selectable.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use super::classify::{Classified, ErrorClass, Flavor};
@@ -18,6 +18,9 @@ use super::limits::{BucketSet, Cost, Dim, limits_for};
 use super::ratelimit_headers::{LimitSnapshot, RequestsWindow};
 use crate::config::schema::RateLimitSpec;
 use crate::secret::mask;
+
+mod remote;
+pub use remote::{Admission, AdmitFuture, Admitted, Event, Fact, Peers, Reservation, SharedBucket};
 
 const SECOND: Nanos = 1_000_000_000;
 const MINUTE: Nanos = 60 * SECOND;
@@ -175,6 +178,8 @@ struct Shared {
     settings: PoolSettings,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
+    /// Other instances sharing these keys (`remote`), when configured.
+    peers: OnceLock<Arc<dyn Peers>>,
 }
 
 impl Shared {
@@ -266,6 +271,7 @@ impl KeyPool {
                     dirty: false,
                     grant_seq: 0,
                 }),
+                peers: OnceLock::new(),
             }),
         }
     }
@@ -423,6 +429,7 @@ impl KeyPool {
             reported: false,
             started: now,
             secret,
+            remote: None,
         })
     }
 
@@ -453,6 +460,7 @@ impl KeyPool {
         let now = self.shared.clock.now();
         let mut st = self.shared.lock();
         st.dirty = true;
+        let seen = remote::before(&self.shared, &st, index, "");
         let Some(k) = st.keys.get_mut(index) else {
             return;
         };
@@ -466,6 +474,7 @@ impl KeyPool {
                 Health::disabled(class, &AUTH_REVALIDATE, attempt + 1, now)
             };
         }
+        remote::publish_changes(&self.shared, &st, index, "", seen);
     }
 
     /// Whether slow state changed since the last call (for persistence).
@@ -944,6 +953,8 @@ pub struct Lease {
     reported: bool,
     started: Nanos,
     secret: Arc<str>,
+    /// What the shared limits reserved for this attempt (several instances).
+    remote: Option<Box<dyn Reservation>>,
 }
 
 impl Lease {
@@ -979,7 +990,9 @@ impl Lease {
                 && current.ends_with(scope_id.as_str())
                 && current.as_bytes()[provider.len()] == b':';
             if !key.scope_learned && !same && !self.shared.settings.shared_scope {
+                let seen = remote::before(&self.shared, &st, self.index, "");
                 join_scope(&mut st, self.index, &format!("{provider}:{scope_id}"));
+                remote::publish_changes(&self.shared, &st, self.index, "", seen);
                 joined = true;
             }
         }
@@ -1050,6 +1063,7 @@ impl Lease {
         self.reported = true;
         let now = self.shared.clock.now();
         let mut st = self.shared.lock();
+        let seen = remote::before(&self.shared, &st, self.index, &self.model);
         let key = &mut st.keys[self.index];
         // A request sent before the key was disabled may still succeed: that does not
         // bring a revoked key back (re-validation does).
@@ -1074,10 +1088,12 @@ impl Lease {
         let m = st.models.entry(self.model.clone()).or_default();
         record_model_outcome(m, now, true);
         m.overload_strikes = 0;
+        remote::publish_changes(&self.shared, &st, self.index, &self.model, seen);
     }
 
     /// Settle the token reservation with the usage the provider reported.
     pub fn settle_tokens(&self, actual: u64) {
+        self.settle_remote(actual);
         let now = self.shared.clock.now();
         let mut st = self.shared.lock();
         let reserved = self.cost.tokens;
@@ -1098,6 +1114,7 @@ impl Lease {
     /// The attempt failed; act on the key, its scope or the model as the class says.
     pub fn failure(&mut self, c: &Classified) {
         self.reported = true;
+        self.refund_remote_on(c);
         let shared = Arc::clone(&self.shared);
         let settings = &shared.settings;
         let now = shared.clock.now();
@@ -1107,6 +1124,7 @@ impl Lease {
         let n_keys = st.keys.len();
         let model: &str = &self.model;
         let unix_now = shared.clock.unix_ms();
+        let seen = remote::before(&shared, st, self.index, model);
         {
             let key = &mut st.keys[self.index];
             key.last_error = Some((c.class, truncate(&c.message, 300), unix_now));
@@ -1335,6 +1353,7 @@ impl Lease {
             let until = now + nanos(period);
             cool(&mut st.keys[self.index], until, c.class);
         }
+        remote::publish_changes(&shared, st, self.index, model, seen);
     }
 }
 

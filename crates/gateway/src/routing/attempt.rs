@@ -632,7 +632,8 @@ pub async fn run_attempts(
             } else {
                 match channel
                     .keys
-                    .acquire(&cand.upstream_model, cost_of(cand), &tried[pos])
+                    .acquire_shared(&cand.upstream_model, cost_of(cand), &tried[pos])
+                    .await
                 {
                     Acquire::Granted(lease) => {
                         if attempts > 0 && !channel.keys.allow_retry() {
