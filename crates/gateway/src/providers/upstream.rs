@@ -29,6 +29,16 @@ pub enum Wire {
 }
 
 impl Wire {
+    /// Who issued a reasoning signature that came over this wire (`ir::provenance`).
+    pub fn issuer(self) -> &'static str {
+        match self {
+            Wire::Api(f) => f.as_str(),
+            Wire::Bedrock => "bedrock",
+            Wire::Cohere => "cohere",
+            Wire::Cloudflare => "cloudflare",
+        }
+    }
+
     /// The client-facing format this wire is, if it is one.
     pub fn api(self) -> Option<Format> {
         match self {

@@ -358,7 +358,9 @@ pub async fn run_json(
         } else {
             Wire::Api(client)
         };
-        if upstream_format == Wire::Api(client) {
+        // Same format: bytes pass through, unless the conversation carries reasoning signed by
+        // other providers, which only the IR path can leave out.
+        if upstream_format == Wire::Api(client) && !protocol::ir::provenance::body_has_tags(&req.body) {
             let mut body = json_body_for(&req, cand);
             // llmux accounts every stream's tokens: ask an OpenAI upstream for the usage chunk
             // the client did not request, and drop it from the client's stream.
@@ -504,6 +506,7 @@ fn converted_send(
     json_array: bool,
 ) -> Prepared {
     let mut req = canonical.clone();
+    protocol::ir::provenance::for_upstream(&mut req, upstream_format.issuer());
     suffixes::apply(&mut req, cand.engine, &cand.alias, &cand.upstream_model);
     req.model = suffixes::upstream_model(cand.engine, &cand.upstream_model).to_string();
     let encoded = match upstream_format {

@@ -35,12 +35,14 @@ pub fn convert_body(conv: &Conversion, body: &[u8]) -> Result<(Vec<u8>, Usage), 
 }
 
 fn response_to_ir(wire: Wire, body: &[u8]) -> Result<ChatResponse, ConvertError> {
-    match wire {
-        Wire::Api(f) => dispatch::response_to_ir(f, body),
+    let mut resp = match wire {
+        Wire::Api(f) => return dispatch::response_to_ir(f, body),
         Wire::Bedrock => bedrock::response_to_ir(body),
         Wire::Cohere => cohere::response_to_ir(body),
         Wire::Cloudflare => cloudflare::response_to_ir(body),
-    }
+    }?;
+    protocol::ir::provenance::tag_response(&mut resp, wire.issuer());
+    Ok(resp)
 }
 
 /// How upstream stream bytes become canonical events.
@@ -62,8 +64,14 @@ impl Input {
         };
         match wire {
             Wire::Api(f) => sse(dispatch::decoder(f)),
-            Wire::Cohere => sse(Box::new(cohere::StreamDecoder::new())),
-            Wire::Cloudflare => sse(Box::new(cloudflare::StreamDecoder::new())),
+            Wire::Cohere => sse(dispatch::tagged(
+                Box::new(cohere::StreamDecoder::new()),
+                wire.issuer(),
+            )),
+            Wire::Cloudflare => sse(dispatch::tagged(
+                Box::new(cloudflare::StreamDecoder::new()),
+                wire.issuer(),
+            )),
             Wire::Bedrock => Input::Bedrock(bedrock::StreamDecoder::new()),
         }
     }
@@ -80,9 +88,16 @@ impl Input {
                 }
                 Ok(())
             }
-            Input::Bedrock(d) => d
-                .push_bytes(data, out)
-                .map_err(|e| format!("cannot read the upstream stream: {e}")),
+            Input::Bedrock(d) => {
+                let from = out.len();
+                let pushed = d
+                    .push_bytes(data, out)
+                    .map_err(|e| format!("cannot read the upstream stream: {e}"));
+                for ev in &mut out[from..] {
+                    protocol::ir::provenance::tag_event(ev, Wire::Bedrock.issuer());
+                }
+                pushed
+            }
         }
     }
 

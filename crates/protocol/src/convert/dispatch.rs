@@ -3,9 +3,18 @@
 
 use crate::convert::{ConvertError, DecodeStream, EncodeStream};
 use crate::convert::{anthropic, gemini, openai_chat, responses};
-use crate::ir::{ApiError, ChatRequest, ChatResponse, Format};
+use crate::ir::{ApiError, ChatRequest, ChatResponse, Format, StreamEvent, provenance};
+use crate::sse::SseEvent;
 
+/// A client's request; its signatures are marked as the client format's (see
+/// [`provenance`]).
 pub fn request_to_ir(format: Format, body: &[u8]) -> Result<ChatRequest, ConvertError> {
+    let mut req = parse_request(format, body)?;
+    provenance::tag_request(&mut req, format.as_str());
+    Ok(req)
+}
+
+fn parse_request(format: Format, body: &[u8]) -> Result<ChatRequest, ConvertError> {
     match format {
         Format::OpenAiChat => openai_chat::request_to_ir(body),
         Format::OpenAiResponses => responses::request_to_ir(body),
@@ -14,7 +23,11 @@ pub fn request_to_ir(format: Format, body: &[u8]) -> Result<ChatRequest, Convert
     }
 }
 
+/// A request for an upstream of `format`; signatures issued by other providers are left out.
 pub fn request_from_ir(format: Format, req: &ChatRequest) -> Result<Vec<u8>, ConvertError> {
+    let mut req = req.clone();
+    provenance::for_upstream(&mut req, format.as_str());
+    let req = &req;
     match format {
         Format::OpenAiChat => openai_chat::request_from_ir(req),
         Format::OpenAiResponses => responses::request_from_ir(req),
@@ -23,13 +36,16 @@ pub fn request_from_ir(format: Format, req: &ChatRequest) -> Result<Vec<u8>, Con
     }
 }
 
+/// An upstream's answer; its signatures are marked as that upstream's.
 pub fn response_to_ir(format: Format, body: &[u8]) -> Result<ChatResponse, ConvertError> {
-    match format {
+    let mut resp = match format {
         Format::OpenAiChat => openai_chat::response_to_ir(body),
         Format::OpenAiResponses => responses::response_to_ir(body),
         Format::Anthropic => anthropic::response_to_ir(body),
         Format::Gemini => gemini::response_to_ir(body),
-    }
+    }?;
+    provenance::tag_response(&mut resp, format.as_str());
+    Ok(resp)
 }
 
 pub fn response_from_ir(format: Format, resp: &ChatResponse) -> Vec<u8> {
@@ -59,13 +75,50 @@ pub fn parse_error(format: Format, status: u16, body: &[u8]) -> ApiError {
     }
 }
 
-/// A decoder for an upstream speaking `format`.
+/// A decoder for an upstream speaking `format` (signatures marked as that upstream's).
 pub fn decoder(format: Format) -> Box<dyn DecodeStream + Send> {
-    match format {
+    let inner: Box<dyn DecodeStream + Send> = match format {
         Format::OpenAiChat => Box::new(openai_chat::StreamDecoder::new()),
         Format::OpenAiResponses => Box::new(responses::StreamDecoder::new()),
         Format::Anthropic => Box::new(anthropic::StreamDecoder::new()),
         Format::Gemini => Box::new(gemini::StreamDecoder::new()),
+    };
+    tagged(inner, format.as_str())
+}
+
+/// Wraps a decoder so the signatures it emits are marked as `issuer`'s.
+pub fn tagged(
+    inner: Box<dyn DecodeStream + Send>,
+    issuer: &'static str,
+) -> Box<dyn DecodeStream + Send> {
+    Box::new(Tagged { inner, issuer })
+}
+
+struct Tagged {
+    inner: Box<dyn DecodeStream + Send>,
+    issuer: &'static str,
+}
+
+impl Tagged {
+    fn tag_from(&self, out: &mut [StreamEvent]) {
+        for ev in out {
+            provenance::tag_event(ev, self.issuer);
+        }
+    }
+}
+
+impl DecodeStream for Tagged {
+    fn push(&mut self, event: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), ConvertError> {
+        let from = out.len();
+        let pushed = self.inner.push(event, out);
+        self.tag_from(&mut out[from..]);
+        pushed
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
+        let from = out.len();
+        self.inner.finish(out);
+        self.tag_from(&mut out[from..]);
     }
 }
 

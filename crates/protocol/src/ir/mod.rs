@@ -24,6 +24,7 @@
 use serde_json::{Map, Value};
 
 pub mod estimate;
+pub mod provenance;
 mod stream;
 mod usage;
 
