@@ -9,7 +9,10 @@ mod store_common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llmux::store::{UsageWriter, WriterConfig};
+use llmux::store::{
+    Batch, HourlyCost, KeyCounts, StoreError, Summary, UsageFilter, UsageRow, UsageStore,
+    UsageWriter, WriterConfig,
+};
 use llmux::usage::CostLedger;
 use store_common::*;
 
@@ -29,12 +32,61 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+const REQUESTS: i64 = 100_000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run with --release --ignored --nocapture"]
 async fn sqlite_logging_cost_per_request() {
-    const REQUESTS: i64 = 100_000;
     let dir = TempDir::new();
     let store = Arc::new(sqlite(&dir).await);
+    measure("sqlite", store).await;
+}
+
+/// The same without a database: the queue, batching and record handling alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run with --release --ignored --nocapture"]
+async fn writer_overhead_without_a_database() {
+    measure("no-op store", Arc::new(NoopStore)).await;
+}
+
+struct NoopStore;
+
+impl UsageStore for NoopStore {
+    async fn insert(&self, _: &Batch) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn summary(&self, _: i64) -> Result<Summary, StoreError> {
+        Ok(Summary::default())
+    }
+    async fn token_usage(&self, _: &UsageFilter) -> Result<Vec<UsageRow>, StoreError> {
+        Ok(vec![])
+    }
+    async fn key_rankings(
+        &self,
+        _: &str,
+        _: i64,
+        _: Option<i64>,
+    ) -> Result<Vec<KeyCounts>, StoreError> {
+        Ok(vec![])
+    }
+    async fn cost_since(&self, _: &str, _: i64) -> Result<f64, StoreError> {
+        Ok(0.0)
+    }
+    async fn hourly_costs(&self) -> Result<Vec<HourlyCost>, StoreError> {
+        Ok(vec![])
+    }
+    async fn add_credits(&self, _: &str, a: f64, _: i64) -> Result<f64, StoreError> {
+        Ok(a)
+    }
+    async fn credit_grants(&self) -> Result<Vec<(String, f64)>, StoreError> {
+        Ok(vec![])
+    }
+    async fn purge_before(&self, _: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+async fn measure<S: UsageStore>(label: &str, store: Arc<S>) {
     let cfg = WriterConfig {
         capacity: 250_000,
         ..WriterConfig::default()
@@ -69,7 +121,7 @@ async fn sqlite_logging_cost_per_request() {
     assert_eq!(s.written, 2 * u64::try_from(REQUESTS).unwrap());
     let per_request_us = |d: f64| d * 1e6 / REQUESTS as f64;
     println!(
-        "{REQUESTS} requests (2 rows each): record() {:.2} µs/request on the request path; \
+        "{label}: {REQUESTS} requests (2 rows each): record() {:.2} µs/request on the request path; \
          all written in {total:?}; process CPU {:.1} µs/request in total (request path + writer)",
         per_request_us(queued.as_secs_f64()),
         per_request_us(cpu),

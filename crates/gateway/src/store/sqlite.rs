@@ -97,14 +97,25 @@ const INSERT_ATTEMPT: &str = "INSERT INTO llmux_attempts (at_ms, request_id, cli
     model, upstream_model, key_fingerprint, success, status, error_class, latency_ms) VALUES ";
 const ATTEMPT_COLUMNS: usize = 11;
 
-/// Rows per INSERT statement: one statement per row costs several times more per row (each
-/// statement is a round trip to sqlx's SQLite worker thread). 100 × 22 binds stays far below
-/// SQLite's 32 766 limit.
-const ROWS_PER_INSERT: usize = 100;
+/// Rows per INSERT statement, largest first. Per-statement costs dominate with one row per
+/// statement (each is a round trip to sqlx's SQLite worker thread), so rows go in as few
+/// statements as possible; the fixed sizes keep the number of distinct statement texts (each
+/// prepared once and cached by sqlx) at five per table. 256 × 22 binds stays far below
+/// SQLite's limit of 32 766.
+const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// Split `rows` into chunks of the sizes above (greedy: `300` → 256, 16, 16, 4, 4, 4).
+fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = CHUNK_SIZES.into_iter().find(|n| *n <= rows.len())?;
+        let (head, tail) = rows.split_at(size);
+        rows = tail;
+        Some(head)
+    })
+}
 
 /// `head` followed by `rows` groups of `columns` placeholders. Only counts go into the text;
-/// every value is bound. Full chunks produce the same text, so sqlx's statement cache
-/// prepares it once.
+/// every value is bound.
 fn multi_insert(head: &str, columns: usize, rows: usize) -> sqlx::AssertSqlSafe<String> {
     let group = format!("({})", vec!["?"; columns].join(", "));
     sqlx::AssertSqlSafe(format!("{head}{}", vec![group; rows].join(", ")))
@@ -124,7 +135,7 @@ fn name_counts(rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<NameCount>, Sto
 impl UsageStore for SqliteStore {
     async fn insert(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for chunk in batch.requests.chunks(ROWS_PER_INSERT) {
+        for chunk in chunks(&batch.requests) {
             let mut q = sqlx::query(multi_insert(INSERT_REQUEST, REQUEST_COLUMNS, chunk.len()));
             for r in chunk {
                 q = q
@@ -153,7 +164,7 @@ impl UsageStore for SqliteStore {
             }
             q.execute(&mut *tx).await?;
         }
-        for chunk in batch.attempts.chunks(ROWS_PER_INSERT) {
+        for chunk in chunks(&batch.attempts) {
             let mut q = sqlx::query(multi_insert(INSERT_ATTEMPT, ATTEMPT_COLUMNS, chunk.len()));
             for a in chunk {
                 q = q
@@ -424,5 +435,25 @@ impl UsageStore for SqliteStore {
             deleted += done.rows_affected();
         }
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_use_few_fixed_sizes_and_keep_every_row() {
+        let rows: Vec<u32> = (0..600).collect();
+        let sizes: Vec<usize> = chunks(&rows).map(<[u32]>::len).collect();
+        assert_eq!(sizes, vec![256, 256, 64, 16, 4, 4]);
+        let back: Vec<u32> = chunks(&rows).flatten().copied().collect();
+        assert_eq!(back, rows);
+        assert_eq!(
+            chunks(&rows[..3]).map(<[u32]>::len).collect::<Vec<_>>(),
+            vec![1, 1, 1]
+        );
+        assert_eq!(chunks::<u32>(&[]).count(), 0);
     }
 }
