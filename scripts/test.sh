@@ -3,7 +3,8 @@
 #
 #   bash scripts/test.sh
 #
-# 1. cargo test --workspace (--locked when Cargo.lock is present)
+# 1. cargo test --workspace (--locked when Cargo.lock is present), with a throw-away
+#    PostgreSQL server for the usage-store tests (scripts/pg-throwaway.sh)
 # 2. Python end-to-end tests with the official SDKs (openai, anthropic, google-genai)
 #    against the real binaries:
 #    creates/reuses the venv .venv, installs tests/python/requirements.txt, builds the
@@ -16,6 +17,7 @@
 #   SKIP_PYTHON=1   run only the cargo tests
 #   PYTHON=python3  interpreter used to create the venv
 #   VENV=.venv      venv location (relative to the repo root)
+#   LLMUX_TEST_PG_URL=postgres://...  use this PostgreSQL server instead of a throw-away one
 # Fails fast: the first failing step stops the script with a non-zero exit code.
 set -euo pipefail
 
@@ -27,6 +29,32 @@ die() { printf 'test.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 
 LOCKED=()
 [ -f Cargo.lock ] && LOCKED=(--locked)
+
+# PostgreSQL for the usage-store contract tests: a throw-away server (data dir in /tmp,
+# spare port, stopped and removed at exit) unless LLMUX_TEST_PG_URL names one already.
+# Without the server binaries the PostgreSQL tests print SKIP, except under CI, where
+# .ci/run installs them and a missing server is an error.
+PG_DIR=""
+stop_pg() {
+  if [ -n "$PG_DIR" ]; then
+    bash scripts/pg-throwaway.sh stop "$PG_DIR" >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+  fi
+}
+if [ -z "${LLMUX_TEST_PG_URL:-}" ]; then
+  if bash scripts/pg-throwaway.sh available; then
+    section "PostgreSQL (throw-away server for the usage-store tests)"
+    PG_DIR="$(mktemp -d /tmp/llmux-pg.XXXXXX)"
+    trap stop_pg EXIT
+    LLMUX_TEST_PG_URL="$(bash scripts/pg-throwaway.sh start "$PG_DIR")"
+    export LLMUX_TEST_PG_URL
+    echo "LLMUX_TEST_PG_URL=$LLMUX_TEST_PG_URL"
+  elif [ "${CI:-}" = true ]; then
+    die "PostgreSQL server binaries not found (.ci/run installs the postgresql package)"
+  else
+    echo "PostgreSQL server not installed: the usage-store tests against it will print SKIP"
+  fi
+fi
 
 section "cargo test --workspace ${LOCKED[*]}"
 cargo test --workspace "${LOCKED[@]}"

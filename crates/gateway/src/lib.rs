@@ -3,7 +3,9 @@
 //! Modules follow the request path: `server` (listener, auth, ingress APIs) → `routing`
 //! (model rules → candidate channels, the attempt loop) → `keypool` (which upstream key) →
 //! `providers` (URLs, auth headers, transport). `config` turns an `api.yaml` into the
-//! immutable [`runtime::Runtime`] every request reads.
+//! immutable [`runtime::Runtime`] every request reads. Beside the request path, `usage` (records,
+//! cost, credits ledger) and `store` (SQLite / PostgreSQL persistence, batched writer, the
+//! statistics endpoints' queries).
 
 pub mod app;
 pub mod auth;
@@ -18,4 +20,6 @@ pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod sim;
+pub mod store;
 pub mod upkeep;
+pub mod usage;

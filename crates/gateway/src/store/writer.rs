@@ -1,0 +1,427 @@
+//! The only way records reach the database: a bounded queue and one background task that
+//! writes them in batches. `UsageSink::record` is a `try_send` — it never waits, never fails
+//! the request; when the queue is full (database slow or down) the record is dropped, counted
+//! and reported in a rate-limited warning and on `/metrics`. A failed batch is retried a few
+//! times with backoff, then dropped and counted; a batch the database rejects for its data is
+//! written row by row so one bad row costs only itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{Batch, StoreError, UsageStore, WriterConfig};
+use crate::usage::time::now_ms;
+use crate::usage::{AttemptRecord, CostLedger, UsageRecord};
+
+/// Minimum time between two "records dropped" warnings.
+const WARN_EVERY_MS: i64 = 10_000;
+
+/// Counters of one writer, shared with every sink (all relaxed atomics: they are statistics).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Accepted and not yet written or dropped: the queue depth, including the batch being
+    /// written.
+    pending: AtomicU64,
+    written: AtomicU64,
+    dropped_full: AtomicU64,
+    dropped_failed: AtomicU64,
+    dropped_shutdown: AtomicU64,
+    write_errors: AtomicU64,
+    last_warn_ms: AtomicI64,
+    capacity: AtomicU64,
+}
+
+/// A consistent-enough copy of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub queue_depth: u64,
+    pub capacity: u64,
+    pub written: u64,
+    /// Dropped because the queue was full.
+    pub dropped_full: u64,
+    /// Dropped after the database refused them (retries exhausted, or a rejected row).
+    pub dropped_failed: u64,
+    /// Dropped because they arrived after shutdown began or did not fit the shutdown deadline.
+    pub dropped_shutdown: u64,
+    /// Failed write tries (each retry counts).
+    pub write_errors: u64,
+}
+
+impl StatsSnapshot {
+    pub fn dropped(&self) -> u64 {
+        self.dropped_full + self.dropped_failed + self.dropped_shutdown
+    }
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+fn sub(counter: &AtomicU64, n: u64) {
+    // Never below zero even if accounting were off by one somewhere: a gauge, not a panic.
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(n))
+    });
+}
+
+impl WriterStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            queue_depth: get(&self.pending),
+            capacity: get(&self.capacity),
+            written: get(&self.written),
+            dropped_full: get(&self.dropped_full),
+            dropped_failed: get(&self.dropped_failed),
+            dropped_shutdown: get(&self.dropped_shutdown),
+            write_errors: get(&self.write_errors),
+        }
+    }
+
+    /// Prometheus text exposition of the counters, appended to `out`.
+    pub fn render_prometheus(&self, out: &mut String) {
+        use std::fmt::Write;
+        let s = self.snapshot();
+        let _ = write!(
+            out,
+            "# HELP llmux_usage_queue_depth Usage records accepted and not yet written.\n\
+             # TYPE llmux_usage_queue_depth gauge\n\
+             llmux_usage_queue_depth {}\n\
+             # HELP llmux_usage_queue_capacity Usage records the queue holds before dropping.\n\
+             # TYPE llmux_usage_queue_capacity gauge\n\
+             llmux_usage_queue_capacity {}\n\
+             # HELP llmux_usage_written_total Usage records written to the database.\n\
+             # TYPE llmux_usage_written_total counter\n\
+             llmux_usage_written_total {}\n\
+             # HELP llmux_usage_dropped_total Usage records lost, by reason.\n\
+             # TYPE llmux_usage_dropped_total counter\n\
+             llmux_usage_dropped_total{{reason=\"queue_full\"}} {}\n\
+             llmux_usage_dropped_total{{reason=\"write_failed\"}} {}\n\
+             llmux_usage_dropped_total{{reason=\"shutdown\"}} {}\n\
+             # HELP llmux_usage_write_errors_total Failed database writes (each retry counts).\n\
+             # TYPE llmux_usage_write_errors_total counter\n\
+             llmux_usage_write_errors_total {}\n",
+            s.queue_depth,
+            s.capacity,
+            s.written,
+            s.dropped_full,
+            s.dropped_failed,
+            s.dropped_shutdown,
+            s.write_errors,
+        );
+    }
+
+    /// At most one warning per [`WARN_EVERY_MS`], whichever thread gets there first.
+    fn warn_dropped(&self, why: &str) {
+        let now = now_ms();
+        let last = self.last_warn_ms.load(Ordering::Relaxed);
+        if now - last >= WARN_EVERY_MS
+            && self
+                .last_warn_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let s = self.snapshot();
+            tracing::warn!(
+                "usage store: dropping records ({why}); dropped so far: {} queue full, {} write failed, {} at shutdown",
+                s.dropped_full,
+                s.dropped_failed,
+                s.dropped_shutdown
+            );
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Entry {
+    Request(Box<UsageRecord>),
+    Attempt(Box<AttemptRecord>),
+}
+
+#[derive(Debug)]
+struct SinkInner {
+    tx: Option<mpsc::Sender<Entry>>,
+    stats: Arc<WriterStats>,
+    ledger: Arc<CostLedger>,
+}
+
+/// Where the request path hands its records. Cheap to clone (one `Arc`).
+#[derive(Debug, Clone)]
+pub struct UsageSink {
+    inner: Arc<SinkInner>,
+}
+
+impl UsageSink {
+    /// No database (`DISABLE_DATABASE`): records only feed the in-memory ledger.
+    pub fn disabled(ledger: Arc<CostLedger>) -> UsageSink {
+        UsageSink {
+            inner: Arc::new(SinkInner {
+                tx: None,
+                stats: Arc::new(WriterStats::default()),
+                ledger,
+            }),
+        }
+    }
+
+    /// Record a finished request. Its cost is added to the ledger first, so credits stay
+    /// enforced even if the record itself is dropped.
+    pub fn record(&self, rec: UsageRecord) {
+        self.inner
+            .ledger
+            .add_spend(&rec.client_key, rec.at_ms, rec.cost());
+        self.send(Entry::Request(Box::new(rec)));
+    }
+
+    /// Record one upstream attempt.
+    pub fn record_attempt(&self, rec: AttemptRecord) {
+        self.send(Entry::Attempt(Box::new(rec)));
+    }
+
+    fn send(&self, entry: Entry) {
+        let Some(tx) = &self.inner.tx else {
+            return;
+        };
+        let stats = &self.inner.stats;
+        add(&stats.pending, 1);
+        match tx.try_send(entry) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                sub(&stats.pending, 1);
+                add(&stats.dropped_full, 1);
+                stats.warn_dropped("queue full: the database is slow or down");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                sub(&stats.pending, 1);
+                add(&stats.dropped_shutdown, 1);
+            }
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<WriterStats> {
+        &self.inner.stats
+    }
+
+    pub fn ledger(&self) -> &Arc<CostLedger> {
+        &self.inner.ledger
+    }
+}
+
+/// The background task's handle.
+#[derive(Debug)]
+pub struct UsageWriter {
+    sink: UsageSink,
+    stop: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl UsageWriter {
+    /// Start the writer task on the current tokio runtime.
+    pub fn spawn<S: UsageStore>(
+        store: Arc<S>,
+        cfg: WriterConfig,
+        ledger: Arc<CostLedger>,
+    ) -> UsageWriter {
+        let capacity = cfg.capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let stats = Arc::new(WriterStats::default());
+        stats.capacity.store(
+            u64::try_from(capacity).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run(store, rx, cfg, Arc::clone(&stats), Arc::clone(&stop)));
+        UsageWriter {
+            sink: UsageSink {
+                inner: Arc::new(SinkInner {
+                    tx: Some(tx),
+                    stats,
+                    ledger,
+                }),
+            },
+            stop,
+            task,
+        }
+    }
+
+    pub fn sink(&self) -> UsageSink {
+        self.sink.clone()
+    }
+
+    pub fn stats(&self) -> &Arc<WriterStats> {
+        self.sink.stats()
+    }
+
+    /// Stop accepting records, write everything queued, and return the final counters. If
+    /// the database does not take it all within `deadline`, the rest is counted as dropped.
+    pub async fn shutdown(self, deadline: Duration) -> StatsSnapshot {
+        self.stop.notify_one();
+        let stats = Arc::clone(self.sink.stats());
+        let mut task = self.task;
+        if tokio::time::timeout(deadline, &mut task).await.is_err() {
+            task.abort();
+            let left = stats.pending.swap(0, Ordering::Relaxed);
+            add(&stats.dropped_shutdown, left);
+            tracing::warn!(
+                "usage store: {left} records not written within the {deadline:?} shutdown deadline"
+            );
+        }
+        stats.snapshot()
+    }
+}
+
+async fn run<S: UsageStore>(
+    store: Arc<S>,
+    mut rx: mpsc::Receiver<Entry>,
+    cfg: WriterConfig,
+    stats: Arc<WriterStats>,
+    stop: Arc<Notify>,
+) {
+    let batch_size = cfg.batch_size.max(1);
+    let mut buf: Vec<Entry> = Vec::with_capacity(batch_size);
+    let mut closing = false;
+    loop {
+        if buf.is_empty() {
+            tokio::select! {
+                biased;
+                () = stop.notified(), if !closing => {
+                    // Senders fail from now on; what is queued is still received.
+                    rx.close();
+                    closing = true;
+                    continue;
+                }
+                n = rx.recv_many(&mut buf, batch_size) => {
+                    if n == 0 {
+                        break; // closed and empty
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + cfg.flush_interval;
+        while buf.len() < batch_size {
+            let room = batch_size - buf.len();
+            tokio::select! {
+                biased;
+                () = stop.notified(), if !closing => {
+                    rx.close();
+                    closing = true;
+                }
+                n = rx.recv_many(&mut buf, room) => {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                // Once closing, the channel never waits, so this only bounds normal batches.
+                () = tokio::time::sleep_until(deadline), if !closing => break,
+            }
+        }
+        let batch = into_batch(&mut buf);
+        write(&*store, batch, &cfg, &stats, closing).await;
+    }
+}
+
+fn into_batch(buf: &mut Vec<Entry>) -> Batch {
+    let mut batch = Batch::default();
+    for e in buf.drain(..) {
+        match e {
+            Entry::Request(r) => batch.requests.push(*r),
+            Entry::Attempt(a) => batch.attempts.push(*a),
+        }
+    }
+    batch
+}
+
+fn count(batch: &Batch) -> u64 {
+    u64::try_from(batch.len()).unwrap_or(u64::MAX)
+}
+
+async fn try_insert<S: UsageStore>(
+    store: &S,
+    batch: &Batch,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    match tokio::time::timeout(timeout, store.insert(batch)).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Timeout(timeout)),
+    }
+}
+
+async fn write<S: UsageStore>(
+    store: &S,
+    batch: Batch,
+    cfg: &WriterConfig,
+    stats: &WriterStats,
+    closing: bool,
+) {
+    let n = count(&batch);
+    // At shutdown one retry is enough: the deadline bounds the rest.
+    let retries = if closing {
+        cfg.retries.min(1)
+    } else {
+        cfg.retries
+    };
+    let mut tries = 0u32;
+    loop {
+        match try_insert(store, &batch, cfg.write_timeout).await {
+            Ok(()) => {
+                add(&stats.written, n);
+                sub(&stats.pending, n);
+                return;
+            }
+            Err(e) if !e.is_transient() => {
+                add(&stats.write_errors, 1);
+                tracing::warn!("usage store: batch rejected ({e}); writing its rows one by one");
+                write_singly(store, batch, cfg, stats).await;
+                return;
+            }
+            Err(e) => {
+                add(&stats.write_errors, 1);
+                tries += 1;
+                if tries > retries {
+                    add(&stats.dropped_failed, n);
+                    sub(&stats.pending, n);
+                    tracing::debug!(
+                        "usage store: dropping a batch of {n} after {tries} tries: {e}"
+                    );
+                    stats.warn_dropped(&format!("write failed: {e}"));
+                    return;
+                }
+                let backoff = Duration::from_millis(250u64 << (tries - 1).min(4));
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}
+
+async fn write_singly<S: UsageStore>(
+    store: &S,
+    batch: Batch,
+    cfg: &WriterConfig,
+    stats: &WriterStats,
+) {
+    let singles = batch
+        .requests
+        .into_iter()
+        .map(|r| Batch {
+            requests: vec![r],
+            attempts: vec![],
+        })
+        .chain(batch.attempts.into_iter().map(|a| Batch {
+            requests: vec![],
+            attempts: vec![a],
+        }));
+    for one in singles {
+        match try_insert(store, &one, cfg.write_timeout).await {
+            Ok(()) => add(&stats.written, 1),
+            Err(e) => {
+                add(&stats.write_errors, 1);
+                add(&stats.dropped_failed, 1);
+                stats.warn_dropped(&format!("row rejected: {e}"));
+            }
+        }
+        sub(&stats.pending, 1);
+    }
+}

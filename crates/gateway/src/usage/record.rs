@@ -1,0 +1,146 @@
+//! What the request path hands to the usage store: one [`UsageRecord`] per client request and
+//! one [`AttemptRecord`] per upstream attempt. Plain owned data, built after the fact, so
+//! recording never borrows from the request.
+
+use crate::config::schema::Price;
+
+use super::cost;
+
+/// Token counts of one request. `prompt` includes cached prompt tokens and `completion`
+/// includes reasoning tokens (OpenAI semantics, as in the protocol IR).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+    pub cached: u64,
+    pub reasoning: u64,
+    /// The upstream reported no usage and these counts were estimated (see [`Tokens::estimate`]).
+    pub estimated: bool,
+}
+
+impl Tokens {
+    /// Counts as the upstream reported them.
+    pub fn reported(u: &protocol::ir::Usage) -> Tokens {
+        Tokens {
+            prompt: u.input_tokens,
+            completion: u.output_tokens,
+            cached: u.cache_read_tokens,
+            reasoning: u.reasoning_tokens,
+            estimated: false,
+        }
+    }
+
+    /// For an upstream that reports no usage: about four characters per token (the heuristic
+    /// uni-api uses for its `tpr` limit), rounded up, and the row is marked estimated.
+    pub fn estimate(prompt_chars: usize, completion_chars: usize) -> Tokens {
+        let t = |chars: usize| u64::try_from(chars.div_ceil(4)).unwrap_or(u64::MAX);
+        Tokens {
+            prompt: t(prompt_chars),
+            completion: t(completion_chars),
+            cached: 0,
+            reasoning: 0,
+            estimated: true,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.prompt.saturating_add(self.completion)
+    }
+}
+
+/// One client request, written when it has finished (stream included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    /// When the request arrived, unix milliseconds ([`super::time::now_ms`]).
+    pub at_ms: i64,
+    pub request_id: String,
+    /// The client key's id ([`super::keys::key_id`]), never the secret.
+    pub client_key: String,
+    /// `"POST /v1/chat/completions"` (uni-api's form).
+    pub endpoint: String,
+    /// The model alias the client asked for.
+    pub model: String,
+    /// Provider, upstream model and upstream key of the attempt that answered (or the last one
+    /// tried); `None` when no upstream was reached.
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    /// [`super::keys::key_id`] of the upstream key.
+    pub key_fingerprint: Option<String>,
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// Upstream attempts made (0 when rejected before routing).
+    pub attempts: u32,
+    pub stream: bool,
+    /// Arrival to last byte.
+    pub latency_ms: u64,
+    /// Arrival to the first byte sent to the client; `None` when nothing was sent.
+    pub ttft_ms: Option<u64>,
+    pub tokens: Tokens,
+    /// The `model_price` entry in force for `model` ([`super::cost::PriceTable::lookup`]),
+    /// stored with the row so later price changes do not rewrite history.
+    pub price: Price,
+    /// X-Forwarded-For first hop, else X-Real-IP, else the peer (uni-api's order).
+    pub client_ip: Option<String>,
+}
+
+impl UsageRecord {
+    /// Dollars, from the snapshotted price.
+    pub fn cost(&self) -> f64 {
+        cost::cost(&self.tokens, self.price)
+    }
+
+    pub fn success(&self) -> bool {
+        self.status < 400
+    }
+}
+
+/// One upstream attempt: what channel and key success rates (`/v1/stats`,
+/// `/v1/channel_key_rankings`, smart key ordering) are computed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub at_ms: i64,
+    pub request_id: String,
+    pub client_key: String,
+    pub provider: String,
+    /// The alias requested (what `/v1/stats` groups by, with the provider).
+    pub model: String,
+    pub upstream_model: String,
+    pub key_fingerprint: Option<String>,
+    pub success: bool,
+    /// Upstream HTTP status; `None` when no response came (connect error, timeout).
+    pub status: Option<u16>,
+    /// The key pool's error class name (`rate_limit`, `timeout`, ...) for failures.
+    pub error_class: Option<String>,
+    pub latency_ms: u64,
+}
+
+#[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_usage_keeps_openai_semantics() {
+        let u = protocol::ir::Usage {
+            input_tokens: 100,
+            output_tokens: 40,
+            cache_read_tokens: 30,
+            cache_write_tokens: 5,
+            reasoning_tokens: 12,
+        };
+        let t = Tokens::reported(&u);
+        assert_eq!(
+            (t.prompt, t.completion, t.cached, t.reasoning),
+            (100, 40, 30, 12)
+        );
+        assert_eq!(t.total(), 140);
+        assert!(!t.estimated);
+    }
+
+    #[test]
+    fn estimates_round_up_and_are_marked() {
+        let t = Tokens::estimate(9, 0);
+        assert_eq!((t.prompt, t.completion), (3, 0));
+        assert!(t.estimated);
+    }
+}

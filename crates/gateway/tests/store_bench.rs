@@ -1,0 +1,129 @@
+//! What usage logging costs the gateway, per request, with SQLite: the request path's
+//! `record` calls and the writer's CPU time. Ignored by default (a measurement, not a check):
+//!
+//!     cargo test --release -p llmux --test store_bench -- --ignored --nocapture
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod store_common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llmux::store::{
+    Batch, HourlyCost, KeyCounts, StoreError, Summary, UsageFilter, UsageRow, UsageStore,
+    UsageWriter, WriterConfig,
+};
+use llmux::usage::CostLedger;
+use store_common::*;
+
+/// User + system CPU time of this process (Linux), in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+const REQUESTS: i64 = 100_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run with --release --ignored --nocapture"]
+async fn sqlite_logging_cost_per_request() {
+    let dir = TempDir::new();
+    let store = Arc::new(sqlite(&dir).await);
+    measure("sqlite", store).await;
+}
+
+/// The same without a database: the queue, batching and record handling alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run with --release --ignored --nocapture"]
+async fn writer_overhead_without_a_database() {
+    measure("no-op store", Arc::new(NoopStore)).await;
+}
+
+struct NoopStore;
+
+impl UsageStore for NoopStore {
+    async fn insert(&self, _: &Batch) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn summary(&self, _: i64) -> Result<Summary, StoreError> {
+        Ok(Summary::default())
+    }
+    async fn token_usage(&self, _: &UsageFilter) -> Result<Vec<UsageRow>, StoreError> {
+        Ok(vec![])
+    }
+    async fn key_rankings(
+        &self,
+        _: &str,
+        _: i64,
+        _: Option<i64>,
+    ) -> Result<Vec<KeyCounts>, StoreError> {
+        Ok(vec![])
+    }
+    async fn cost_since(&self, _: &str, _: i64) -> Result<f64, StoreError> {
+        Ok(0.0)
+    }
+    async fn hourly_costs(&self) -> Result<Vec<HourlyCost>, StoreError> {
+        Ok(vec![])
+    }
+    async fn add_credits(&self, _: &str, a: f64, _: i64) -> Result<f64, StoreError> {
+        Ok(a)
+    }
+    async fn credit_grants(&self) -> Result<Vec<(String, f64)>, StoreError> {
+        Ok(vec![])
+    }
+    async fn purge_before(&self, _: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+async fn measure<S: UsageStore>(label: &str, store: Arc<S>) {
+    let cfg = WriterConfig {
+        capacity: 250_000,
+        ..WriterConfig::default()
+    };
+    let writer = UsageWriter::spawn(Arc::clone(&store), cfg, Arc::new(CostLedger::new()));
+    let sink = writer.sink();
+    // Build the records first: the request path has them anyway.
+    let work: Vec<_> = (0..REQUESTS)
+        .map(|i| {
+            (
+                attempt(
+                    "openai",
+                    "gpt-4o",
+                    Some("sk-...up01#00000000000000aa"),
+                    T0 + i,
+                    true,
+                ),
+                request("sk-...cli1#00000000000000c1", "gpt-4o", T0 + i, 1200, 300),
+            )
+        })
+        .collect();
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
+    for (a, r) in work {
+        sink.record_attempt(a);
+        sink.record(r);
+    }
+    let queued = started.elapsed();
+    let s = writer.shutdown(Duration::from_secs(600)).await;
+    let total = started.elapsed();
+    let cpu = cpu_seconds() - cpu0;
+    assert_eq!(s.written, 2 * u64::try_from(REQUESTS).unwrap());
+    let per_request_us = |d: f64| d * 1e6 / REQUESTS as f64;
+    println!(
+        "{label}: {REQUESTS} requests (2 rows each): record() {:.2} µs/request on the request path; \
+         all written in {total:?}; process CPU {:.1} µs/request in total (request path + writer)",
+        per_request_us(queued.as_secs_f64()),
+        per_request_us(cpu),
+    );
+}
