@@ -662,15 +662,20 @@ mod admin;
 mod anthropic;
 mod audio;
 mod azure;
+mod bedrock;
 mod body;
 mod chat;
 mod clock;
+mod cloudflare;
+mod cohere;
 mod convo;
 mod embeddings;
 mod errors;
+mod eventstream;
 mod flavor;
 mod gemini;
 mod gemini_fields;
+mod google_auth;
 mod images;
 mod keystate;
 mod models;
@@ -681,6 +686,7 @@ mod ratelimit;
 mod responses;
 mod route;
 mod server;
+mod sigv4;
 mod stream;
 mod util;
 
@@ -854,6 +860,55 @@ pub struct MockOptions {
     /// windows and Anthropic's RFC 3339 resets. Default: when the server
     /// started.
     pub clock_origin: Option<SystemTime>,
+    /// Bedrock: the access keys whose SigV4 signatures the mock verifies
+    /// (any other access key is unrecognized).
+    pub aws_credentials: Vec<AwsCredentials>,
+    /// Bedrock: the region signatures must be scoped to.
+    pub aws_region: String,
+    /// Vertex AI: service accounts whose JWT assertions `POST /token`
+    /// accepts.
+    pub google_service_accounts: Vec<GoogleServiceAccount>,
+}
+
+/// An AWS access key pair Bedrock accepts (see [`MockOptions::aws_credentials`]).
+#[derive(Clone, Debug)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl AwsCredentials {
+    pub fn new(access_key_id: &str, secret_access_key: &str) -> AwsCredentials {
+        AwsCredentials {
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: secret_access_key.to_owned(),
+        }
+    }
+}
+
+/// A Google service account the token endpoint knows: its email (the JWT
+/// `iss`) and RSA public key (SubjectPublicKeyInfo or PKCS#1, PEM or DER).
+/// A key that does not parse makes [`MockServer::start`] fail.
+#[derive(Clone, Debug)]
+pub struct GoogleServiceAccount {
+    pub email: String,
+    key: google_auth::KeyData,
+}
+
+impl GoogleServiceAccount {
+    pub fn from_pem(email: &str, public_key_pem: &str) -> GoogleServiceAccount {
+        GoogleServiceAccount {
+            email: email.to_owned(),
+            key: google_auth::KeyData::Pem(public_key_pem.to_owned()),
+        }
+    }
+
+    pub fn from_der(email: &str, public_key_der: &[u8]) -> GoogleServiceAccount {
+        GoogleServiceAccount {
+            email: email.to_owned(),
+            key: google_auth::KeyData::Der(public_key_der.to_vec()),
+        }
+    }
 }
 
 impl Default for MockOptions {
@@ -885,6 +940,9 @@ impl Default for MockOptions {
             refused_requests_count: false,
             admin: false,
             clock_origin: None,
+            aws_credentials: Vec::new(),
+            aws_region: "us-east-1".to_owned(),
+            google_service_accounts: Vec::new(),
         }
     }
 }
@@ -926,6 +984,12 @@ impl RecordedRequest {
     /// The model the request names: Gemini's path model, Azure's deployment,
     /// else the body's `model`.
     pub fn model(&self) -> Option<String> {
+        if matches!(
+            self.endpoint,
+            Endpoint::BedrockConverse | Endpoint::BedrockConverseStream
+        ) {
+            return bedrock::model_in_path(&self.path);
+        }
         route::model_in_path(self.endpoint, &self.path)
             .map(str::to_owned)
             .or_else(|| {
@@ -939,7 +1003,7 @@ impl RecordedRequest {
     /// Whether the request asked for a streamed answer (`"stream": true`, or
     /// Gemini's `:streamGenerateContent`).
     pub fn is_stream(&self) -> bool {
-        self.endpoint == Endpoint::GeminiStreamGenerateContent
+        self.endpoint.streams()
             || self
                 .json()
                 .and_then(|v| v.get("stream").and_then(serde_json::Value::as_bool))
@@ -1046,7 +1110,7 @@ impl MockServer {
     pub async fn start_on(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(opts, addr));
+        let shared = Arc::new(Shared::new(opts, addr)?);
         let task = tokio::spawn(server::accept_loop(listener, Arc::clone(&shared)));
         Ok(MockServer { shared, addr, task })
     }
@@ -1134,6 +1198,17 @@ impl MockServer {
     /// nothing configured) counts nothing and takes no lock.
     pub fn key_stats(&self) -> BTreeMap<String, KeyStats> {
         self.shared.keys.snapshot()
+    }
+
+    /// `POST /token` requests received so far (successful or not).
+    pub fn google_token_requests(&self) -> usize {
+        self.shared.google.requests.load(Ordering::SeqCst)
+    }
+
+    /// Expires every access token issued so far: Vertex calls carrying one
+    /// get 401 `UNAUTHENTICATED` (`ACCESS_TOKEN_EXPIRED`) from now on.
+    pub fn expire_google_tokens(&self) {
+        self.shared.google.expire_all();
     }
 
     /// Virtual time for deterministic limit tests: when set, the limiter reads
