@@ -855,8 +855,8 @@
 //! string or `text`/`image_url`/`document` blocks; assistant messages with
 //! content or `tool_calls` whose `id` is set and `function.arguments` is a
 //! JSON string; every tool call answered by a `tool` message with its
-//! `tool_call_id` before the next non-tool message ("messages[N]: tool call
-//! 'ID' has no tool result message"), and every `tool` message answering
+//! `tool_call_id` before the next non-tool message (`messages[N]: tool call
+//! 'ID' has no tool result message`), and every `tool` message answering
 //! one ("… does not match any tool call of the preceding assistant
 //! message"); tools `{"type":"function","function":{"name","parameters"}}`;
 //! `tool_choice` `REQUIRED` or `NONE`; `thinking.type` `enabled` or
