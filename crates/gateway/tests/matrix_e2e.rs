@@ -898,6 +898,28 @@ async fn error(env: &Env) -> R {
     Ok(())
 }
 
+async fn rate_limit(env: &Env) -> R {
+    // A rate limit that outlasts llmux's retries comes back as a 429 (some upstreams' 429s
+    // carry no retry hint, and llmux retries those at once: enough faults for all attempts).
+    for _ in 0..8 {
+        env.mock.push_fault(Fault::new(FaultKind::RateLimited {
+            retry_after_secs: 30,
+        }));
+    }
+    let r = env.chat(text_request(env.up, false)).await;
+    ensure_eq!(r.status.as_u16(), 429);
+    let v: Value = serde_json::from_slice(&r.body).map_err(|e| format!("{e}: {}", r.text()))?;
+    ensure!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+            && v["error"]["type"].is_string()
+            && v["error"].get("code").is_some(),
+        "not an OpenAI error: {v}"
+    );
+    Ok(())
+}
+
 async fn run(up: Up) {
     let env = env(up).await;
     let mut failures = Vec::new();
@@ -915,6 +937,7 @@ async fn run(up: Up) {
     case!("image", image(&env));
     case!("reasoning", reasoning(&env));
     case!("error", error(&env));
+    case!("rate limit", rate_limit(&env));
     if matches!(up, Up::VertexGemini | Up::VertexClaude) {
         // One token for every request of the run: llmux caches it.
         let n = env.mock.google_token_requests();
@@ -978,4 +1001,78 @@ async fn azure_upstream() {
 #[tokio::test]
 async fn responses_upstream() {
     run(Up::Responses).await;
+}
+
+/// The cached Vertex token is used until the upstream refuses it; then a new one is fetched.
+#[tokio::test]
+async fn vertex_token_is_replaced_once_refused() {
+    let env = env(Up::VertexGemini).await;
+    for _ in 0..3 {
+        let r = env.chat(text_request(Up::VertexGemini, false)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(env.mock.google_token_requests(), 1);
+    env.mock.expire_google_tokens();
+    // The request that meets the refused token fails with Google's message (llmux drops the
+    // token but does not retry with a new one); the next request fetches a new token.
+    let refused = env.chat(text_request(Up::VertexGemini, false)).await;
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    let err = refused.openai_error();
+    assert_eq!(err["type"], "authentication_error");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Request had invalid authentication credentials."),
+        "{err}"
+    );
+    let after = env.chat(text_request(Up::VertexGemini, false)).await;
+    assert_eq!(after.status, 200, "{}", after.text());
+    assert_eq!(env.mock.google_token_requests(), 2);
+    let rec = env.mock.requests().pop().unwrap();
+    let fresh = rec.bearer().unwrap().to_owned();
+    let stale = env
+        .mock
+        .requests()
+        .iter()
+        .find(|r| r.endpoint == Endpoint::VertexGenerateContent)
+        .and_then(|r| r.bearer().map(str::to_owned))
+        .unwrap();
+    assert_ne!(fresh, stale);
+}
+
+/// The mock's SigV4 verifier is not a rubber stamp: a wrong secret is refused upstream, and
+/// the client gets an OpenAI-shaped error.
+#[tokio::test]
+async fn bedrock_signature_with_the_wrong_secret_is_refused() {
+    let mock = MockServer::start(MockOptions {
+        aws_credentials: vec![AwsCredentials::new(AWS_AK, AWS_SK)],
+        aws_region: AWS_REGION.to_owned(),
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let yaml = format!(
+        "providers:\n  - provider: up\n    base_url: {}\n    engine: aws\n    aws_access_key: {AWS_AK}\n    aws_secret_key: wrong-secret\n    region: {AWS_REGION}\n    model:\n      - \"{}\"\napi_keys:\n  - api: {CLIENT_KEY}\n",
+        mock.root_url(),
+        Up::Bedrock.model()
+    );
+    let gw = start(&yaml).await;
+    let r = post_json(
+        &gw.url("/v1/chat/completions"),
+        Some(CLIENT_KEY),
+        &text_request(Up::Bedrock, false).to_string(),
+    )
+    .await;
+    assert_ne!(r.status, 200, "{}", r.text());
+    let err = r.openai_error();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("The request signature we calculated does not match"),
+        "{err}"
+    );
+    let rec = mock.requests().pop().unwrap();
+    assert_eq!(rec.endpoint, Endpoint::BedrockConverse);
 }
