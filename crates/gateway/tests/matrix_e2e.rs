@@ -898,6 +898,49 @@ async fn error(env: &Env) -> R {
     Ok(())
 }
 
+/// An upstream stream that fails after its first words must not look complete to the client:
+/// the stream carries an OpenAI error event and no `stop` finish.
+async fn stream_error(env: &Env) -> R {
+    // Enough events that some text has reached the client (before that, llmux may fail over
+    // and retry, which hides the failure as it should).
+    let after_events = match env.up {
+        Up::Anthropic | Up::VertexClaude => 6,
+        Up::Responses => 7,
+        _ => 3,
+    };
+    env.mock
+        .push_fault(Fault::new(FaultKind::ErrorMidStream { after_events }));
+    let mut body = text_request(env.up, true);
+    body["messages"][1]["content"] = json!("one two three four five six seven eight nine ten");
+    let r = env.chat(body).await;
+    ensure_eq!(r.status.as_u16(), 200);
+    let data = r.sse_data();
+    let events: Vec<Value> = data
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let stopped = events
+        .iter()
+        .any(|e| e["choices"][0]["finish_reason"] == "stop");
+    ensure!(!stopped, "a failed stream finished with stop: {}", r.text());
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    let full = "You said: one two three four five six seven eight nine ten";
+    ensure!(
+        !text.is_empty() && full.starts_with(&text) && text != full,
+        "text before the failure: {text:?}"
+    );
+    ensure!(
+        events.iter().any(|e| e["error"]["message"].is_string()),
+        "no error event: {}",
+        r.text()
+    );
+    Ok(())
+}
+
 async fn rate_limit(env: &Env) -> R {
     // A rate limit that outlasts llmux's retries comes back as a 429 (some upstreams' 429s
     // carry no retry hint, and llmux retries those at once: enough faults for all attempts).
@@ -936,6 +979,7 @@ async fn run(up: Up) {
     case!("parallel tools", parallel_tools(&env));
     case!("image", image(&env));
     case!("reasoning", reasoning(&env));
+    case!("stream error", stream_error(&env));
     case!("error", error(&env));
     case!("rate limit", rate_limit(&env));
     if matches!(up, Up::VertexGemini | Up::VertexClaude) {
