@@ -105,7 +105,7 @@ const CACHE_CAPACITY: usize = 65_536;
 
 impl PromptCache {
     /// Records `prefix` and says whether it was already cached.
-    fn hit(&self, prefix: u64) -> bool {
+    pub(crate) fn hit(&self, prefix: u64) -> bool {
         let mut seen = lock(&self.seen);
         if seen.contains(&prefix) {
             return true;
@@ -642,23 +642,53 @@ fn known_model(ctx: &Ctx<'_>, model: &str) -> bool {
     model.starts_with("claude-") || ctx.shared.has_model(model)
 }
 
+/// Which API the body was sent to.
+#[derive(Clone, Copy)]
+enum Api<'a> {
+    Messages,
+    CountTokens,
+    /// Vertex AI's `rawPredict` / `streamRawPredict`: the model is in the
+    /// path, and the body carries `anthropic_version` instead of `model`.
+    Vertex {
+        model: &'a str,
+    },
+}
+
+/// The `anthropic_version` Vertex AI requires in the body.
+pub(crate) const VERTEX_VERSION: &str = "vertex-2023-10-16";
+
 fn parse<'a>(
     ctx: &Ctx<'_>,
     obj: &'a Map<String, Value>,
-    count_only: bool,
+    api: Api<'a>,
 ) -> Result<Parsed<'a>, Reject> {
-    let fields = if count_only {
-        COUNT_FIELDS
-    } else {
-        MESSAGE_FIELDS
+    let count_only = matches!(api, Api::CountTokens);
+    let allowed = |k: &str| match api {
+        Api::Messages => MESSAGE_FIELDS.contains(&k),
+        Api::CountTokens => COUNT_FIELDS.contains(&k),
+        Api::Vertex { .. } => {
+            k == "anthropic_version" || (k != "model" && MESSAGE_FIELDS.contains(&k))
+        }
     };
-    if let Some(extra) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
+    if let Some(extra) = obj.keys().find(|k| !allowed(k.as_str())) {
         return Err(bad(format!("{extra}: Extra inputs are not permitted")));
     }
-    let model = match obj.get("model") {
-        None => return Err(bad("model: Field required")),
-        Some(Value::String(m)) => m.as_str(),
-        Some(_) => return Err(bad("model: Input should be a valid string")),
+    let model = match (api, obj.get("model")) {
+        (Api::Vertex { model }, _) => {
+            match obj.get("anthropic_version") {
+                None => return Err(bad("anthropic_version: Field required")),
+                Some(Value::String(v)) if v == VERTEX_VERSION => {}
+                Some(_) => {
+                    return Err(bad(format!(
+                        "anthropic_version: Input should be '{VERTEX_VERSION}'"
+                    )));
+                }
+            }
+            model
+        }
+        (_, None) => return Err(bad("model: Field required")),
+        (_, Some(Value::String(m))) => m.as_str(),
+        (_, Some(_)) => return Err(bad("model: Input should be a valid string")),
     };
     let max_tokens = if count_only {
         None
@@ -891,14 +921,25 @@ fn tool_block(call: &Call, id: String) -> Json {
 
 /// `POST /v1/messages`.
 pub(crate) fn messages(ctx: &Ctx<'_>, v: &Value) -> Response<Body> {
+    answer(ctx, v, Api::Messages, false)
+}
+
+/// Vertex AI's `:rawPredict` / `:streamRawPredict` for the model in the
+/// path (the stream method streams whatever the body's `stream` says).
+pub(crate) fn vertex(ctx: &Ctx<'_>, v: &Value, model: &str, stream_method: bool) -> Response<Body> {
+    answer(ctx, v, Api::Vertex { model }, stream_method)
+}
+
+fn answer(ctx: &Ctx<'_>, v: &Value, api: Api<'_>, force_stream: bool) -> Response<Body> {
     let rid = ctx.request_id;
     let Some(obj) = v.as_object() else {
         return bad_json(rid);
     };
-    let req = match parse(ctx, obj, false) {
+    let mut req = match parse(ctx, obj, api) {
         Ok(r) => r,
         Err(e) => return e.into_response(rid),
     };
+    req.stream |= force_stream;
     let limits = convo::Limits {
         max_tokens: Some(req.max_tokens),
         thinking: req.thinking,
@@ -1101,7 +1142,7 @@ pub(crate) fn count_tokens(ctx: &Ctx<'_>, v: &Value) -> Response<Body> {
     let Some(obj) = v.as_object() else {
         return bad_json(rid);
     };
-    if let Err(e) = parse(ctx, obj, true) {
+    if let Err(e) = parse(ctx, obj, Api::CountTokens) {
         return e.into_response(rid);
     }
     let out = obj! {"input_tokens": input_tokens_of(v)};

@@ -52,6 +52,17 @@ pub(crate) enum Dialect {
     Azure,
     Gemini,
     Anthropic,
+    /// Amazon Bedrock Runtime (AWS REST-JSON errors).
+    Bedrock,
+    /// Cohere's v2 API (`{"id", "message"}` errors).
+    Cohere,
+    /// Cloudflare's API envelope.
+    Cloudflare,
+}
+
+/// A stable per-request seed for error ids (Cohere's error bodies carry one).
+fn seed_of(request_id: &str) -> u64 {
+    crate::util::fnv1a64(request_id.as_bytes())
 }
 
 impl Dialect {
@@ -294,6 +305,9 @@ pub(crate) fn rate_limited(dialect: Dialect, ctx: &ErrCtx<'_>, d: &Denial) -> Re
     let model = ctx.model;
     let org = ctx.org;
     match dialect {
+        Dialect::Bedrock => crate::bedrock::throttled(),
+        Dialect::Cohere => crate::cohere::rate_limited(seed_of(ctx.request_id)),
+        Dialect::Cloudflare => crate::cloudflare::rate_limited(),
         Dialect::OpenAi => match d.retry_ms {
             None => ApiError::request_too_large(model, org, d.limit, d.requested).into_response(),
             Some(ms) => {
@@ -398,6 +412,9 @@ pub(crate) fn rate_limited(dialect: Dialect, ctx: &ErrCtx<'_>, d: &Denial) -> Re
 /// A key the provider does not (or no longer) accept.
 pub(crate) fn invalid_key(dialect: Dialect, key: &str, request_id: &str) -> Response<Body> {
     match dialect {
+        Dialect::Bedrock => crate::bedrock::invalid_key(),
+        Dialect::Cohere => crate::cohere::invalid_key(seed_of(request_id)),
+        Dialect::Cloudflare => crate::cloudflare::auth_error(),
         Dialect::OpenAi => ApiError::invalid_key(key).into_response(),
         Dialect::Groq => groq(
             StatusCode::UNAUTHORIZED,
@@ -446,6 +463,9 @@ pub(crate) fn invalid_key(dialect: Dialect, key: &str, request_id: &str) -> Resp
 /// A key whose account is out of credit.
 pub(crate) fn exhausted(dialect: Dialect, ctx: &ErrCtx<'_>) -> Response<Body> {
     match dialect {
+        Dialect::Bedrock => crate::bedrock::access_denied(),
+        Dialect::Cohere => crate::cohere::exhausted(seed_of(ctx.request_id)),
+        Dialect::Cloudflare => crate::cloudflare::exhausted(),
         Dialect::OpenAi | Dialect::Azure => ApiError::insufficient_quota().into_response(),
         Dialect::Groq => groq(
             StatusCode::TOO_MANY_REQUESTS,
@@ -470,6 +490,9 @@ pub(crate) fn exhausted(dialect: Dialect, ctx: &ErrCtx<'_>) -> Response<Body> {
 /// Provider-wide overload.
 pub(crate) fn overloaded(dialect: Dialect, request_id: &str) -> Response<Body> {
     match dialect {
+        Dialect::Bedrock => crate::bedrock::unavailable(),
+        Dialect::Cohere => crate::cohere::overloaded(seed_of(request_id)),
+        Dialect::Cloudflare => crate::cloudflare::overloaded(),
         Dialect::OpenAi | Dialect::Groq | Dialect::Azure => ApiError::overloaded().into_response(),
         Dialect::Gemini => google(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -564,7 +587,7 @@ pub(crate) fn apply_rate_headers(
                 HeaderValue::from(view.tokens.remaining),
             );
         }
-        Dialect::Gemini => {}
+        Dialect::Gemini | Dialect::Bedrock | Dialect::Cohere | Dialect::Cloudflare => {}
         Dialect::Anthropic => {
             let input = view.tokens;
             let output = view.output.unwrap_or(input);

@@ -13,7 +13,6 @@ use crate::convo::{self, Choice, Convo, Plan, Stop, ToolDef};
 use crate::flavor::{self, Dialect, ErrCtx, google, google_error};
 use crate::gemini_fields::{self, Violation};
 use crate::ordered_json::OValue;
-use crate::route::Endpoint;
 use crate::server::{Ctx, Shared, TokenUsage};
 use crate::stream::Events;
 use crate::util::{Json, alnum_id, obj, tokens_for_chars, word_ends, word_pieces};
@@ -554,6 +553,21 @@ pub(crate) fn generate(ctx: &Ctx<'_>, v: &Value, raw: &Bytes, model: &str) -> Re
         }
     }
     if !known_model(ctx.shared, model) {
+        if let Some(vp) = crate::route::vertex_split(ctx.parts.uri.path()) {
+            let name = match (vp.project, vp.location) {
+                (Some(p), Some(l)) => {
+                    format!("projects/{p}/locations/{l}/publishers/google/models/{model}")
+                }
+                _ => format!("publishers/google/models/{model}"),
+            };
+            return google_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!(
+                    "Publisher Model `{name}` was not found or your project does not have access to it. Please ensure you are using a valid model version. For more information, see: https://cloud.google.com/vertex-ai/generative-ai/docs/learn/model-versions"
+                ),
+            );
+        }
         return model_not_found(model, api_version(ctx));
     }
     if let Some(message) = check_shape(v.get("contents")) {
@@ -583,7 +597,7 @@ pub(crate) fn generate(ctx: &Ctx<'_>, v: &Value, raw: &Bytes, model: &str) -> Re
         plan,
     };
     let tokens = TokenUsage::single(answer.prompt, answer.plan.output_tokens());
-    let mut resp = if ctx.endpoint == Endpoint::GeminiStreamGenerateContent {
+    let mut resp = if ctx.endpoint.streams() {
         stream(ctx, &answer, ctx.query("alt") == Some("sse"))
     } else {
         let mut bytes = answer.whole().to_vec_google_pretty();

@@ -1,5 +1,6 @@
-//! A faithful, scriptable fake of the OpenAI, Anthropic, Gemini and Azure
-//! OpenAI REST APIs, for llmux's end-to-end tests and load benchmarks.
+//! A faithful, scriptable fake of the OpenAI, Anthropic, Gemini, Azure
+//! OpenAI, Vertex AI, Amazon Bedrock (Converse), Cohere (v2) and Cloudflare
+//! Workers AI REST APIs, for llmux's end-to-end tests and load benchmarks.
 //!
 //! Each wire format (field names, error bodies, headers, SSE framing,
 //! validation messages) follows its provider's API reference and official
@@ -79,6 +80,16 @@
 //!   `/openai/v1/embeddings`, and Azure AI Foundry's
 //!   `POST /models/chat/completions` and `/models/embeddings`
 //!   (`?api-version=` required). See *Azure*.
+//! * **Vertex AI**: `POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`
+//!   and `:streamGenerateContent` (the Gemini handlers), `.../publishers/anthropic/models/{m}:rawPredict`
+//!   and `:streamRawPredict` (the Anthropic handlers), the express-mode
+//!   `POST /v1/publishers/google/models/{m}:generateContent` / `:streamGenerateContent`
+//!   (`/v1beta1/` works too), and the OAuth token endpoint `POST /token`. See *Vertex AI*.
+//! * **Amazon Bedrock Runtime**: `POST /model/{modelId}/converse` and
+//!   `/converse-stream` (the model id percent-encoded or not). See *Bedrock*.
+//! * **Cohere**: `POST /v2/chat`. See *Cohere*.
+//! * **Cloudflare Workers AI**: `POST /client/v4/accounts/{account}/ai/run/{model}`
+//!   (the model keeps its slashes: `@cf/meta/llama-3.1-8b-instruct`). See *Cloudflare*.
 //!
 //! Anything else gets OpenAI's
 //! `404 {"error":{"message":"Invalid URL (POST /v1/xyz)",...}}` (under
@@ -109,6 +120,15 @@
 //!   `{"error":{"code":"401","message":"Access denied due to missing
 //!   subscription key. Make sure to include subscription key when making
 //!   requests to an API."}}`.
+//! * Vertex project routes: `Authorization: Bearer` with a token `POST /token`
+//!   issued (API keys do not open them); express routes: `x-goog-api-key` or
+//!   `?key=`, as Gemini's. See *Vertex AI*.
+//! * Bedrock routes: a SigV4 `Authorization` the mock verifies, or a bearer
+//!   Bedrock API key (checked like any key). See *Bedrock*.
+//! * Cohere and Cloudflare routes: `Authorization: Bearer`. Missing: Cohere
+//!   401 `{"id":…,"message":"no api key supplied"}`; Cloudflare 401
+//!   `{"result":null,"success":false,"errors":[{"code":10000,"message":"Authentication
+//!   error"}],"messages":[]}` (also its answer to an unknown token).
 //!
 //! # Request pipeline
 //!
@@ -298,8 +318,12 @@
 //! `functionResponse.response`, recursively (so `{"result": "22C"}` counts
 //! 3); Responses `instructions`, message text (string content or
 //! `input_text`/`output_text` parts) and `function_call_output` output, plus
-//! the stored conversation a `previous_response_id` continues. Never
-//! counted: tool definitions, tool call arguments, thinking, images.
+//! the stored conversation a `previous_response_id` continues; Bedrock
+//! `system` texts, message `text` blocks and `toolResult` contents (text,
+//! and every string of `json`); Cohere message content (strings, `text`
+//! blocks, every string of `document` blocks); Cloudflare message content
+//! (or `prompt`). Never counted: tool definitions, tool call arguments,
+//! thinking, images.
 //!
 //! **Output tokens** = words of the reply, or with tool calls ceil(characters
 //! of all argument strings / 4) (at least 1), plus thinking tokens (the words
@@ -325,22 +349,27 @@
 //! first `enum` value if any, else by `type` (case-insensitive, so Gemini's
 //! `STRING` works) `"mock"` (string), `1` (integer/number), `true`, `[]`,
 //! `{}`, or `null`; serialised compactly with keys sorted, which is the
-//! "argument string" tokens are counted on. Ids: chat `call_` + 24
-//! alphanumerics; Anthropic `toolu_01` + 22; Responses item `fc_` + 48 hex
-//! and `call_id` `call_` + 24; Gemini calls have no id.
+//! "argument string" tokens are counted on. Bedrock's choice is `toolChoice`
+//! `any` (forced) or `tool{name}` (named); Cohere's `tool_choice`
+//! `REQUIRED`/`NONE`; Cloudflare has none; all three always allow parallel
+//! calls. Ids: chat `call_` + 24 alphanumerics; Anthropic `toolu_01` + 22;
+//! Responses item `fc_` + 48 hex and `call_id` `call_` + 24; Bedrock
+//! `tooluse_` + 22; Cohere `NAME_` + 12; Cloudflare OpenAI-style
+//! `chatcmpl-tool-` + 32; Gemini and classic Cloudflare calls have no id.
 //!
 //! **Thinking.** On when the request asks for it: Anthropic `thinking`
 //! `enabled` or `adaptive`; Gemini `thinkingConfig` with `includeThoughts:
 //! true`, a non-zero `thinkingBudget` or a `thinkingLevel`; Responses a
-//! `reasoning` object whose `effort` is not `"none"`. The thinking text is
-//! always `"Let me think about how to answer this."` (8 tokens). Chat never
-//! thinks.
+//! `reasoning` object whose `effort` is not `"none"`; Bedrock
+//! `additionalModelRequestFields` (see *Bedrock*); Cohere `thinking.type:
+//! "enabled"`. The thinking text is always `"Let me think about how to
+//! answer this."` (8 tokens). Chat and Cloudflare never think.
 //!
 //! **Signatures** are verifiable: base64 of `LABEL:` followed by the 16-hex
 //! FNV-1a hash of the signed text. Anthropic thinking blocks are signed with
 //! `mock-thinking-signature` over the thinking text (the empty text when
 //! `display: "omitted"`), and replayed thinking blocks must carry exactly
-//! that signature. Gemini `thoughtSignature`s are `mock-thought-signature`
+//! that signature; Bedrock `reasoningText` signatures are the same. Gemini `thoughtSignature`s are `mock-thought-signature`
 //! over the function name followed by its argument string. Responses
 //! `encrypted_content` is `mock-encrypted-reasoning` over the reasoning
 //! item's id.
@@ -650,27 +679,284 @@
 //! `INVALID_ARGUMENT`, `ContextLengthExceeded` 400 "The input token count (N)
 //! exceeds the maximum number of tokens allowed (1048576).".
 //!
+//! # Vertex AI
+//!
+//! **Token endpoint.** `POST /token` takes the JWT-bearer grant
+//! (`application/x-www-form-urlencoded`:
+//! `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=JWT`)
+//! and checks, in order: the grant type (else 400
+//! `{"error":"unsupported_grant_type","error_description":"Invalid grant_type: X"}`),
+//! an `assertion` (else `invalid_request`), three base64url segments, header
+//! `alg: RS256` and an RS256 (PKCS#1 v1.5, SHA-256) signature made with the
+//! private key of the service account named by `iss`, as registered in
+//! [`MockOptions::google_service_accounts`] (unknown `iss`: `invalid_grant`
+//! "Invalid grant: account not found"; other alg or bad signature:
+//! `invalid_grant` "Invalid JWT Signature."); `aud` equal to Google's
+//! `https://oauth2.googleapis.com/token` or to the mock's own `…/token` URL
+//! (else `invalid_grant` "Invalid JWT: Failed audience check. The right
+//! audience is URL"); `scope` containing
+//! `https://www.googleapis.com/auth/cloud-platform` (else 400
+//! `invalid_scope` "Invalid OAuth scope or ID token audience provided.");
+//! integer `iat`/`exp` with `exp > iat`, `exp - iat ≤ 3600`, `iat` at most 5
+//! minutes ahead and `exp` not past (else `invalid_grant` "Invalid JWT: Token
+//! must be a short-lived token (60 minutes) and in a reasonable timeframe.
+//! Check your iat and exp values in the JWT claim."). All refusals are 400
+//! `{"error","error_description"}`. Success: `{"access_token":
+//! "ya29.mock-"+48 hex, "expires_in": 3599, "token_type": "Bearer"}`; the
+//! token lives 3599 s of the mock's clock. [`MockServer::google_token_requests`]
+//! counts every `POST /token`; [`MockServer::expire_google_tokens`] expires
+//! all tokens issued so far. Time is the mock's clock (see
+//! [`MockServer::set_clock`]).
+//!
+//! **Bearer checks** (project routes): no bearer token → 401
+//! `UNAUTHENTICATED` "Request is missing required authentication
+//! credential. …" (`ErrorInfo` reason `CREDENTIALS_MISSING`); a token the
+//! mock never issued → 401 "Request had invalid authentication credentials.
+//! …" (`ACCESS_TOKEN_TYPE_UNSUPPORTED`); an expired one → the same with
+//! `ACCESS_TOKEN_EXPIRED`. These are Google-shaped on the Claude routes
+//! too. The bearer token is the request's key for faults and counters.
+//!
+//! **Gemini routes** answer exactly as the Gemini API (parsing, validation,
+//! answers, streams) with the model from the path; an unknown model is 404
+//! "Publisher Model `projects/P/locations/L/publishers/google/models/M` was
+//! not found or your project does not have access to it. …".
+//!
+//! **Claude routes** answer as the Messages API, except: the model comes
+//! from the path (and is echoed in `model`); the body must carry
+//! `anthropic_version: "vertex-2023-10-16"` (missing → 400
+//! "anthropic_version: Field required", other → "anthropic_version: Input
+//! should be 'vertex-2023-10-16'") and must not carry `model` ("model: Extra
+//! inputs are not permitted"); no `anthropic-version` header is needed;
+//! `:streamRawPredict` streams whatever the body's `stream` says.
+//!
+//! # Bedrock
+//!
+//! **SigV4.** With `Authorization: AWS4-HMAC-SHA256 Credential=AK/DATE/REGION/SERVICE/aws4_request,
+//! SignedHeaders=…, Signature=…` the mock rebuilds the canonical request
+//! from what it received — method; the path with each segment decoded then
+//! URI-encoded twice (`%3A` → `%253A`, as every service but S3); the query
+//! decoded, re-encoded and sorted; the headers `SignedHeaders` names, values
+//! trimmed and inner spaces folded (HTTP/2's `:authority` stands for
+//! `host`); the hex SHA-256 of the body actually received — and checks,
+//! in order: a SigV4 header with `Credential`, `SignedHeaders` and
+//! `Signature` (else 403 `IncompleteSignatureException`); an access key in
+//! [`MockOptions::aws_credentials`] (else 403
+//! `UnrecognizedClientException` "The security token included in the
+//! request is invalid."); an `x-amz-date` header (else
+//! `IncompleteSignatureException`); `host` signed, scope terminator
+//! `aws4_request`, service `bedrock`, region [`MockOptions::aws_region`],
+//! scope date equal to the `x-amz-date` day, and `x-amz-date` within 5
+//! minutes of the mock's clock (else 403 `InvalidSignatureException` in
+//! AWS's words, e.g. "Signature expired: X is now earlier than Y (Z - 5
+//! min.)"); finally the HMAC-SHA256 signature with the key derived from the
+//! secret (else 403 `InvalidSignatureException` "The request signature we
+//! calculated does not match the signature you provided. Check your AWS
+//! Secret Access Key and signing method. Consult the service documentation
+//! for details."). No `Authorization` at all: 403
+//! `MissingAuthenticationTokenException` "Missing Authentication Token". The
+//! access key id is the request's key (faults, counters). `Authorization:
+//! Bearer` is a Bedrock API key, checked like any key.
+//!
+//! **Errors** are AWS REST-JSON: the status, `x-amzn-ErrorType:
+//! NAME:http://internal.amazon.com/coral/com.amazon.bedrock/` (auth errors:
+//! `…/com.amazon.coral.service/`) and `{"message": …}`. Every answer
+//! carries `x-amzn-RequestId`. Malformed JSON: 400 `SerializationException`.
+//!
+//! **Validation** (400 `ValidationException`), in order: a model id that is
+//! neither `provider.model` (optionally behind a cross-region prefix such as
+//! `us.`), an ARN, nor in [`MockOptions::models`] → "The provided model
+//! identifier is invalid."; `messages` empty or not starting with `user` →
+//! "A conversation must start with a user message. Try again with a
+//! conversation that starts with a user message."; a role other than
+//! user/assistant → "1 validation error detected: Value 'R' at
+//! 'messages.N.member.role' failed to satisfy constraint: Member must
+//! satisfy enum value set: [user, assistant]"; empty content → "The content
+//! field in the Message object at messages.N is empty. Add a ContentBlock
+//! object to the content field and try again."; a content block that does
+//! not set exactly one member; blank text → "The text field in the
+//! ContentBlock object at messages.N.content.M is blank. Add text to the
+//! text field, and try again."; images only in user messages, `format` one
+//! of png/jpeg/gif/webp (else the enum constraint message), and the
+//! base64 `source.bytes` really starting like an image of that format (else
+//! "The model returned the following errors: Could not process image");
+//! two consecutive messages of one role → "A conversation must alternate
+//! between user and assistant roles. Make sure the conversation alternates
+//! between user and assistant roles and try again."; `toolUse`/`toolResult`
+//! without `toolConfig` → "The toolConfig field must be defined when using
+//! toolUse and toolResult content blocks."; an assistant `toolUse` not
+//! answered in the next message → "Expected toolResult blocks at
+//! messages.N.content for the following Ids: ID1, ID2"; a `toolResult` for
+//! an id the previous message did not use → "The number of toolResult
+//! blocks at messages.N.content exceeds the number of toolUse blocks of
+//! previous turn."; for `anthropic.` models, replayed `reasoningContent`
+//! must carry the mock's signature for its text ("The model returned the
+//! following errors: messages.N.content.M: Invalid `signature` in
+//! `thinking` block"); blank `system` text; `inferenceConfig.maxTokens ≥ 1`,
+//! `temperature` and `topP` in [0, 1], non-empty `stopSequences` (AWS's
+//! "1 validation error detected: Value 'V' at 'inferenceConfig.F' failed to
+//! satisfy constraint: …"); `toolConfig.tools` non-empty, each `toolSpec`
+//! named `[a-zA-Z0-9_-]+` (≤ 64) with `inputSchema.json`; `toolChoice` one of
+//! `auto`/`any`/`tool{name}`. With Claude's thinking on, `budget_tokens ≥
+//! 1024` and `< maxTokens`, and a tool loop in progress must replay the
+//! reasoning first (Anthropic's rule and words, prefixed "The model returned
+//! the following errors: "). Unknown top-level fields are ignored, as AWS
+//! does.
+//!
+//! **Answer.** `{"metrics":{"latencyMs"},"output":{"message":{"content",
+//! "role":"assistant"}},"stopReason","usage":{"inputTokens","outputTokens",
+//! "totalTokens"}}`; `latencyMs` = `latency` + `token_delay` × output
+//! tokens. Content: `{"reasoningContent":{"reasoningText":{"text",
+//! "signature"}}}` first when reasoning is on (`additionalModelRequestFields`
+//! `thinking.type` `enabled`/`adaptive`, or `reasoningConfig` /
+//! `reasoning_config` with `type: "enabled"`; signed like Anthropic
+//! thinking), then `{"text"}` (possibly empty) or the `{"toolUse":
+//! {"toolUseId": "tooluse_"+22 alphanumerics, "name", "input"}}` blocks.
+//! `stopReason`: `end_turn`, `max_tokens`, `stop_sequence` (with
+//! `additionalModelResponseFields: {"stop_sequence": S}`) or `tool_use`.
+//! Input tokens follow the prompt rule over system texts, message texts and
+//! tool results (text and every string of `json`). **Prompt caching:** the
+//! prefix before the last `cachePoint` block (system, then message blocks)
+//! is written the first time its exact content is seen for the model and
+//! read afterwards; `usage` then also has `cacheReadInputTokens` and
+//! `cacheWriteInputTokens` (ceil(prefix characters / 4)), `inputTokens`
+//! excludes them and `totalTokens` includes them.
+//!
+//! **ConverseStream** answers `application/vnd.amazon.eventstream`: each
+//! message is a prelude (total length, headers length, CRC32 of those 8
+//! bytes), string headers `:event-type`, `:content-type: application/json`,
+//! `:message-type: event`, a JSON payload, and a CRC32 of everything before
+//! it. Events: `messageStart {"role"}`; with reasoning, one
+//! `contentBlockDelta` `{"reasoningContent":{"text"}}` per word then one
+//! `{"reasoningContent":{"signature"}}` and a `contentBlockStop` (block 0);
+//! the text as one `{"text"}` delta per word (no `contentBlockStart`) and a
+//! `contentBlockStop`; per tool call a `contentBlockStart`
+//! `{"start":{"toolUse":{"toolUseId","name"}}}`, `{"toolUse":{"input"}}`
+//! deltas in 8-character pieces and a `contentBlockStop`; `messageStop
+//! {"stopReason"}`; `metadata {"usage","metrics":{"latencyMs"}}`. Every
+//! payload ends with Bedrock's `"p"` padding field (a prefix of
+//! `abc…XYZ0…9`). `ErrorMidStream` ends with an exception message
+//! (`:message-type: exception`, `:exception-type: internalServerException`,
+//! `{"message"}`).
+//!
+//! **Faults**: `RateLimited` → 429 `ThrottlingException` "Too many requests,
+//! please wait before trying again."; `InsufficientQuota` → 403
+//! `AccessDeniedException`; `InvalidKey` → 403
+//! `UnrecognizedClientException`; `Overloaded` → 503
+//! `ServiceUnavailableException`; `BadRequest` → 400 `ValidationException`
+//! with the message; `ContextLengthExceeded` → 400 "Input is too long for
+//! requested model."; `ServerError` → 500 `InternalServerException`. The same
+//! answers serve limits, exhausted keys and overload.
+//!
+//! # Cohere
+//!
+//! **Validation** (400 `{"id","message"}`, messages the mock's own, prefixed
+//! "invalid request: "): `model` required; `messages` required and
+//! non-empty; roles user/assistant/system/tool; user and system content a
+//! string or `text`/`image_url`/`document` blocks; assistant messages with
+//! content or `tool_calls` whose `id` is set and `function.arguments` is a
+//! JSON string; every tool call answered by a `tool` message with its
+//! `tool_call_id` before the next non-tool message (`messages[N]: tool call
+//! 'ID' has no tool result message`), and every `tool` message answering
+//! one ("… does not match any tool call of the preceding assistant
+//! message"); tools `{"type":"function","function":{"name","parameters"}}`;
+//! `tool_choice` `REQUIRED` or `NONE`; `thinking.type` `enabled` or
+//! `disabled`; `max_tokens` positive. A model that is not `command*`,
+//! `c4ai-*`, `north-*` or in [`MockOptions::models`] → 404 "model 'M' not
+//! found, make sure the correct model ID was used and that you have access
+//! to the model.". Malformed JSON: 400 "invalid request: failed to decode
+//! JSON body".
+//!
+//! **Answer.** `{"id": UUID, "message": {"role":"assistant", "content":
+//! [{"type":"thinking","thinking"}?, {"type":"text","text"}]}, "finish_reason",
+//! "usage"}`; with tool calls the message has `tool_plan` ("I will call A
+//! and B.", not counted as output) and `tool_calls: [{"id": NAME_+12
+//! lowercase alphanumerics, "type":"function", "function":{"name",
+//! "arguments"}}]` (thinking, if any, stays in `content`). Calls are
+//! parallel whenever the rules pick several. `finish_reason`: `COMPLETE`,
+//! `MAX_TOKENS`, `STOP_SEQUENCE`, `TOOL_CALL`. `usage`: `billed_units
+//! {input_tokens, output_tokens}` by the shared rules and `tokens` with
+//! `input_tokens` 10 higher (Cohere's unbilled preamble). Thinking is on
+//! with `thinking.type: "enabled"`.
+//!
+//! **Streaming** (`text/event-stream`, `event: NAME` + `data: {"type":
+//! NAME, …}`, no `[DONE]`): `message-start` (`id`, `delta.message` with
+//! role and empty content/tool_plan/tool_calls/citations); per content block
+//! `content-start` (`delta.message.content {"type":"thinking"|"text", …:
+//! ""}`), one `content-delta` per word, `content-end`, with `index`
+//! counting blocks; for tools, one `tool-plan-delta` per word of the plan,
+//! then per call `tool-call-start` (`index`, `delta.message.tool_calls`
+//! with id, type, name and empty arguments), `tool-call-delta` argument
+//! pieces of 8 characters, `tool-call-end`; finally `message-end` with
+//! `delta.finish_reason` and `delta.usage`. `ErrorMidStream` ends with a
+//! `message-end` whose delta has `error` and `finish_reason: "ERROR"`.
+//!
+//! **Errors and faults** (`{"id","message"}`): invalid key 401 "invalid api
+//! token"; `RateLimited` 429; `InsufficientQuota` 429 (the trial-key
+//! message); `Overloaded` 503; `BadRequest` 400 "invalid request: MESSAGE";
+//! `ContextLengthExceeded` 400 "invalid request: too many tokens: total
+//! number of tokens in the prompt cannot exceed 256000 - received N. …";
+//! `ServerError` 500.
+//!
+//! # Cloudflare
+//!
+//! **Request**: `messages` (roles system/user/assistant/tool; content a
+//! string or `text`/`image_url` parts; an assistant message with
+//! `tool_calls` may omit it) or `prompt`, `stream`, `max_tokens` (positive),
+//! `tools` in the classic shape (`{"name","description","parameters"}`) or
+//! OpenAI's (`{"type":"function","function":{…}}`). Violations: 400 code
+//! 5006 "AiError: Bad input: Error: …" (the mock's wording). A model that
+//! is not `@cf/…`, `@hf/…` or in [`MockOptions::models`]: 400 code 5007 "No
+//! such model M or task". The model never thinks; there is no tool choice
+//! and no stop sequences.
+//!
+//! **Answer**: `{"result": {"response": TEXT, "usage": {"prompt_tokens",
+//! "completion_tokens", "total_tokens"}}, "success": true, "errors": [],
+//! "messages": []}`; with tool calls `response` is `null` and `tool_calls`
+//! are classic `{"name","arguments":{…}}` when the tools were classic, or
+//! OpenAI-style `{"id","type":"function","function":{"name","arguments":
+//! "…"}}` when they were OpenAI-style. **Streaming** (`text/event-stream`):
+//! `data: {"response": WORD, "p": PADDING}` per word, one `data:
+//! {"response":"","tool_calls":[…]}` event with all calls, `data:
+//! {"response":"","usage":{…}}`, `data: [DONE]`. `ErrorMidStream` ends with
+//! `data: {"errors":[{"code":3043,"message":"Internal server error"}]}`.
+//!
+//! **Errors** use the envelope `{"result":null,"success":false,"errors":
+//! [{"code","message"}],"messages":[]}`: invalid token 401 code 10000
+//! "Authentication error"; `RateLimited` 429 code 971 "Please wait and
+//! consider throttling your request speed"; `InsufficientQuota` 429 code
+//! 3036 (daily neurons); `Overloaded` 429 code 3040 "No more data centers to
+//! forward the request to"; `BadRequest` 400 code 5006 "AiError: Bad input:
+//! MESSAGE"; `ContextLengthExceeded` 400 code 5021; `ServerError` 500 code
+//! 3043.
+//!
 //! # Recording
 //!
 //! With `record` on, [`MockServer::requests`] returns every request as
 //! received: method, path, query, headers, raw body, and the [`Endpoint`]
 //! that served it; [`RecordedRequest::model`] and
 //! [`RecordedRequest::is_stream`] read the model and streaming flag the way
-//! the endpoint's format carries them.
+//! the endpoint's format carries them (Bedrock's model id percent-decoded;
+//! Vertex's and Cloudflare's from the path; Bedrock's `converse-stream` and
+//! Vertex's stream methods are streams).
 
 mod admin;
 mod anthropic;
 mod audio;
 mod azure;
+mod bedrock;
 mod body;
 mod chat;
 mod clock;
+mod cloudflare;
+mod cohere;
 mod convo;
 mod embeddings;
 mod errors;
+mod eventstream;
 mod flavor;
 mod gemini;
 mod gemini_fields;
+mod google_auth;
 mod images;
 mod keystate;
 mod models;
@@ -681,6 +967,7 @@ mod ratelimit;
 mod responses;
 mod route;
 mod server;
+mod sigv4;
 mod stream;
 mod util;
 
@@ -854,6 +1141,55 @@ pub struct MockOptions {
     /// windows and Anthropic's RFC 3339 resets. Default: when the server
     /// started.
     pub clock_origin: Option<SystemTime>,
+    /// Bedrock: the access keys whose SigV4 signatures the mock verifies
+    /// (any other access key is unrecognized).
+    pub aws_credentials: Vec<AwsCredentials>,
+    /// Bedrock: the region signatures must be scoped to.
+    pub aws_region: String,
+    /// Vertex AI: service accounts whose JWT assertions `POST /token`
+    /// accepts.
+    pub google_service_accounts: Vec<GoogleServiceAccount>,
+}
+
+/// An AWS access key pair Bedrock accepts (see [`MockOptions::aws_credentials`]).
+#[derive(Clone, Debug)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl AwsCredentials {
+    pub fn new(access_key_id: &str, secret_access_key: &str) -> AwsCredentials {
+        AwsCredentials {
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: secret_access_key.to_owned(),
+        }
+    }
+}
+
+/// A Google service account the token endpoint knows: its email (the JWT
+/// `iss`) and RSA public key (SubjectPublicKeyInfo or PKCS#1, PEM or DER).
+/// A key that does not parse makes [`MockServer::start`] fail.
+#[derive(Clone, Debug)]
+pub struct GoogleServiceAccount {
+    pub email: String,
+    key: google_auth::KeyData,
+}
+
+impl GoogleServiceAccount {
+    pub fn from_pem(email: &str, public_key_pem: &str) -> GoogleServiceAccount {
+        GoogleServiceAccount {
+            email: email.to_owned(),
+            key: google_auth::KeyData::Pem(public_key_pem.to_owned()),
+        }
+    }
+
+    pub fn from_der(email: &str, public_key_der: &[u8]) -> GoogleServiceAccount {
+        GoogleServiceAccount {
+            email: email.to_owned(),
+            key: google_auth::KeyData::Der(public_key_der.to_vec()),
+        }
+    }
 }
 
 impl Default for MockOptions {
@@ -885,6 +1221,9 @@ impl Default for MockOptions {
             refused_requests_count: false,
             admin: false,
             clock_origin: None,
+            aws_credentials: Vec::new(),
+            aws_region: "us-east-1".to_owned(),
+            google_service_accounts: Vec::new(),
         }
     }
 }
@@ -926,6 +1265,12 @@ impl RecordedRequest {
     /// The model the request names: Gemini's path model, Azure's deployment,
     /// else the body's `model`.
     pub fn model(&self) -> Option<String> {
+        if matches!(
+            self.endpoint,
+            Endpoint::BedrockConverse | Endpoint::BedrockConverseStream
+        ) {
+            return bedrock::model_in_path(&self.path);
+        }
         route::model_in_path(self.endpoint, &self.path)
             .map(str::to_owned)
             .or_else(|| {
@@ -939,7 +1284,7 @@ impl RecordedRequest {
     /// Whether the request asked for a streamed answer (`"stream": true`, or
     /// Gemini's `:streamGenerateContent`).
     pub fn is_stream(&self) -> bool {
-        self.endpoint == Endpoint::GeminiStreamGenerateContent
+        self.endpoint.streams()
             || self
                 .json()
                 .and_then(|v| v.get("stream").and_then(serde_json::Value::as_bool))
@@ -1046,7 +1391,7 @@ impl MockServer {
     pub async fn start_on(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(opts, addr));
+        let shared = Arc::new(Shared::new(opts, addr)?);
         let task = tokio::spawn(server::accept_loop(listener, Arc::clone(&shared)));
         Ok(MockServer { shared, addr, task })
     }
@@ -1134,6 +1479,17 @@ impl MockServer {
     /// nothing configured) counts nothing and takes no lock.
     pub fn key_stats(&self) -> BTreeMap<String, KeyStats> {
         self.shared.keys.snapshot()
+    }
+
+    /// `POST /token` requests received so far (successful or not).
+    pub fn google_token_requests(&self) -> usize {
+        self.shared.google.requests.load(Ordering::SeqCst)
+    }
+
+    /// Expires every access token issued so far: Vertex calls carrying one
+    /// get 401 `UNAUTHENTICATED` (`ACCESS_TOKEN_EXPIRED`) from now on.
+    pub fn expire_google_tokens(&self) {
+        self.shared.google.expire_all();
     }
 
     /// Virtual time for deterministic limit tests: when set, the limiter reads

@@ -62,6 +62,28 @@ pub enum Endpoint {
     FoundryChatCompletions,
     /// `POST /models/embeddings`.
     FoundryEmbeddings,
+    /// `POST /model/{modelId}/converse` (Amazon Bedrock Runtime).
+    BedrockConverse,
+    /// `POST /model/{modelId}/converse-stream` (AWS event stream).
+    BedrockConverseStream,
+    /// `POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`.
+    VertexGenerateContent,
+    /// `POST /v1/projects/.../publishers/google/models/{m}:streamGenerateContent`.
+    VertexStreamGenerateContent,
+    /// `POST /v1/publishers/google/models/{m}:generateContent` (Vertex express mode).
+    VertexExpressGenerateContent,
+    /// `POST /v1/publishers/google/models/{m}:streamGenerateContent`.
+    VertexExpressStreamGenerateContent,
+    /// `POST /v1/projects/.../publishers/anthropic/models/{m}:rawPredict`.
+    VertexRawPredict,
+    /// `POST /v1/projects/.../publishers/anthropic/models/{m}:streamRawPredict`.
+    VertexStreamRawPredict,
+    /// `POST /token` (Google OAuth 2.0 token endpoint).
+    GoogleToken,
+    /// `POST /v2/chat` (Cohere Chat API v2).
+    CohereChat,
+    /// `POST /client/v4/accounts/{account}/ai/run/{model}` (Cloudflare Workers AI).
+    CloudflareRun,
     /// `GET /mock-files/...` (generated image URLs).
     File,
     /// Anything else (answered 404).
@@ -107,6 +129,19 @@ impl Endpoint {
             "/openai/v1/embeddings" if post => Endpoint::AzureV1Embeddings,
             "/models/chat/completions" if post => Endpoint::FoundryChatCompletions,
             "/models/embeddings" if post => Endpoint::FoundryEmbeddings,
+            "/token" if post => Endpoint::GoogleToken,
+            "/v2/chat" if post => Endpoint::CohereChat,
+            p if post && p.starts_with("/model/") => match p.rsplit_once('/') {
+                Some((_, "converse")) if crate::bedrock::model_in_path(p).is_some() => {
+                    Endpoint::BedrockConverse
+                }
+                Some((_, "converse-stream")) if crate::bedrock::model_in_path(p).is_some() => {
+                    Endpoint::BedrockConverseStream
+                }
+                _ => Endpoint::NotFound,
+            },
+            p if post && crate::cloudflare::split_path(p).is_some() => Endpoint::CloudflareRun,
+            p if post && vertex_split(p).is_some() => Endpoint::vertex(p),
             p if post && p.starts_with("/v1/models/") && p.contains(':') => {
                 Endpoint::gemini(method, p)
             }
@@ -125,6 +160,60 @@ impl Endpoint {
             },
             _ => Endpoint::NotFound,
         }
+    }
+
+    fn vertex(path: &str) -> Endpoint {
+        let Some(v) = vertex_split(path) else {
+            return Endpoint::NotFound;
+        };
+        match (v.project.is_some(), v.publisher, v.method) {
+            (true, "google", "generateContent") => Endpoint::VertexGenerateContent,
+            (true, "google", "streamGenerateContent") => Endpoint::VertexStreamGenerateContent,
+            (false, "google", "generateContent") => Endpoint::VertexExpressGenerateContent,
+            (false, "google", "streamGenerateContent") => {
+                Endpoint::VertexExpressStreamGenerateContent
+            }
+            (true, "anthropic", "rawPredict") => Endpoint::VertexRawPredict,
+            (true, "anthropic", "streamRawPredict") => Endpoint::VertexStreamRawPredict,
+            _ => Endpoint::NotFound,
+        }
+    }
+
+    /// Vertex routes authenticated with an OAuth bearer token (the project
+    /// routes; express mode takes an API key).
+    pub(crate) fn is_vertex_project(self) -> bool {
+        matches!(
+            self,
+            Endpoint::VertexGenerateContent
+                | Endpoint::VertexStreamGenerateContent
+                | Endpoint::VertexRawPredict
+                | Endpoint::VertexStreamRawPredict
+        )
+    }
+
+    /// Endpoints that answer with the Gemini handlers.
+    pub(crate) fn is_gemini_generate(self) -> bool {
+        matches!(
+            self,
+            Endpoint::GeminiGenerateContent
+                | Endpoint::GeminiStreamGenerateContent
+                | Endpoint::VertexGenerateContent
+                | Endpoint::VertexStreamGenerateContent
+                | Endpoint::VertexExpressGenerateContent
+                | Endpoint::VertexExpressStreamGenerateContent
+        )
+    }
+
+    /// Whether the endpoint always streams (by its method, not its body).
+    pub(crate) fn streams(self) -> bool {
+        matches!(
+            self,
+            Endpoint::GeminiStreamGenerateContent
+                | Endpoint::VertexStreamGenerateContent
+                | Endpoint::VertexExpressStreamGenerateContent
+                | Endpoint::VertexStreamRawPredict
+                | Endpoint::BedrockConverseStream
+        )
     }
 
     fn gemini(method: &Method, path: &str) -> Endpoint {
@@ -148,8 +237,19 @@ impl Endpoint {
     /// or Gemini flavour models their OpenAI-compatible endpoints).
     pub(crate) fn dialect(self, flavor: LimitFlavor) -> Dialect {
         match self {
-            Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => Dialect::Anthropic,
-            Endpoint::GeminiGenerateContent
+            Endpoint::AnthropicMessages
+            | Endpoint::AnthropicCountTokens
+            | Endpoint::VertexRawPredict
+            | Endpoint::VertexStreamRawPredict => Dialect::Anthropic,
+            Endpoint::BedrockConverse | Endpoint::BedrockConverseStream => Dialect::Bedrock,
+            Endpoint::CohereChat => Dialect::Cohere,
+            Endpoint::CloudflareRun => Dialect::Cloudflare,
+            Endpoint::VertexGenerateContent
+            | Endpoint::VertexStreamGenerateContent
+            | Endpoint::VertexExpressGenerateContent
+            | Endpoint::VertexExpressStreamGenerateContent
+            | Endpoint::GoogleToken
+            | Endpoint::GeminiGenerateContent
             | Endpoint::GeminiStreamGenerateContent
             | Endpoint::GeminiCountTokens
             | Endpoint::GeminiModels
@@ -184,6 +284,7 @@ impl Endpoint {
                 | Endpoint::Transcriptions
                 | Endpoint::Translations
                 | Endpoint::File
+                | Endpoint::GoogleToken
                 | Endpoint::NotFound
         )
     }
@@ -206,7 +307,16 @@ impl Endpoint {
             Endpoint::Translations => "Translations_Create",
             Endpoint::Speech => "Speech_Create",
             Endpoint::Moderations => "Moderations_Create",
-            Endpoint::AnthropicMessages => "Messages_Create",
+            Endpoint::AnthropicMessages
+            | Endpoint::VertexRawPredict
+            | Endpoint::VertexStreamRawPredict => "Messages_Create",
+            Endpoint::BedrockConverse | Endpoint::BedrockConverseStream => "Converse",
+            Endpoint::VertexGenerateContent
+            | Endpoint::VertexStreamGenerateContent
+            | Endpoint::VertexExpressGenerateContent
+            | Endpoint::VertexExpressStreamGenerateContent => "GenerateContent",
+            Endpoint::CohereChat | Endpoint::CloudflareRun => "ChatCompletions_Create",
+            Endpoint::GoogleToken => "Token",
             Endpoint::AnthropicCountTokens => "Messages_CountTokens",
             Endpoint::GeminiGenerateContent | Endpoint::GeminiStreamGenerateContent => {
                 "GenerateContent"
@@ -218,6 +328,46 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// A Vertex AI model path, project-scoped or express.
+pub(crate) struct VertexPath<'a> {
+    pub project: Option<&'a str>,
+    pub location: Option<&'a str>,
+    pub publisher: &'a str,
+    pub model: &'a str,
+    pub method: &'a str,
+}
+
+/// Splits `/{v1|v1beta1}/projects/{p}/locations/{l}/publishers/{pub}/models/{m}:{method}`
+/// and the express form `/{v1|v1beta1}/publishers/{pub}/models/{m}:{method}`.
+pub(crate) fn vertex_split(path: &str) -> Option<VertexPath<'_>> {
+    let rest = path
+        .strip_prefix("/v1/")
+        .or_else(|| path.strip_prefix("/v1beta1/"))?;
+    let (project, location, rest) = match rest.strip_prefix("projects/") {
+        Some(r) => {
+            let (project, r) = r.split_once('/')?;
+            let r = r.strip_prefix("locations/")?;
+            let (location, r) = r.split_once('/')?;
+            (Some(project), Some(location), r)
+        }
+        None => (None, None, rest),
+    };
+    let rest = rest.strip_prefix("publishers/")?;
+    let (publisher, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("models/")?;
+    let (model, method) = rest.rsplit_once(':')?;
+    let ok = |s: &str| !s.is_empty() && !s.contains('/');
+    (ok(publisher) && ok(model) && project.is_none_or(ok) && location.is_none_or(ok)).then_some(
+        VertexPath {
+            project,
+            location,
+            publisher,
+            model,
+            method,
+        },
+    )
 }
 
 /// `(deployment, operation)` of an Azure deployment path.
@@ -240,6 +390,13 @@ pub(crate) fn model_in_path(endpoint: Endpoint, path: &str) -> Option<&str> {
             azure_split(path).map(|(d, _)| d)
         }
         Endpoint::Model => path.strip_prefix("/v1/models/"),
+        Endpoint::VertexGenerateContent
+        | Endpoint::VertexStreamGenerateContent
+        | Endpoint::VertexExpressGenerateContent
+        | Endpoint::VertexExpressStreamGenerateContent
+        | Endpoint::VertexRawPredict
+        | Endpoint::VertexStreamRawPredict => vertex_split(path).map(|v| v.model),
+        Endpoint::CloudflareRun => crate::cloudflare::split_path(path).map(|(_, m)| m),
         _ => None,
     }
 }
@@ -307,6 +464,65 @@ mod tests {
         assert_eq!(
             Endpoint::of(&Method::GET, "/v1/models/gemini-2.5-pro", true),
             Endpoint::GeminiModel
+        );
+    }
+
+    #[test]
+    fn new_provider_routes() {
+        let post = |p: &str| Endpoint::of(&Method::POST, p, false);
+        assert_eq!(
+            post("/model/anthropic.claude-v2%3A1/converse"),
+            Endpoint::BedrockConverse
+        );
+        assert_eq!(
+            post("/model/amazon.nova-lite-v1:0/converse-stream"),
+            Endpoint::BedrockConverseStream
+        );
+        assert_eq!(post("/model/x/invoke"), Endpoint::NotFound);
+        assert_eq!(
+            post(
+                "/v1/projects/p1/locations/us-east5/publishers/google/models/gemini-2.5-flash:generateContent"
+            ),
+            Endpoint::VertexGenerateContent
+        );
+        assert_eq!(
+            post(
+                "/v1/projects/p1/locations/global/publishers/google/models/gemini-2.5-flash:streamGenerateContent"
+            ),
+            Endpoint::VertexStreamGenerateContent
+        );
+        assert_eq!(
+            post("/v1/publishers/google/models/gemini-2.5-flash:generateContent"),
+            Endpoint::VertexExpressGenerateContent
+        );
+        assert_eq!(
+            post(
+                "/v1/projects/p1/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict"
+            ),
+            Endpoint::VertexRawPredict
+        );
+        assert_eq!(
+            post(
+                "/v1/projects/p1/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514:streamRawPredict"
+            ),
+            Endpoint::VertexStreamRawPredict
+        );
+        assert_eq!(
+            post("/v1/publishers/anthropic/models/claude-x:rawPredict"),
+            Endpoint::NotFound
+        );
+        assert_eq!(post("/token"), Endpoint::GoogleToken);
+        assert_eq!(post("/v2/chat"), Endpoint::CohereChat);
+        assert_eq!(
+            post("/client/v4/accounts/abc/ai/run/@cf/meta/llama-3.1-8b-instruct"),
+            Endpoint::CloudflareRun
+        );
+        assert_eq!(
+            model_in_path(
+                Endpoint::CloudflareRun,
+                "/client/v4/accounts/abc/ai/run/@cf/meta/llama-3.1-8b-instruct"
+            ),
+            Some("@cf/meta/llama-3.1-8b-instruct")
         );
     }
 

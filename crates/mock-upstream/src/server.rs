@@ -2,7 +2,7 @@
 //! record → latency → route → auth → key health → overload → fault → rate
 //! limit → handler → token reconciliation → headers → key stats.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +25,7 @@ use crate::body::{self, Body, BoxError};
 use crate::clock::Clock;
 use crate::errors::{ApiError, ORGANIZATION};
 use crate::flavor::{self, Dialect, ErrCtx};
+use crate::google_auth::{self, GoogleAuth, TokenProblem};
 use crate::keystate::{KeyState, Outcome};
 use crate::multipart::{self, Form};
 use crate::ratelimit::{Cost, Limiter, RateView};
@@ -32,7 +33,8 @@ use crate::route::{Endpoint, model_in_path};
 use crate::util::{alnum_id, ceil_ms, go_duration, hex_id, tokens_for_chars};
 use crate::{Fault, FaultKind, LimitFlavor, MockOptions, RecordedRequest};
 use crate::{
-    anthropic, audio, azure, chat, embeddings, gemini, images, models, moderations, responses,
+    anthropic, audio, azure, bedrock, chat, cloudflare, cohere, embeddings, gemini, images, models,
+    moderations, responses, sigv4,
 };
 
 pub(crate) struct Shared {
@@ -41,7 +43,7 @@ pub(crate) struct Shared {
     api_keys: Vec<String>,
     limiter: Option<Limiter>,
     flavor: LimitFlavor,
-    latency: Duration,
+    pub latency: Duration,
     pub chunk_delay: Duration,
     pub token_delay: Duration,
     default_reply: Option<Arc<str>>,
@@ -60,6 +62,11 @@ pub(crate) struct Shared {
     pub prompt_cache: anthropic::PromptCache,
     /// Stored Responses API responses (`store: true`).
     pub stored: responses::Store,
+    /// Bedrock: access key id → secret access key, for SigV4.
+    pub aws_secrets: HashMap<String, String>,
+    pub aws_region: String,
+    /// Vertex AI: service accounts and the OAuth tokens issued to them.
+    pub google: GoogleAuth,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,7 +96,23 @@ impl TokenUsage {
 }
 
 impl Shared {
-    pub fn new(opts: MockOptions, addr: SocketAddr) -> Shared {
+    /// Fails when a registered service account's public key does not parse.
+    pub fn new(opts: MockOptions, addr: SocketAddr) -> std::io::Result<Shared> {
+        let mut accounts = HashMap::new();
+        for sa in &opts.google_service_accounts {
+            let key = google_auth::parse_public_key(&sa.key).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("service account {}: {e}", sa.email),
+                )
+            })?;
+            accounts.insert(sa.email.clone(), key);
+        }
+        let aws_secrets = opts
+            .aws_credentials
+            .iter()
+            .map(|c| (c.access_key_id.clone(), c.secret_access_key.clone()))
+            .collect();
         let id_seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -102,7 +125,7 @@ impl Shared {
             opts.refused_requests_count,
         );
         let stats_on = opts.record || limiter.is_some();
-        Shared {
+        Ok(Shared {
             admin: opts.admin,
             models: opts.models,
             api_keys: opts.api_keys,
@@ -125,7 +148,10 @@ impl Shared {
             addr,
             prompt_cache: anthropic::PromptCache::default(),
             stored: responses::Store::default(),
-        }
+            aws_secrets,
+            aws_region: opts.aws_region,
+            google: GoogleAuth::new(accounts),
+        })
     }
 
     pub fn has_model(&self, model: &str) -> bool {
@@ -359,12 +385,33 @@ fn request_key(parts: &Parts) -> Option<&str> {
 /// `Authorization: Bearer` token), Gemini `x-goog-api-key` or `?key=` only,
 /// Azure `api-key` (or a bearer token); OpenAI routes: [`request_key`].
 fn endpoint_key(endpoint: Endpoint, parts: &Parts) -> Option<&str> {
+    let google_key = || {
+        header_key(parts, "x-goog-api-key")
+            .or_else(|| query_param(parts, "key").filter(|k| !k.is_empty()))
+    };
+    match endpoint {
+        Endpoint::GoogleToken => return None,
+        e if e.is_vertex_project() => return bearer(&parts.headers),
+        Endpoint::VertexExpressGenerateContent | Endpoint::VertexExpressStreamGenerateContent => {
+            return google_key();
+        }
+        Endpoint::BedrockConverse | Endpoint::BedrockConverseStream => {
+            let auth = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())?;
+            return sigv4::access_key(auth).or_else(|| bearer(&parts.headers));
+        }
+        Endpoint::CohereChat | Endpoint::CloudflareRun => return bearer(&parts.headers),
+        _ => {}
+    }
     match endpoint.dialect(LimitFlavor::OpenAi) {
         Dialect::Anthropic => header_key(parts, "x-api-key").or_else(|| bearer(&parts.headers)),
         Dialect::Gemini => header_key(parts, "x-goog-api-key")
             .or_else(|| query_param(parts, "key").filter(|k| !k.is_empty())),
         Dialect::Azure => header_key(parts, "api-key").or_else(|| bearer(&parts.headers)),
         Dialect::OpenAi | Dialect::Groq => request_key(parts),
+        Dialect::Bedrock | Dialect::Cohere | Dialect::Cloudflare => bearer(&parts.headers),
     }
 }
 
@@ -440,10 +487,10 @@ async fn handle(
     let org = org.as_deref().unwrap_or(ORGANIZATION);
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::try_from(request_id) {
-        let name = if dialect == Dialect::Anthropic {
-            "request-id"
-        } else {
-            "x-request-id"
+        let name = match dialect {
+            Dialect::Anthropic => "request-id",
+            Dialect::Bedrock => "x-amzn-requestid",
+            _ => "x-request-id",
         };
         h.insert(HeaderName::from_static(name), v);
     }
@@ -498,7 +545,13 @@ impl Req<'_> {
     /// The answer to a request without usable credentials, in the
     /// endpoint's own words.
     fn missing_key(&self) -> Response<Body> {
+        if self.endpoint.is_vertex_project() {
+            return google_auth::unauthenticated(TokenProblem::Missing);
+        }
         match self.endpoint.dialect(LimitFlavor::OpenAi) {
+            Dialect::Bedrock => bedrock::auth_error(&sigv4::SigError::Missing),
+            Dialect::Cohere => cohere::missing_key(self.shared.id_seed ^ self.seq),
+            Dialect::Cloudflare => cloudflare::auth_error(),
             Dialect::Anthropic => anthropic::missing_key(self.request_id),
             Dialect::Gemini => gemini::missing_key(bearer(&self.parts.headers).is_some()),
             Dialect::Azure => azure::missing_key(),
@@ -546,10 +599,22 @@ fn admission_cost(flavor: LimitFlavor, endpoint: Endpoint, input: &Input, body_l
         (Endpoint::AnthropicMessages, Input::Json(v)) => {
             (anthropic::input_tokens_of(v), anthropic::max_tokens_of(v))
         }
-        (
-            Endpoint::GeminiGenerateContent | Endpoint::GeminiStreamGenerateContent,
-            Input::Json(v),
-        ) => (gemini::prompt_tokens_of(v), gemini::max_tokens_of(v)),
+        (e, Input::Json(v)) if e.is_gemini_generate() => {
+            (gemini::prompt_tokens_of(v), gemini::max_tokens_of(v))
+        }
+        (Endpoint::VertexRawPredict | Endpoint::VertexStreamRawPredict, Input::Json(v)) => {
+            (anthropic::input_tokens_of(v), anthropic::max_tokens_of(v))
+        }
+        (Endpoint::BedrockConverse | Endpoint::BedrockConverseStream, Input::Json(v)) => {
+            (bedrock::prompt_tokens_of(v), bedrock::max_tokens_of(v))
+        }
+        (Endpoint::CohereChat, Input::Json(v)) => {
+            (cohere::prompt_tokens_of(v), cohere::max_tokens_of(v))
+        }
+        (Endpoint::CloudflareRun, Input::Json(v)) => (
+            cloudflare::prompt_tokens_of(v),
+            cloudflare::max_tokens_of(v),
+        ),
         (Endpoint::Responses | Endpoint::AzureV1Responses, Input::Json(v)) => {
             (responses::input_tokens_of(v), responses::max_tokens_of(v))
         }
@@ -580,6 +645,63 @@ fn admission_cost(flavor: LimitFlavor, endpoint: Endpoint, input: &Input, body_l
             tokens: prompt,
             output: out,
         },
+    }
+}
+
+/// How a request's credentials were checked.
+enum Auth {
+    /// An API key, checked against `api_keys` by the caller.
+    ByKey,
+    /// A signature or token the provider verified itself.
+    Verified,
+    Refused(Response<Body>),
+}
+
+/// Credentials that are not plain API keys: Bedrock's SigV4 signatures and
+/// Vertex's OAuth tokens.
+fn authenticate(req: &Req<'_>) -> Auth {
+    let shared = req.shared;
+    let parts = req.parts;
+    match req.endpoint {
+        Endpoint::BedrockConverse | Endpoint::BedrockConverseStream => {
+            let auth = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if auth.is_some_and(|a| sigv4::parse(a).is_none()) {
+                // `Authorization: Bearer`: a Bedrock API key.
+                return Auth::ByKey;
+            }
+            let verifier = sigv4::Verifier {
+                secrets: &shared.aws_secrets,
+                region: &shared.aws_region,
+                service: bedrock::SERVICE,
+                now_unix: shared.clock.unix_ms() / 1000,
+            };
+            let signed = sigv4::Signed::from_parts(parts, req.body);
+            match verifier.verify(auth, &signed) {
+                Ok(_) => Auth::Verified,
+                Err(e) => Auth::Refused(bedrock::auth_error(&e)),
+            }
+        }
+        e if e.is_vertex_project() => {
+            let Some(token) = bearer(&parts.headers) else {
+                return Auth::Refused(google_auth::unauthenticated(TokenProblem::Missing));
+            };
+            match shared.google.check(token, shared.clock.unix_ms()) {
+                Ok(_) => Auth::Verified,
+                Err(problem) => Auth::Refused(google_auth::unauthenticated(problem)),
+            }
+        }
+        _ => Auth::ByKey,
+    }
+}
+
+fn root_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", addr.port())
+    } else {
+        format!("http://{addr}")
     }
 }
 
@@ -626,16 +748,35 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
         }
         // Image URLs are fetched without credentials, like OpenAI's blob URLs.
         Endpoint::File => return Some(Reply::new(images::file(), shared.peek(req.key, est))),
+        Endpoint::GoogleToken => {
+            let tctx = google_auth::TokenCtx {
+                auth: &shared.google,
+                own_uri: &format!("{}/token", root_url(shared.addr)),
+                now_unix_ms: shared.clock.unix_ms(),
+                seed: shared.id_seed ^ req.seq,
+            };
+            let resp = google_auth::token(&tctx, body);
+            return Some(Reply::new(resp, shared.peek(None, est)));
+        }
         _ => {}
     }
     if let Some(resp) = precheck(req) {
         return Some(Reply::new(resp, shared.peek(req.key, est)));
     }
+    let verified = match authenticate(req) {
+        Auth::ByKey => false,
+        Auth::Verified => true,
+        Auth::Refused(resp) => {
+            let mut reply = Reply::new(resp, shared.peek(None, est));
+            reply.auth_failed = true;
+            return Some(reply);
+        }
+    };
     let Some(key) = req.key else {
         return Some(Reply::new(req.missing_key(), shared.peek(None, est)));
     };
     let (revoked, exhausted) = shared.keys.status(key);
-    if revoked || !shared.accepts(key) {
+    if revoked || !(verified || shared.accepts(key)) {
         let mut reply = Reply::new(
             flavor::invalid_key(dialect, key, req.request_id),
             shared.peek(None, est),
@@ -648,7 +789,11 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
     }
 
     let input = parse_input(endpoint, parts, body);
-    let model_for_route = model_in_path(endpoint, path).or_else(|| input.model());
+    let bedrock_model = bedrock::model_in_path(path);
+    let model_for_route = bedrock_model
+        .as_deref()
+        .or_else(|| model_in_path(endpoint, path))
+        .or_else(|| input.model());
     if exhausted {
         let peeked = shared.peek(Some(key), est);
         let resp = flavor::exhausted(dialect, &req.err_ctx(model_for_route, None));
@@ -730,6 +875,9 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
         (_, Input::BadJson) => match dialect {
             Dialect::Anthropic => Ok(anthropic::bad_json(req.request_id)),
             Dialect::Gemini => Ok(gemini::bad_json()),
+            Dialect::Bedrock => Ok(bedrock::bad_json()),
+            Dialect::Cohere => Ok(cohere::bad_json(ctx.seed())),
+            Dialect::Cloudflare => Ok(cloudflare::bad_json()),
             _ => Err(ApiError::parse_error()),
         },
         (_, Input::BadForm(e)) => Err(e),
@@ -766,10 +914,29 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
         (Endpoint::Moderations, Input::Json(v)) => moderations::handle(&ctx, &v),
         (Endpoint::AnthropicMessages, Input::Json(v)) => Ok(anthropic::messages(&ctx, &v)),
         (Endpoint::AnthropicCountTokens, Input::Json(v)) => Ok(anthropic::count_tokens(&ctx, &v)),
-        (
-            Endpoint::GeminiGenerateContent | Endpoint::GeminiStreamGenerateContent,
-            Input::Json(v),
-        ) => Ok(gemini::generate(&ctx, &v, body, path_model.unwrap_or(""))),
+        (e, Input::Json(v)) if e.is_gemini_generate() => {
+            Ok(gemini::generate(&ctx, &v, body, path_model.unwrap_or("")))
+        }
+        (Endpoint::VertexRawPredict | Endpoint::VertexStreamRawPredict, Input::Json(v)) => {
+            Ok(anthropic::vertex(
+                &ctx,
+                &v,
+                path_model.unwrap_or(""),
+                endpoint == Endpoint::VertexStreamRawPredict,
+            ))
+        }
+        (Endpoint::BedrockConverse | Endpoint::BedrockConverseStream, Input::Json(v)) => {
+            Ok(bedrock::converse(
+                &ctx,
+                &v,
+                bedrock_model.as_deref().unwrap_or(""),
+                endpoint == Endpoint::BedrockConverseStream,
+            ))
+        }
+        (Endpoint::CohereChat, Input::Json(v)) => Ok(cohere::chat(&ctx, &v)),
+        (Endpoint::CloudflareRun, Input::Json(v)) => {
+            Ok(cloudflare::run(&ctx, &v, path_model.unwrap_or("")))
+        }
         (Endpoint::GeminiCountTokens, Input::Json(v)) => Ok(gemini::count_tokens(
             &ctx,
             &v,
@@ -851,9 +1018,11 @@ fn fault_response(
         view.requests.remaining = 0;
         view.requests.reset_ms = ms;
         return match dialect {
-            Dialect::Anthropic | Dialect::Gemini => {
-                flavor::requests_exceeded(dialect, ectx, limit, ms)
-            }
+            Dialect::Anthropic
+            | Dialect::Gemini
+            | Dialect::Bedrock
+            | Dialect::Cohere
+            | Dialect::Cloudflare => flavor::requests_exceeded(dialect, ectx, limit, ms),
             _ => {
                 let err = ApiError::rate_limited(
                     ectx.model,
@@ -885,6 +1054,11 @@ fn fault_response(
     match dialect {
         Dialect::Anthropic => anthropic::fault(kind, ectx, key, body),
         Dialect::Gemini => gemini::fault(kind, ectx, key, body),
+        Dialect::Bedrock => bedrock::fault(kind),
+        Dialect::Cohere => {
+            cohere::fault(kind, crate::util::fnv1a64(ectx.request_id.as_bytes()), body)
+        }
+        Dialect::Cloudflare => cloudflare::fault(kind, body),
         _ => match kind {
             FaultKind::InsufficientQuota => ApiError::insufficient_quota().into_response(),
             FaultKind::InvalidKey => ApiError::invalid_key(key).into_response(),

@@ -262,7 +262,11 @@ fn gemini3_gets_thinking_level_and_placeholder_signatures() {
     );
     assert!(calls[1].get("thoughtSignature").is_none());
     let config = &body["generationConfig"];
-    assert_eq!(config["thinkingConfig"], json!({"thinkingLevel": "HIGH"}));
+    // Asking for reasoning shows it, as the other upstreams do.
+    assert_eq!(
+        config["thinkingConfig"],
+        json!({"includeThoughts": true, "thinkingLevel": "HIGH"})
+    );
     assert_eq!(config["responseMimeType"], json!("application/json"));
     assert_eq!(
         config["responseJsonSchema"],
@@ -303,19 +307,19 @@ fn reasoning_maps_per_model_family() {
     };
     assert_eq!(
         thinking_for("gemini-2.5-flash", effort("low")),
-        json!({"thinkingBudget": 1024})
+        json!({"includeThoughts": true, "thinkingBudget": 1024})
     );
     assert_eq!(
         thinking_for("gemini-2.5-flash", effort("high")),
-        json!({"thinkingBudget": 24576})
+        json!({"includeThoughts": true, "thinkingBudget": 24576})
     );
     assert_eq!(
         thinking_for("gemini-3-flash-preview", effort("minimal")),
-        json!({"thinkingLevel": "MINIMAL"})
+        json!({"includeThoughts": true, "thinkingLevel": "MINIMAL"})
     );
     assert_eq!(
         thinking_for("gemini-3.5-flash", effort("medium")),
-        json!({"thinkingLevel": "MEDIUM"})
+        json!({"includeThoughts": true, "thinkingLevel": "MEDIUM"})
     );
     let off = Reasoning {
         enabled: Some(false),

@@ -1123,6 +1123,30 @@ async fn attempt(
             body.as_deref().unwrap_or_default(),
             now_ms,
         );
+        // Upstream-only formats: their own error envelope says what went wrong.
+        if let Some(body) = body.as_deref() {
+            let own = match upstream_format {
+                Wire::Api(_) => None,
+                Wire::Bedrock => Some(protocol::convert::bedrock::parse_error_typed(
+                    status.as_u16(),
+                    headers
+                        .get("x-amzn-errortype")
+                        .and_then(|v| v.to_str().ok()),
+                    body,
+                )),
+                Wire::Cohere => Some(protocol::convert::cohere::parse_error(
+                    status.as_u16(),
+                    body,
+                )),
+                Wire::Cloudflare => Some(protocol::convert::cloudflare::parse_error(
+                    status.as_u16(),
+                    body,
+                )),
+            };
+            if let Some(e) = own.filter(|e| !e.message.is_empty()) {
+                c.message = e.message;
+            }
+        }
         if c.message.is_empty() {
             c.message = format!(
                 "provider `{}` answered HTTP {}",

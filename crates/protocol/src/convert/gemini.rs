@@ -1140,7 +1140,9 @@ fn thinking_config(
         // A client that turned thinking on explicitly (Anthropic `thinking`) expects to see it.
         include_thoughts: reasoning
             .include_thoughts
-            .or((reasoning.enabled == Some(true)).then_some(true)),
+            .or((reasoning.enabled == Some(true)
+                || reasoning.effort.as_deref().is_some_and(|e| e != "none"))
+            .then_some(true)),
         ..g::ThinkingConfig::default()
     };
     if let Some(budget) = reasoning.budget_tokens {
