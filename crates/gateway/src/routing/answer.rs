@@ -110,6 +110,16 @@ pub fn stream_event(format: Format, ev: &SseEvent, triggers: &[String]) -> Verdi
             Verdict::Nothing
         };
     }
+    if format == Format::OpenAiChat
+        && ev.event.is_none()
+        && let Some((content, _)) = fast::openai(data.as_bytes())
+    {
+        return if content {
+            Verdict::Content
+        } else {
+            Verdict::Nothing
+        };
+    }
     let Ok(v) = serde_json::from_str::<Value>(data) else {
         // Not JSON: something the client would see as content.
         return Verdict::Content;
@@ -171,12 +181,121 @@ pub fn stream_event(format: Format, ev: &SseEvent, triggers: &[String]) -> Verdi
     }
 }
 
+/// The OpenAI chat shapes read on the hot path, borrowed from the body: whether a choice has
+/// content (raw values are enough to tell an empty string or array from a non-empty one) and the
+/// usage. A body with an `error` member, or of any other shape, is left to the general path.
+mod fast {
+    use serde::Deserialize;
+    use serde::de::IgnoredAny;
+    use serde_json::value::RawValue;
+
+    use super::Tokens;
+
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(default, borrow)]
+        choices: Option<Vec<Choice<'a>>>,
+        #[serde(default)]
+        usage: Option<Usage>,
+        #[serde(default, borrow)]
+        error: Option<&'a RawValue>,
+    }
+
+    #[derive(Deserialize)]
+    struct Choice<'a> {
+        #[serde(default, borrow)]
+        message: Option<Message<'a>>,
+        #[serde(default, borrow)]
+        delta: Option<Message<'a>>,
+        #[serde(default, borrow)]
+        text: Option<&'a RawValue>,
+    }
+
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(default, borrow)]
+        content: Option<&'a RawValue>,
+        #[serde(default)]
+        tool_calls: Option<Vec<IgnoredAny>>,
+        #[serde(default)]
+        function_call: Option<IgnoredAny>,
+        #[serde(default, borrow)]
+        reasoning_content: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        reasoning: Option<&'a RawValue>,
+        #[serde(default)]
+        audio: Option<IgnoredAny>,
+        #[serde(default, borrow)]
+        refusal: Option<&'a RawValue>,
+    }
+
+    #[derive(Deserialize)]
+    struct Usage {
+        #[serde(default)]
+        prompt_tokens: u64,
+        #[serde(default)]
+        completion_tokens: u64,
+    }
+
+    /// A JSON string or array with something in it.
+    fn filled(raw: Option<&RawValue>) -> bool {
+        raw.is_some_and(|r| {
+            let s = r.get().trim();
+            (s.starts_with('"') && s.len() > 2)
+                || (s.starts_with('[') && s[1..].trim_start() != "]")
+        })
+    }
+
+    fn has_content(m: &Message<'_>) -> bool {
+        filled(m.content)
+            || m.tool_calls.as_ref().is_some_and(|c| !c.is_empty())
+            || m.function_call.is_some()
+            || filled(m.reasoning_content)
+            || filled(m.reasoning)
+            || m.audio.is_some()
+            || filled(m.refusal)
+    }
+
+    /// `(has content, usage)`, or `None` for the general path.
+    pub fn openai(body: &[u8]) -> Option<(bool, Option<Tokens>)> {
+        let b: Body<'_> = serde_json::from_slice(body).ok()?;
+        if b.error.is_some_and(|e| e.get() != "null") {
+            return None;
+        }
+        let content = b.choices.iter().flatten().any(|c| {
+            c.message.as_ref().is_some_and(has_content)
+                || c.delta.as_ref().is_some_and(has_content)
+                || filled(c.text)
+        });
+        let tokens = b.usage.map(|u| Tokens {
+            prompt: u.prompt_tokens,
+            completion: u.completion_tokens,
+        });
+        Some((content, tokens))
+    }
+}
+
 /// Checks a whole (non-stream) chat answer: `Err` when it is an error, empty, or contains an
-/// error trigger.
-pub fn whole_answer(format: Format, body: &[u8], triggers: &[String]) -> Result<(), String> {
-    let text = String::from_utf8_lossy(body);
-    if let Some(t) = trigger_in(&text, triggers) {
-        return Err(format!("{EMPTY} (error trigger `{t}`)"));
+/// error trigger; `Ok` carries the usage it reports.
+pub fn whole_answer(
+    format: Format,
+    body: &[u8],
+    triggers: &[String],
+) -> Result<Option<Tokens>, String> {
+    if !triggers.is_empty() {
+        let text = String::from_utf8_lossy(body);
+        if let Some(t) = trigger_in(&text, triggers) {
+            return Err(format!("{EMPTY} (error trigger `{t}`)"));
+        }
+    }
+    if format == Format::OpenAiChat
+        && let Some((content, tokens)) = fast::openai(body)
+    {
+        return if content {
+            Ok(tokens)
+        } else {
+            Err(EMPTY.to_string())
+        };
     }
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return Err(format!("{EMPTY} (not JSON)"));
@@ -229,7 +348,7 @@ pub fn whole_answer(format: Format, body: &[u8], triggers: &[String]) -> Result<
         }
     };
     if content {
-        Ok(())
+        Ok(tokens_in(&v))
     } else {
         Err(EMPTY.to_string())
     }

@@ -1253,16 +1253,20 @@ async fn attempt(
             let c = Classified::new(ErrorClass::ServerError, msg);
             return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
         };
-        if let Some(format) = upstream_format.api()
-            && let Err(why) = answer::whole_answer(format, &body, &rt.settings.error_triggers)
-        {
-            let c = Classified::new(
-                ErrorClass::ServerError,
-                format!("provider `{}`: {why}", channel.name),
-            );
-            return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
-        }
-        let tokens = answer::tokens_in_bytes(&body);
+        let checked = match upstream_format.api() {
+            Some(format) => answer::whole_answer(format, &body, &rt.settings.error_triggers),
+            None => Ok(answer::tokens_in_bytes(&body)),
+        };
+        let tokens = match checked {
+            Ok(tokens) => tokens,
+            Err(why) => {
+                let c = Classified::new(
+                    ErrorClass::ServerError,
+                    format!("provider `{}`: {why}", channel.name),
+                );
+                return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
+            }
+        };
         if let Some(l) = lease.as_mut() {
             l.success();
             if let Some(t) = tokens
