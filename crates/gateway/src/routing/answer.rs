@@ -415,10 +415,25 @@ pub fn tokens_in(v: &Value) -> Option<Tokens> {
     found
 }
 
+/// A `"usage"` or `"usageMetadata"` member that is not `null` (OpenAI streams with
+/// `include_usage` carry `"usage":null` in every chunk: no need to parse those).
+fn has_usage(data: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage"));
+    FINDER.find_iter(data).any(|at| {
+        let rest = data.get(at + 6..).unwrap_or_default();
+        // Skip the rest of the name (`"`, or `Metadata"`), then `:` and blanks.
+        let Some(colon) = rest.iter().position(|b| *b == b':') else {
+            return false;
+        };
+        let value = rest.get(colon + 1..).unwrap_or_default().trim_ascii_start();
+        !value.starts_with(b"null")
+    })
+}
+
 /// As [`tokens_in`], for raw bytes; cheap for the common event without usage.
 pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
-    let has = memchr::memmem::find(data, b"\"usage").is_some();
-    if !has {
+    if !has_usage(data) {
         return None;
     }
     let v: Value = serde_json::from_slice(data).ok()?;
@@ -456,6 +471,24 @@ pub fn generated_chars(v: &Value) -> u64 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn usage_members_that_are_null_are_skipped() {
+        assert!(!super::has_usage(br#"{"choices":[],"usage":null}"#));
+        assert!(!super::has_usage(br#"{"usage" :  null}"#));
+        assert!(super::has_usage(br#"{"usage":{"prompt_tokens":1}}"#));
+        assert!(super::has_usage(
+            br#"{"usageMetadata": {"promptTokenCount": 2}}"#
+        ));
+        assert!(!super::has_usage(br#"{"content":"no"}"#));
+        assert_eq!(
+            super::tokens_in_bytes(br#"{"usage":{"prompt_tokens":3,"completion_tokens":4}}"#),
+            Some(super::Tokens {
+                prompt: 3,
+                completion: 4
+            })
+        );
+    }
+
     use super::*;
 
     fn ev(event: Option<&str>, data: &str) -> SseEvent {

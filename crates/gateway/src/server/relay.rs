@@ -62,7 +62,9 @@ impl UsageStrip {
             return;
         }
         while let Some(frame) = self.framer.next_frame() {
-            if memchr::memmem::find(&frame, b"\"choices\":[]").is_some()
+            static EMPTY_CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+                std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\":[]"));
+            if EMPTY_CHOICES.find(&frame).is_some()
                 && let Some(ev) = protocol::sse::parse_frame(&frame)
                 && let Some(u) = protocol::openai::usage_from_chunk(ev.data.as_bytes())
             {

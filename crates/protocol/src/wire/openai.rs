@@ -315,7 +315,9 @@ impl Default for ModelList {
 /// cannot carry one (no `"usage"` key followed by a non-null value) are
 /// rejected by a byte search without parsing.
 pub fn usage_from_chunk(data: &[u8]) -> Option<Usage> {
-    let candidate = memchr::memmem::find_iter(data, b"\"usage\"").any(|at| {
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    let candidate = USAGE.find_iter(data).any(|at| {
         let after = data.get(at + 7..).unwrap_or_default();
         let mut rest = after.trim_ascii_start();
         if rest.first() != Some(&b':') {
