@@ -61,6 +61,8 @@ impl UsageStrip {
             self.pending.push_back(self.framer.take_rest());
             return;
         }
+        // Frames that arrived together leave together (one write, not one per event).
+        let mut kept: Vec<Bytes> = Vec::new();
         while let Some(frame) = self.framer.next_frame() {
             static EMPTY_CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
                 std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\":[]"));
@@ -71,7 +73,18 @@ impl UsageStrip {
                 self.usage = Some(u);
                 continue;
             }
-            self.pending.push_back(frame);
+            kept.push(frame);
+        }
+        match kept.len() {
+            0 => {}
+            1 => self.pending.extend(kept),
+            _ => {
+                let mut joined = Vec::with_capacity(kept.iter().map(Bytes::len).sum());
+                for f in &kept {
+                    joined.extend_from_slice(f);
+                }
+                self.pending.push_back(Bytes::from(joined));
+            }
         }
     }
 
