@@ -318,7 +318,13 @@ impl Relay {
             log: log.clone(),
             request_len: estimate_from,
             relayed: self.prefix.as_ref().map_or(0, |p| p.len() as u64),
-            text_chars: self.usage.as_ref().and_then(|u| u.text_chars),
+            text_chars: match &self.transcode {
+                // A converted stream's first event is already in `prefix`, converted.
+                Some(_) => {
+                    estimate_from.map(|_| self.prefix.as_deref().map_or(0, answer::generated_chars))
+                }
+                None => self.usage.as_ref().and_then(|u| u.text_chars),
+            },
             tokens: self.usage.as_ref().and_then(|u| u.tokens),
             settled: false,
         });
@@ -373,15 +379,24 @@ fn track(
     meter: &mut Option<Meter>,
     usage: &Option<UsageTap>,
     transcode: &Option<StreamTranscoder>,
-    len: usize,
+    sent: &[u8],
 ) {
     if let Some(m) = meter.as_mut() {
-        m.relayed += len as u64;
-        m.text_chars = usage.as_ref().and_then(|u| u.text_chars);
-        m.tokens = match transcode {
-            Some(t) => t.usage().as_ref().map(Tokens::reported),
-            None => usage.as_ref().and_then(|u| u.tokens),
-        };
+        m.relayed += sent.len() as u64;
+        match transcode {
+            Some(t) => {
+                // No tap on a converted stream: count the generated text in what the client
+                // gets (the same text, in the client's format).
+                if m.request_len.is_some() {
+                    *m.text_chars.get_or_insert(0) += answer::generated_chars(sent);
+                }
+                m.tokens = t.usage().as_ref().map(Tokens::reported);
+            }
+            None => {
+                m.text_chars = usage.as_ref().and_then(|u| u.text_chars);
+                m.tokens = usage.as_ref().and_then(|u| u.tokens);
+            }
+        }
     }
 }
 
@@ -407,7 +422,7 @@ impl Body for Relay {
                 if let Some(tap) = this.usage.as_mut() {
                     tap.feed(&frame);
                 }
-                track(this.meter, this.usage, this.transcode, frame.len());
+                track(this.meter, this.usage, this.transcode, &frame);
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
             }
             if *this.done {
@@ -425,8 +440,15 @@ impl Body for Relay {
                         if let (Some(tap), Some(data)) = (this.usage.as_mut(), frame.data_ref()) {
                             tap.feed(data);
                         }
-                        let len = frame.data_ref().map_or(0, Bytes::len);
-                        track(this.meter, this.usage, this.transcode, len);
+                        let sent = frame.data_ref().map_or(&[][..], |d| &d[..]);
+                        track(this.meter, this.usage, this.transcode, sent);
+                        if this.inner.is_end_stream() {
+                            // The last frame (a sized body): hyper drops the relay without
+                            // polling again, so settle now, while the tail can still be read.
+                            *this.done = true;
+                            settle(this.lease, this.usage, this.transcode, this.meter);
+                            this.lease.take();
+                        }
                         return Poll::Ready(Some(Ok(frame)));
                     };
                     let Some(data) = frame.data_ref() else {
@@ -434,7 +456,7 @@ impl Body for Relay {
                     };
                     let mut out = Vec::new();
                     t.feed(data, &mut out);
-                    track(this.meter, this.usage, this.transcode, out.len());
+                    track(this.meter, this.usage, this.transcode, &out);
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }

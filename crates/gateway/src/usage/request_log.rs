@@ -82,7 +82,7 @@ impl Inner {
                 d.rec.tokens = t;
             }
             self.metrics.observe(d.api, &d.rec);
-            d.rec.clone()
+            std::mem::replace(&mut d.rec, blank(0, String::new()))
         };
         self.sink.record(rec);
     }
@@ -92,6 +92,28 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Nobody finished it: the request was dropped before an answer went out.
         self.finish(Instant::now(), CLIENT_CLOSED);
+    }
+}
+
+/// A record with nothing known yet but its arrival and request id (no allocation beyond those).
+fn blank(at_ms: i64, request_id: String) -> UsageRecord {
+    UsageRecord {
+        at_ms,
+        request_id,
+        client_key: String::new(),
+        endpoint: String::new(),
+        model: String::new(),
+        provider: None,
+        upstream_model: None,
+        key_fingerprint: None,
+        status: 0,
+        attempts: 0,
+        stream: false,
+        latency_ms: 0,
+        ttft_ms: None,
+        tokens: Tokens::default(),
+        price: super::cost::FALLBACK_PRICE,
+        client_ip: None,
     }
 }
 
@@ -119,22 +141,10 @@ impl RequestLog {
         info: RequestInfo,
     ) -> RequestLog {
         let rec = UsageRecord {
-            at_ms: info.at_ms,
-            request_id: info.request_id,
             client_key: info.client_key,
             endpoint: info.endpoint,
-            model: String::new(),
-            provider: None,
-            upstream_model: None,
-            key_fingerprint: None,
-            status: 0,
-            attempts: 0,
-            stream: false,
-            latency_ms: 0,
-            ttft_ms: None,
-            tokens: Tokens::default(),
-            price: super::cost::FALLBACK_PRICE,
             client_ip: info.client_ip,
+            ..blank(info.at_ms, info.request_id)
         };
         RequestLog {
             inner: Some(Arc::new(Inner {
