@@ -293,6 +293,11 @@ fn row<'a>(rows: &'a [ReqRow], id: &str) -> &'a ReqRow {
         .unwrap_or_else(|| panic!("no row for {id}: {rows:#?}"))
 }
 
+/// `hi` to `gpt-4o-mini`, not streamed.
+async fn hi(url: &str, key: &str) -> Reply {
+    post_json(url, Some(key), &chat_body("gpt-4o-mini", "hi", false)).await
+}
+
 async fn mock() -> MockServer {
     MockServer::start(MockOptions::default()).await.unwrap()
 }
@@ -456,7 +461,7 @@ async fn failures_and_failover_are_recorded_with_one_row_per_attempt() {
     let url = gw.url("/v1/chat/completions");
     // `main` fails with a server error; `backup` answers.
     m.push_fault(Fault::new(FaultKind::ServerError).for_key(UP1));
-    let failover = post_json(&url, Some(USER), &chat_body("gpt-4o-mini", "hi", false)).await;
+    let failover = hi(&url, USER).await;
     assert_eq!(failover.status, 200, "{}", failover.text());
     // A request error the upstream refuses: relayed at once, not retried.
     m.push_fault(Fault::new(FaultKind::BadRequest {
@@ -631,10 +636,7 @@ async fn statistics_endpoints_answer_uni_api_shapes_to_the_right_keys() {
     );
     let gw = gateway(&config(&m, "", &keys, PRICES), &store).await;
     let url = gw.url("/v1/chat/completions");
-    let ask = |key: &'static str| {
-        let url = url.clone();
-        async move { post_json(&url, Some(key), &chat_body("gpt-4o-mini", "hi", false)).await }
-    };
+    let ask = |key: &'static str| hi(&url, key);
     assert_eq!(ask(USER).await.status, 200);
     assert_eq!(ask(USER).await.status, 200);
     // $8 of $4.5 spent: refused.
@@ -774,12 +776,7 @@ async fn statistics_endpoints_answer_uni_api_shapes_to_the_right_keys() {
 async fn without_a_database_stats_are_empty_and_the_rest_says_disabled() {
     let m = mock().await;
     let gw = start(&config(&m, "", &two_keys(), "")).await;
-    let r = post_json(
-        &gw.url("/v1/chat/completions"),
-        Some(USER),
-        &chat_body("gpt-4o-mini", "hi", false),
-    )
-    .await;
+    let r = hi(&gw.url("/v1/chat/completions"), USER).await;
     assert_eq!(r.status, 200);
     assert_eq!(request_id(&r).len(), 32);
     let stats = get(&gw.url("/v1/stats"), Some(ADMIN)).await;
@@ -845,7 +842,7 @@ async fn smart_round_robin_orders_keys_by_the_stores_success_rates() {
     llmux::upkeep::refresh_rankings(&gw.app, gw.app.store.as_deref().unwrap()).await;
     let url = gw.url("/v1/chat/completions");
     for _ in 0..9 {
-        let r = post_json(&url, Some(USER), &chat_body("gpt-4o-mini", "hi", false)).await;
+        let r = hi(&url, USER).await;
         assert_eq!(r.status, 200);
     }
     let used: Vec<usize> = m
@@ -900,24 +897,29 @@ async fn postgres_stopped_under_load_clients_still_get_answers_and_drops_are_rep
     );
     let gw = serve_app(app).await;
     let url_chat = gw.url("/v1/chat/completions");
-    let metrics = || async { get(&gw.url("/metrics"), Some(ADMIN)).await.text() };
-    let deadline = |secs| Instant::now() + Duration::from_secs(secs);
+    let metrics_url = gw.url("/metrics");
+    // Polls `/metrics` until `ok` holds for `name`'s value.
+    let wait_metric = |name: &'static str, ok: fn(u64) -> bool, secs: u64| {
+        let url = metrics_url.clone();
+        async move {
+            let until = Instant::now() + Duration::from_secs(secs);
+            loop {
+                let text = get(&url, Some(ADMIN)).await.text();
+                if ok(metric(&text, name)) {
+                    return;
+                }
+                assert!(Instant::now() < until, "{name} never as expected:\n{text}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
 
     // Healthy: 10 requests, 20 rows.
     for _ in 0..10 {
-        let r = post_json(
-            &url_chat,
-            Some(USER),
-            &chat_body("gpt-4o-mini", "hi", false),
-        )
-        .await;
+        let r = hi(&url_chat, USER).await;
         assert_eq!(r.status, 200);
     }
-    let until = deadline(15);
-    while metric(&metrics().await, "llmux_usage_written_total") < 20 {
-        assert!(Instant::now() < until, "{}", metrics().await);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_metric("llmux_usage_written_total", |n| n >= 20, 15).await;
 
     // Stopped: 8 clients for 3 s; every request is answered, none waits on the database.
     pg("stop", &server.0);
@@ -929,7 +931,7 @@ async fn postgres_stopped_under_load_clients_still_get_answers_and_drops_are_rep
             let (mut answered, mut worst) = (0u32, Duration::ZERO);
             while started.elapsed() < Duration::from_secs(3) {
                 let t = Instant::now();
-                let r = post_json(&url, Some(USER), &chat_body("gpt-4o-mini", "hi", false)).await;
+                let r = hi(&url, USER).await;
                 assert_eq!(r.status, 200, "{}", r.text());
                 worst = worst.max(t.elapsed());
                 answered += 1;
@@ -947,31 +949,14 @@ async fn postgres_stopped_under_load_clients_still_get_answers_and_drops_are_rep
         );
     }
     assert!(answered > 100, "only {answered} answered in 3 s");
-    let until = deadline(15);
-    loop {
-        let text = metrics().await;
-        if metric(&text, "llmux_usage_dropped_total") > 0 {
-            break;
-        }
-        assert!(Instant::now() < until, "no drop reported:\n{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_metric("llmux_usage_dropped_total", |n| n > 0, 15).await;
 
     // Back up: the writer reconnects and what comes now is written.
     pg("start", &server.0);
-    let until = deadline(30);
-    while metric(&metrics().await, "llmux_usage_queue_depth") > 0 {
-        assert!(Instant::now() < until, "the queue did not drain");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_metric("llmux_usage_queue_depth", |n| n == 0, 30).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let r = post_json(
-            &url_chat,
-            Some(USER),
-            &chat_body("gpt-4o-mini", "hi", false),
-        )
-        .await;
+        let r = hi(&url_chat, USER).await;
         assert_eq!(r.status, 200);
         ids.push(request_id(&r));
     }
