@@ -2,23 +2,29 @@
 # Load benchmark for llmux (not run by CI).
 #
 #   bash scripts/bench.sh
+#   bash scripts/bench.sh store    # usage store cost: SQLite logging vs DISABLE_DATABASE, c=50
 #
 # Starts, on loopback only:
 #   mock-upstream  127.0.0.1:$MOCK_PORT  (default 9000)  the fake OpenAI API
 #   limitproxy     127.0.0.1:$PROXY_PORT (default 9100)  featureless hyper proxy -> mock: the ceiling
-#   llmux          127.0.0.1:$LLMUX_PORT (default 8000)  with scripts/bench/api.yaml -> mock
+#   llmux          127.0.0.1:$LLMUX_PORT (default 8000)  with scripts/bench/api.yaml -> mock, usage
+#                  logged to SQLite ($OUT_DIR/bench-stats.db, removed at exit unless KEEP_DB=1)
+#   llmux-nodb     127.0.0.1:$LLMUX_NODB_PORT (default 8001)  the same with DISABLE_DATABASE=true
+#                  (only when the target is selected)
 # and drives POST /v1/chat/completions with wrk for every
 #   target {direct, limitproxy, llmux} x mode {nonstream, stream} x concurrency {1, 50}
 # (one warm-up run each, then one measured run), prints a Markdown table and the
-# llmux/limitproxy ratios, and saves it to bench-results/latest.md.
+# llmux/limitproxy ratios (and llmux/llmux-nodb, the usage store's cost, when both run), and
+# saves it to bench-results/latest.md.
 #
 # Environment (all optional):
 #   DURATION=10s        measured run length (wrk -d)
 #   WARMUP=3s           warm-up run length; WARMUP=0 skips warm-ups
-#   TARGETS="direct limitproxy llmux"   subset of targets to run
+#   TARGETS="direct limitproxy llmux"   subset of targets to run (also: llmux-nodb;
+#                       `store` sets TARGETS="llmux llmux-nodb" CONCS=50 unless given)
 #   MODES="nonstream stream"            subset of modes
 #   CONCS="1 50"                        concurrency levels (threads: 1 for c=1, else 2)
-#   MOCK_PORT=9000 PROXY_PORT=9100 LLMUX_PORT=8000
+#   MOCK_PORT=9000 PROXY_PORT=9100 LLMUX_PORT=8000 LLMUX_NODB_PORT=8001
 #   MOCK_ARGS=""        extra mock-upstream args, e.g. "--latency-ms 20 --chunk-delay-ms 5"
 #   LLMUX_ARGS=""       extra `llmux serve` args
 #   SKIP_BUILD=1        do not run cargo build (use existing binaries)
@@ -35,6 +41,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 BENCH_DIR="$ROOT/scripts/bench"
 
+if [ "${1:-}" = store ]; then
+  TARGETS="${TARGETS:-llmux llmux-nodb}"
+  CONCS="${CONCS:-50}"
+fi
+
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-3s}"
 TARGETS="${TARGETS:-direct limitproxy llmux}"
@@ -43,6 +54,7 @@ CONCS="${CONCS:-1 50}"
 MOCK_PORT="${MOCK_PORT:-9000}"
 PROXY_PORT="${PROXY_PORT:-9100}"
 LLMUX_PORT="${LLMUX_PORT:-8000}"
+LLMUX_NODB_PORT="${LLMUX_NODB_PORT:-8001}"
 MOCK_ARGS="${MOCK_ARGS:-}"
 LLMUX_ARGS="${LLMUX_ARGS:-}"
 CLIENT_KEY="sk-bench-client-key"
@@ -65,6 +77,9 @@ cleanup() {
     wait "$pid" 2>/dev/null || true
   done
   PIDS=()
+  if [ -n "${BENCH_DB:-}" ] && [ "${KEEP_DB:-0}" != 1 ]; then
+    rm -f "$BENCH_DB" "$BENCH_DB-wal" "$BENCH_DB-shm"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -99,7 +114,7 @@ TARGET_DIR="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
 
 BUILD_PKGS=()
 [ -z "${MOCK_BIN:-}" ] && BUILD_PKGS+=(-p mock-upstream)
-if has_target llmux && [ -z "${LLMUX_BIN:-}" ]; then BUILD_PKGS+=(-p llmux); fi
+if { has_target llmux || has_target llmux-nodb; } && [ -z "${LLMUX_BIN:-}" ]; then BUILD_PKGS+=(-p llmux); fi
 if [ "${SKIP_BUILD:-0}" != 1 ] && [ ${#BUILD_PKGS[@]} -gt 0 ]; then
   log "cargo build --release ${BUILD_PKGS[*]}"
   cargo build --release "${LOCKED[@]}" "${BUILD_PKGS[@]}"
@@ -107,7 +122,7 @@ fi
 MOCK_BIN="${MOCK_BIN:-$TARGET_DIR/release/mock-upstream}"
 LLMUX_BIN="${LLMUX_BIN:-$TARGET_DIR/release/llmux}"
 [ -x "$MOCK_BIN" ] || die "mock-upstream binary not found at $MOCK_BIN"
-if has_target llmux; then [ -x "$LLMUX_BIN" ] || die "llmux binary not found at $LLMUX_BIN"; fi
+if has_target llmux || has_target llmux-nodb; then [ -x "$LLMUX_BIN" ] || die "llmux binary not found at $LLMUX_BIN"; fi
 
 LIMITPROXY_NOTE=""
 if has_target limitproxy && [ -z "${LIMITPROXY_BIN:-}" ]; then
@@ -141,7 +156,8 @@ if [ -n "$LIMITPROXY_NOTE" ]; then
 fi
 
 # ---------------------------------------------------------------- start services
-for p in "$MOCK_PORT" $(has_target limitproxy && echo "$PROXY_PORT") $(has_target llmux && echo "$LLMUX_PORT"); do
+for p in "$MOCK_PORT" $(has_target limitproxy && echo "$PROXY_PORT") $(has_target llmux && echo "$LLMUX_PORT") \
+  $(has_target llmux-nodb && echo "$LLMUX_NODB_PORT"); do
   port_open "$p" && die "port $p is already in use on 127.0.0.1; stop that process or set *_PORT"
 done
 
@@ -173,28 +189,44 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; 
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
-IDLE_RSS=0
-if has_target llmux; then
-  CONFIG="$BENCH_DIR/api.yaml"
-  if [ "$MOCK_PORT" != 9000 ]; then
-    CONFIG="$OUT_DIR/api.yaml"
-    sed "s#127.0.0.1:9000#127.0.0.1:$MOCK_PORT#" "$BENCH_DIR/api.yaml" >"$CONFIG"
-  fi
+CONFIG="$BENCH_DIR/api.yaml"
+if [ "$MOCK_PORT" != 9000 ]; then
+  CONFIG="$OUT_DIR/api.yaml"
+  sed "s#127.0.0.1:9000#127.0.0.1:$MOCK_PORT#" "$BENCH_DIR/api.yaml" >"$CONFIG"
+fi
+# The usage store of the `llmux` target: a fresh SQLite file (unless the environment names
+# another store, e.g. DATABASE_URL or DISABLE_DATABASE).
+BENCH_DB="$OUT_DIR/bench-stats.db"
+rm -f "$BENCH_DB" "$BENCH_DB-wal" "$BENCH_DB-shm"
+
+start_llmux() { # name port [env assignments...]
+  local name="$1" port="$2" pid ok=0
+  shift 2
   # shellcheck disable=SC2086
-  "$LLMUX_BIN" serve --config "$CONFIG" --host 127.0.0.1 --port "$LLMUX_PORT" $LLMUX_ARGS \
-    >"$LOG_DIR/llmux.log" 2>&1 &
-  LLMUX_PID=$!
-  PIDS+=("$LLMUX_PID")
-  ok=0
+  env "$@" "$LLMUX_BIN" serve --config "$CONFIG" --host 127.0.0.1 --port "$port" $LLMUX_ARGS \
+    >"$LOG_DIR/$name.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
   for _ in $(seq 1 200); do
-    if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$LLMUX_PORT/healthz" 2>/dev/null; then ok=1; break; fi
-    kill -0 "$LLMUX_PID" 2>/dev/null || { cat "$LOG_DIR/llmux.log" >&2; die "llmux exited during startup"; }
+    if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" 2>/dev/null; then ok=1; break; fi
+    kill -0 "$pid" 2>/dev/null || { cat "$LOG_DIR/$name.log" >&2; die "$name exited during startup"; }
     sleep 0.05
   done
-  [ "$ok" = 1 ] || die "llmux /healthz not 200 within 10s; see $LOG_DIR/llmux.log"
+  [ "$ok" = 1 ] || die "$name /healthz not 200 within 10s; see $LOG_DIR/$name.log"
+  STARTED_PID="$pid"
+}
+
+IDLE_RSS=0
+if has_target llmux; then
+  start_llmux llmux "$LLMUX_PORT" "DB_PATH=${DB_PATH:-$BENCH_DB}" "LLMUX_STATE_FILE=$OUT_DIR/keypool.json"
+  LLMUX_PID="$STARTED_PID"
   sleep 0.5
   IDLE_RSS="$(rss_kib "$LLMUX_PID")"
-  log "llmux pid $LLMUX_PID on :$LLMUX_PORT, idle RSS $(mib "$IDLE_RSS") MiB"
+  log "llmux pid $LLMUX_PID on :$LLMUX_PORT (usage: $(grep -o 'usage store: [^(]*' "$LOG_DIR/llmux.log" | head -n1)), idle RSS $(mib "$IDLE_RSS") MiB"
+fi
+if has_target llmux-nodb; then
+  start_llmux llmux-nodb "$LLMUX_NODB_PORT" DISABLE_DATABASE=true "LLMUX_STATE_FILE=$OUT_DIR/keypool-nodb.json"
+  log "llmux-nodb pid $STARTED_PID on :$LLMUX_NODB_PORT (DISABLE_DATABASE=true)"
 fi
 
 url_of() {
@@ -202,6 +234,7 @@ url_of() {
     direct) echo "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" ;;
     limitproxy) echo "http://127.0.0.1:$PROXY_PORT/v1/chat/completions" ;;
     llmux) echo "http://127.0.0.1:$LLMUX_PORT/v1/chat/completions" ;;
+    llmux-nodb) echo "http://127.0.0.1:$LLMUX_NODB_PORT/v1/chat/completions" ;;
   esac
 }
 body_of() { if [ "$1" = stream ]; then echo "$BENCH_DIR/chat-stream.json"; else echo "$BENCH_DIR/chat.json"; fi; }
@@ -326,6 +359,23 @@ REPORT="$OUT_DIR/latest.md"
               if (mp > 0) printf ", ratio %.2f", mx / mp }')"
       done
     fi
+    echo
+  fi
+  if has_target llmux && has_target llmux-nodb; then
+    echo "## usage store: SQLite logging vs DISABLE_DATABASE"
+    echo
+    for m in $MODES; do
+      hi="$(tr -s ' ' '\n' <<<"$CONCS" | grep . | sort -n | tail -n1)"
+      db="${RPS[llmux/$m/$hi]:-0}" nodb="${RPS[llmux-nodb/$m/$hi]:-0}"
+      ratio="$(awk -v a="$db" -v b="$nodb" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')"
+      ok="$(awk -v r="$ratio" 'BEGIN { print (r != "n/a" && r + 0 >= 0.95) ? 1 : 0 }')"
+      echo "- $m c=$hi: SQLite $(awk -v r="$db" 'BEGIN { printf "%.0f", r }') rps, DISABLE_DATABASE $(awk -v r="$nodb" 'BEGIN { printf "%.0f", r }') rps: ratio $ratio (target >= 0.95): $(verdict "$ok")"
+    done
+    if [ -f "$BENCH_DB" ] && command -v sqlite3 >/dev/null 2>&1; then
+      echo "- rows written: $(sqlite3 "$BENCH_DB" 'SELECT COUNT(*) FROM llmux_requests') requests, $(sqlite3 "$BENCH_DB" 'SELECT COUNT(*) FROM llmux_attempts') attempts"
+    fi
+    echo "- store counters after the load: $(curl -fsS --max-time 5 -H "Authorization: Bearer $CLIENT_KEY" "http://127.0.0.1:$LLMUX_PORT/metrics" 2>/dev/null |
+      grep -E '^llmux_usage_(written|dropped)_total' | tr '\n' ' ' || echo unavailable)"
     echo
   fi
   if has_target llmux; then

@@ -216,6 +216,21 @@ pub async fn check(path: Option<PathBuf>) -> i32 {
     }
 }
 
+/// How long the usage store may take, after the HTTP server has drained, to write what is
+/// still queued (what does not fit is counted as dropped).
+const USAGE_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The usage store from the environment (`DISABLE_DATABASE`, `DB_*`, ...); the demo runs
+/// without one.
+async fn start_usage(demo_mode: bool) -> Result<crate::store::UsageService, String> {
+    use crate::store::{StoreConfig, UsageService};
+    if demo_mode {
+        return Ok(UsageService::disabled());
+    }
+    let cfg = StoreConfig::from_env().map_err(|e| e.to_string())?;
+    UsageService::start(cfg).await.map_err(|e| e.to_string())
+}
+
 fn shutdown_grace() -> Duration {
     std::env::var("SHUTDOWN_GRACE")
         .ok()
@@ -269,7 +284,14 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
     if let Some(path) = &state_path {
         crate::upkeep::restore(&runtime, path);
     }
-    let app = App::with_source(runtime, client, source.clone(), None);
+    let usage = match start_usage(demo_mode).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    let app = App::with_source(runtime, client, source.clone(), Some(&usage));
     match crate::keypool::shared::Link::from_env() {
         Ok(Some(link)) => {
             app.share_key_pools(Arc::clone(&link));
@@ -285,6 +307,7 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
         }
     }
     let upkeep = tokio::spawn(crate::upkeep::run(Arc::clone(&app), state_path.clone()));
+    let rankings = tokio::spawn(crate::upkeep::smart_rankings(Arc::clone(&app)));
     let mut reloaders = Vec::new();
     if let Some(src) = &source {
         reloaders.push(tokio::spawn(crate::reload::on_sighup(Arc::clone(&app))));
@@ -332,11 +355,15 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
     )
     .await;
     upkeep.abort();
+    rankings.abort();
     for r in reloaders {
         r.abort();
     }
     if let Some(path) = &state_path {
         crate::upkeep::save(&app.runtime(), path);
     }
+    // Every finished request is queued by now (its record is handed over before its last
+    // byte goes out); write them.
+    usage.shutdown(USAGE_FLUSH_DEADLINE).await;
     0
 }

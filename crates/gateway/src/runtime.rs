@@ -21,10 +21,10 @@ use crate::keypool::clock::{Clock, SystemClock};
 use crate::keypool::{Algorithm, KeyPool, KeySpec, PoolSettings};
 use crate::providers::engine::{self, Engine};
 use crate::providers::urls;
-use crate::routing::credits::PriceTable;
 use crate::routing::health::BreakerSettings;
 use crate::routing::timeouts::{self, AttemptFacts, TimeoutInputs, TimeoutPolicy, Timeouts};
 use crate::secret::mask;
+use crate::usage::PriceTable;
 
 /// Default request body limit when the config sets none.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
@@ -332,7 +332,7 @@ impl Runtime {
                     .preferences
                     .created_at
                     .as_deref()
-                    .and_then(crate::routing::credits::parse_datetime_ms),
+                    .and_then(crate::usage::created_at_ms),
                 masked: mask(&k.api),
                 role: k.role.clone(),
                 is_admin,

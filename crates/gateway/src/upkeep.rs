@@ -1,6 +1,7 @@
 //! Background upkeep of the key pools (the I/O the pure `keypool` leaves to its owner):
-//! re-validating disabled keys with a cheap call, and saving slow pool state so it survives
-//! a restart.
+//! re-validating disabled keys with a cheap call, saving slow pool state so it survives
+//! a restart, and feeding smart_round_robin pools their keys' success rates from the usage
+//! store (never on the request path).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +14,10 @@ use crate::runtime::{Channel, Runtime};
 
 const TICK: Duration = Duration::from_secs(5);
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often smart_round_robin pools re-read their keys' success rates.
+const RANKINGS_EVERY: Duration = Duration::from_secs(60);
+/// uni-api's smart_round_robin window.
+const RANKINGS_WINDOW_MS: i64 = 72 * crate::usage::time::HOUR_MS;
 
 /// Restore saved pool state into a fresh runtime.
 pub fn restore(rt: &Runtime, path: &Path) {
@@ -99,5 +104,43 @@ async fn validate(app: &App, ch: &Channel, secret: &str) -> bool {
     {
         Ok((status, _)) => (200..300).contains(&status),
         Err(_) => false,
+    }
+}
+
+/// smart_round_robin: re-rank each such pool's keys from the usage store, now and every
+/// [`RANKINGS_EVERY`]; runs until the process ends. Without a database (uni-api: no
+/// reordering) the pools keep ordering by their own counters.
+pub async fn smart_rankings(app: Arc<App>) {
+    let Some(store) = app.store.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(RANKINGS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        refresh_rankings(&app, &store).await;
+    }
+}
+
+/// One pass of [`smart_rankings`].
+pub async fn refresh_rankings(app: &App, store: &crate::store::Store) {
+    use crate::store::UsageStore;
+    let rt = app.runtime();
+    let since = crate::usage::time::now_ms() - RANKINGS_WINDOW_MS;
+    for ch in &rt.channels {
+        if ch.keys.settings().algorithm != crate::keypool::Algorithm::SmartRoundRobin
+            || ch.keys.len() < 2
+        {
+            continue;
+        }
+        match store.key_rankings(&ch.name, since, None).await {
+            Ok(rankings) => {
+                let order = crate::store::smart_order(&rankings, &ch.keys.fingerprints());
+                ch.keys.set_ranked_order(order);
+            }
+            Err(e) => {
+                tracing::debug!(provider = %ch.name, "smart_round_robin: rankings not read: {e}");
+            }
+        }
     }
 }

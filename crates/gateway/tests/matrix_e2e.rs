@@ -826,11 +826,10 @@ async fn reasoning(env: &Env) -> R {
             ensure_eq!(up["thinking"]["budget_tokens"], 1024);
         }
         Up::Gemini | Up::VertexGemini => {
-            // An effort alone asks for thinking, not for the thoughts themselves (those are
-            // shown to clients that enabled thinking explicitly).
+            // Asking for reasoning shows it, as the other upstreams do.
             let t = &up["generationConfig"]["thinkingConfig"];
             ensure_eq!(t["thinkingBudget"], 1024);
-            ensure!(t.get("includeThoughts").is_none(), "{t}");
+            ensure_eq!(t["includeThoughts"], true);
         }
         Up::Bedrock => {
             // llmux's Bedrock table maps `low` to 2048 (`minimal` is 1024).
@@ -848,7 +847,6 @@ async fn reasoning(env: &Env) -> R {
         ensure_eq!(completion, 12);
         let shows_text = match env.up {
             Up::Responses => up["reasoning"]["summary"].is_string(),
-            Up::Gemini | Up::VertexGemini => false,
             _ => true,
         };
         if shows_text {

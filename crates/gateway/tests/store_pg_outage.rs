@@ -6,46 +6,12 @@
 
 mod store_common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use llmux::store::service::UsageService;
 use llmux::store::{PgStore, StoreConfig, UsageFilter, UsageSink, UsageStore, WriterConfig};
 use store_common::*;
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh")
-}
-
-fn pg(action: &str, dir: &TempDir) -> String {
-    let out = Command::new("bash")
-        .arg(script())
-        .arg(action)
-        .arg(&dir.0)
-        .output()
-        .expect("run pg-throwaway.sh");
-    assert!(
-        out.status.success(),
-        "pg-throwaway.sh {action}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Stops the server even when the test fails.
-struct Server(TempDir);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(&(self.0).0)
-            .output();
-    }
-}
 
 /// One simulated request: what the request path does with the store (two `record` calls),
 /// then the answer. Returns how long the store part took.
@@ -69,7 +35,7 @@ async fn postgres_outage_never_slows_requests_and_drops_are_counted() {
     if pg_url("postgres_outage_never_slows_requests_and_drops_are_counted").is_none() {
         return;
     }
-    let server = Server(TempDir::new());
+    let server = PgServer(TempDir::new());
     let url = pg("start", &server.0);
     let mut cfg = StoreConfig::from_lookup(|k| (k == "DATABASE_URL").then(|| url.clone())).unwrap();
     cfg.retention_days = 0;

@@ -171,6 +171,9 @@ struct State {
     retry_tokens: f64,
     dirty: bool,
     grant_seq: u64,
+    /// smart_round_robin: the order computed from the usage store's success rates (the last
+    /// 72 h), applied at the end of each cycle; without it, the pool's own counters decide.
+    ranked: Option<Vec<usize>>,
 }
 
 #[derive(Debug)]
@@ -270,6 +273,7 @@ impl KeyPool {
                     retry_tokens: 10.0,
                     dirty: false,
                     grant_seq: 0,
+                    ranked: None,
                 }),
                 peers: OnceLock::new(),
             }),
@@ -294,6 +298,30 @@ impl KeyPool {
 
     pub fn settings(&self) -> &PoolSettings {
         &self.shared.settings
+    }
+
+    /// The keys' fingerprints in configuration order: how usage records name them.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .keys
+            .iter()
+            .map(|k| k.fingerprint.clone())
+            .collect()
+    }
+
+    /// smart_round_robin: the order to restart from after each full cycle (indices in
+    /// configuration order, best first). Ignored unless it names every key once.
+    pub fn set_ranked_order(&self, order: Vec<usize>) {
+        let mut st = self.shared.lock();
+        let mut seen = vec![false; st.keys.len()];
+        let valid = order.len() == seen.len()
+            && order
+                .iter()
+                .all(|&i| seen.get_mut(i).is_some_and(|s| !std::mem::replace(s, true)));
+        if valid {
+            st.ranked = Some(order);
+        }
     }
 
     /// True when admission needs a token estimate for this model (token limits configured or
@@ -928,8 +956,13 @@ fn pick_rotating(st: &mut State, candidates: &[(usize, f64, f64)]) -> Option<usi
     None
 }
 
-/// smart_round_robin: after a full cycle, order keys by success rate, then volume.
+/// smart_round_robin: after a full cycle, order keys by success rate, then volume — the usage
+/// store's ranking when there is one (uni-api), else the pool's own counters.
 fn resort_by_success(st: &mut State) {
+    if let Some(ranked) = &st.ranked {
+        st.order.clone_from(ranked);
+        return;
+    }
     let keys = &st.keys;
     st.order.sort_by(|&a, &b| {
         keys[b]
@@ -969,6 +1002,11 @@ impl Lease {
 
     pub fn masked(&self) -> String {
         mask(&self.secret)
+    }
+
+    /// The key's stable, non-reversible name ([`fingerprint`]), as usage records store it.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.secret)
     }
 
     pub fn reserved_tokens(&self) -> u64 {

@@ -91,6 +91,26 @@ fn round_robin_and_fixed_priority_keep_uni_api_semantics() {
 }
 
 #[test]
+fn smart_round_robin_restarts_each_cycle_in_the_stores_ranking() {
+    let (p, _) = pool(
+        3,
+        PoolSettings {
+            algorithm: Algorithm::SmartRoundRobin,
+            ..PoolSettings::default()
+        },
+    );
+    assert_eq!(p.fingerprints().len(), 3);
+    assert!(p.fingerprints()[2].starts_with("sk-...xxxx#"));
+    // A ranking takes effect when the current cycle ends; one that is not a permutation of
+    // the keys is ignored.
+    p.set_ranked_order(vec![2, 0, 1]);
+    p.set_ranked_order(vec![2, 2, 0]);
+    p.set_ranked_order(vec![1, 0]);
+    let picks: Vec<usize> = (0..9).map(|_| grant(&p, "m", &[]).index()).collect();
+    assert_eq!(picks, vec![0, 1, 2, 2, 0, 1, 2, 0, 1]);
+}
+
+#[test]
 fn the_16th_request_within_a_minute_moves_to_the_next_key() {
     let (p, clock) = pool(
         2,

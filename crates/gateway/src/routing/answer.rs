@@ -235,6 +235,18 @@ mod fast {
         prompt_tokens: u64,
         #[serde(default)]
         completion_tokens: u64,
+        #[serde(default)]
+        prompt_tokens_details: Option<Details>,
+        #[serde(default)]
+        completion_tokens_details: Option<Details>,
+    }
+
+    #[derive(Deserialize)]
+    struct Details {
+        #[serde(default)]
+        cached_tokens: Option<u64>,
+        #[serde(default)]
+        reasoning_tokens: Option<u64>,
     }
 
     /// A JSON string or array with something in it.
@@ -270,6 +282,15 @@ mod fast {
         let tokens = b.usage.map(|u| Tokens {
             prompt: u.prompt_tokens,
             completion: u.completion_tokens,
+            cached: u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            reasoning: u
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+            estimated: false,
         });
         Some((content, tokens))
     }
@@ -354,26 +375,15 @@ pub fn whole_answer(
     }
 }
 
-/// Prompt and completion tokens, merged field-wise by maximum (streams report cumulatively).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tokens {
-    pub prompt: u64,
-    pub completion: u64,
-}
-
-impl Tokens {
-    pub fn merge(&mut self, other: Tokens) {
-        self.prompt = self.prompt.max(other.prompt);
-        self.completion = self.completion.max(other.completion);
-    }
-
-    pub fn total(&self) -> u64 {
-        self.prompt + self.completion
-    }
-}
+/// Token counts an answer reports (streams report cumulatively: merged field-wise by maximum).
+pub use crate::usage::Tokens;
 
 fn count(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn nested(v: &Value, object: &str, key: &str) -> u64 {
+    v.get(object).map_or(0, |o| count(o, key))
 }
 
 fn usage_object(u: &Value) -> Option<Tokens> {
@@ -382,13 +392,25 @@ fn usage_object(u: &Value) -> Option<Tokens> {
     }
     // OpenAI chat: prompt/completion; Responses and Anthropic: input/output (Anthropic reports
     // cache reads and writes apart from input_tokens).
-    let prompt = count(u, "prompt_tokens").max(
-        count(u, "input_tokens")
-            + count(u, "cache_read_input_tokens")
-            + count(u, "cache_creation_input_tokens"),
-    );
+    let cache_read = count(u, "cache_read_input_tokens");
+    let prompt = count(u, "prompt_tokens")
+        .max(count(u, "input_tokens") + cache_read + count(u, "cache_creation_input_tokens"));
     let completion = count(u, "completion_tokens").max(count(u, "output_tokens"));
-    Some(Tokens { prompt, completion })
+    let cached = nested(u, "prompt_tokens_details", "cached_tokens")
+        .max(nested(u, "input_tokens_details", "cached_tokens"))
+        .max(cache_read);
+    let reasoning = nested(u, "completion_tokens_details", "reasoning_tokens").max(nested(
+        u,
+        "output_tokens_details",
+        "reasoning_tokens",
+    ));
+    Some(Tokens {
+        prompt,
+        completion,
+        cached,
+        reasoning,
+        estimated: false,
+    })
 }
 
 /// The usage an upstream JSON object (whole answer or stream event) reports, in any format.
@@ -397,6 +419,9 @@ pub fn tokens_in(v: &Value) -> Option<Tokens> {
         return Some(Tokens {
             prompt: count(m, "promptTokenCount"),
             completion: count(m, "candidatesTokenCount") + count(m, "thoughtsTokenCount"),
+            cached: count(m, "cachedContentTokenCount"),
+            reasoning: count(m, "thoughtsTokenCount"),
+            estimated: false,
         });
     }
     let mut found: Option<Tokens> = None;
@@ -441,31 +466,73 @@ pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
 }
 
 /// Characters of generated text in one stream event of any format (text, reasoning, refusal,
-/// tool-call arguments), for a usage estimate when the upstream reports none.
-pub fn generated_chars(v: &Value) -> u64 {
-    const TEXT: &[&str] = &[
-        "content",
-        "text",
-        "reasoning_content",
-        "reasoning",
-        "refusal",
-        "arguments",
-        "partial_json",
-        "thinking",
-        "delta",
+/// tool-call arguments), for a usage estimate when the upstream reports none. A scan of the raw
+/// JSON rather than a parse: it runs on every event of every stream, so it must stay cheap. An
+/// escape sequence counts as one character.
+pub fn generated_chars(data: &[u8]) -> u64 {
+    const TEXT: &[&[u8]] = &[
+        b"content",
+        b"text",
+        b"reasoning_content",
+        b"reasoning",
+        b"refusal",
+        b"arguments",
+        b"partial_json",
+        b"thinking",
+        b"delta",
     ];
-    match v {
-        Value::Object(map) => map
-            .iter()
-            .filter(|(k, _)| k.as_str() != "usage" && k.as_str() != "usageMetadata")
-            .map(|(k, v)| match v {
-                Value::String(s) if TEXT.contains(&k.as_str()) => s.chars().count() as u64,
-                other => generated_chars(other),
-            })
-            .sum(),
-        Value::Array(items) => items.iter().map(generated_chars).sum(),
-        _ => 0,
+    let at = |i: usize| data.get(i).copied();
+    let skip_space = |mut i: usize| {
+        while at(i).is_some_and(|c| c.is_ascii_whitespace()) {
+            i += 1;
+        }
+        i
+    };
+    let mut total = 0u64;
+    // The next string is the value of a text key.
+    let mut counted = false;
+    let mut i = 0;
+    while let Some(c) = at(i) {
+        if c != b'"' {
+            i += 1;
+            continue;
+        }
+        // A string: find its end, counting characters (UTF-8 lead bytes, escapes as one).
+        let start = i + 1;
+        let mut j = start;
+        let mut chars = 0u64;
+        while let Some(b) = at(j) {
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    j += if at(j + 1) == Some(b'u') { 6 } else { 2 };
+                    chars += 1;
+                }
+                _ => {
+                    if b & 0xC0 != 0x80 {
+                        chars += 1;
+                    }
+                    j += 1;
+                }
+            }
+        }
+        let end = j.min(data.len());
+        i = end + 1;
+        if counted {
+            total += chars;
+            counted = false;
+            continue;
+        }
+        // A key is followed by `:`; its value counts when it is a string and the key names text.
+        let after = skip_space(i);
+        if at(after) == Some(b':') {
+            let key = data.get(start..end).unwrap_or_default();
+            let value = skip_space(after + 1);
+            counted = at(value) == Some(b'"') && TEXT.contains(&key);
+            i = value;
+        }
     }
+    total
 }
 
 #[cfg(test)]
@@ -484,7 +551,8 @@ mod tests {
             super::tokens_in_bytes(br#"{"usage":{"prompt_tokens":3,"completion_tokens":4}}"#),
             Some(super::Tokens {
                 prompt: 3,
-                completion: 4
+                completion: 4,
+                ..super::Tokens::default()
             })
         );
     }
@@ -610,53 +678,41 @@ mod tests {
 
     #[test]
     fn generated_text_is_counted_without_metadata() {
-        let chunk: Value = serde_json::from_str(
-            r#"{"id":"chatcmpl-123","model":"gpt-4o","choices":[{"delta":{"role":"assistant","content":"Hello","tool_calls":[{"id":"call_1","function":{"name":"f","arguments":"{}"}}]}}]}"#,
-        )
-        .unwrap();
-        assert_eq!(generated_chars(&chunk), 7);
-        let anthropic: Value = serde_json::from_str(
-            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"héllo"}}"#,
-        )
-        .unwrap();
-        assert_eq!(generated_chars(&anthropic), 5);
+        let chunk = br#"{"id":"chatcmpl-123","model":"gpt-4o","choices":[{"delta":{"role":"assistant","content":"Hello","tool_calls":[{"id":"call_1","function":{"name":"f","arguments":"{}"}}]}}]}"#;
+        assert_eq!(generated_chars(chunk), 7);
+        let anthropic = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"héllo"}}"#;
+        assert_eq!(generated_chars(anthropic.as_bytes()), 5);
+        // Escapes count as one character; keys inside strings and non-string values do not count.
+        let escaped =
+            br#"{"choices":[{"delta":{"content":"a\"b\u00e9\n"}}],"x":"\"content\": \"no\""}"#;
+        assert_eq!(generated_chars(escaped), 5);
+        let spaced = br#"{ "text" : "abc", "content": null, "delta": {"text": "de"} }"#;
+        assert_eq!(generated_chars(spaced), 5);
+        let gemini = br#"{"candidates":[{"content":{"parts":[{"text":"Hi there"}],"role":"model"}}],"usageMetadata":{"promptTokenCount":2}}"#;
+        assert_eq!(generated_chars(gemini), 8);
+        assert_eq!(generated_chars(b""), 0);
+        assert_eq!(generated_chars(br#"{"text":"unterminated"#), 12);
     }
 
     #[test]
     fn usage_in_every_shape() {
-        let openai =
-            br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
-        assert_eq!(
-            tokens_in_bytes(openai),
+        let t = |prompt, completion, cached, reasoning| {
             Some(Tokens {
-                prompt: 3,
-                completion: 4
+                prompt,
+                completion,
+                cached,
+                reasoning,
+                estimated: false,
             })
-        );
+        };
+        let openai = br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}}}"#;
+        assert_eq!(tokens_in_bytes(openai), t(3, 4, 2, 1));
         let start = br#"{"type":"message_start","message":{"usage":{"input_tokens":5,"cache_read_input_tokens":2,"output_tokens":1}}}"#;
-        assert_eq!(
-            tokens_in_bytes(start),
-            Some(Tokens {
-                prompt: 7,
-                completion: 1
-            })
-        );
-        let gemini = br#"{"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":3,"thoughtsTokenCount":1}}"#;
-        assert_eq!(
-            tokens_in_bytes(gemini),
-            Some(Tokens {
-                prompt: 2,
-                completion: 4
-            })
-        );
-        let responses = br#"{"type":"response.completed","response":{"usage":{"input_tokens":9,"output_tokens":8}}}"#;
-        assert_eq!(
-            tokens_in_bytes(responses),
-            Some(Tokens {
-                prompt: 9,
-                completion: 8
-            })
-        );
+        assert_eq!(tokens_in_bytes(start), t(7, 1, 2, 0));
+        let gemini = br#"{"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":3,"thoughtsTokenCount":1,"cachedContentTokenCount":1}}"#;
+        assert_eq!(tokens_in_bytes(gemini), t(2, 4, 1, 1));
+        let responses = br#"{"type":"response.completed","response":{"usage":{"input_tokens":9,"output_tokens":8,"input_tokens_details":{"cached_tokens":4},"output_tokens_details":{"reasoning_tokens":5}}}}"#;
+        assert_eq!(tokens_in_bytes(responses), t(9, 8, 4, 5));
         assert_eq!(tokens_in_bytes(br#"{"usage":null}"#), None);
         assert_eq!(tokens_in_bytes(br#"{"choices":[]}"#), None);
     }

@@ -28,13 +28,13 @@ use crate::providers::upstream::Wire;
 use crate::providers::urls::Endpoint;
 use crate::providers::{media, suffixes, upstream};
 use crate::routing::answer::{self, Verdict};
-use crate::routing::credits::Charge;
 use crate::routing::plan::{self, PlanInput};
 use crate::routing::timeouts::{AttemptFacts, Timeouts};
 use crate::runtime::{Candidate, Channel, ClientKey, Runtime};
 use crate::server::body::{RespBody, full};
 use crate::server::relay::Relay;
 use crate::server::transcode::{Conversion, StreamTranscoder, convert_body};
+use crate::usage::{AttemptOutcome, RequestLog, Tokens};
 
 /// Largest upstream error body read (the rest is dropped).
 const MAX_ERROR_BODY: usize = 256 * 1024;
@@ -59,6 +59,8 @@ pub struct JsonRequest {
     pub forward_headers: Vec<(HeaderName, HeaderValue)>,
     /// Gemini clients calling `streamGenerateContent` without `alt=sse` get a JSON array.
     pub json_array: bool,
+    /// The client request's usage record (off for llmux's own requests).
+    pub log: RequestLog,
 }
 
 impl JsonRequest {
@@ -71,6 +73,7 @@ impl JsonRequest {
             headers: HeaderMap::new(),
             forward_headers: Vec::new(),
             json_array: false,
+            log: RequestLog::off(),
         }
     }
 }
@@ -83,8 +86,8 @@ pub struct RequestCtx<'a> {
     /// Body size, when known (a streamed upload is not).
     pub body_len: Option<u64>,
     pub headers: &'a HeaderMap,
-    /// Where a successful answer's cost goes (keys with credits).
-    pub charge: Option<Charge>,
+    /// The request's usage record: attempts, tokens, status (and so the key's credits).
+    pub log: RequestLog,
 }
 
 /// The path the client called, as `exclude_endpoints` names it.
@@ -108,10 +111,13 @@ struct Failure {
     body: Option<Bytes>,
     /// The format `body` is in.
     format: Option<Format>,
+    /// The upstream's HTTP status, when it answered (a `200` whose content failed included).
+    upstream: Option<u16>,
 }
 
 enum Outcome {
-    Done(Response<RespBody>),
+    /// The client's answer; with the error class when it is an upstream error not retried.
+    Done(Response<RespBody>, Option<ErrorClass>),
     Retry(Failure),
 }
 
@@ -214,7 +220,9 @@ pub async fn forward_json(
 ) -> Response<RespBody> {
     let client = req.client;
     let now = std::time::Instant::now();
-    if let Err(e) = crate::routing::policy::admit(rt, &app.routing, key, &req.peek.model, now) {
+    if let Err(e) =
+        crate::routing::policy::admit(rt, &app.routing, app.ledger(), key, &req.peek.model, now)
+    {
         return e.into_response(client);
     }
     if key.prefs.enable_moderation && req.endpoint == Endpoint::ChatCompletions {
@@ -231,15 +239,21 @@ pub async fn forward_json(
     } else {
         None
     };
+    let log = req.log.clone();
     let run = run_json(
         Arc::clone(app),
         Arc::clone(rt),
         Arc::clone(key),
         req,
         candidates,
-        true,
     );
-    let run: crate::server::keepalive::PendingAnswer = Box::pin(run);
+    // The answer's status is the request's, also when a keep-alive stream went out as `200`
+    // before it was known.
+    let run: crate::server::keepalive::PendingAnswer = Box::pin(async move {
+        let resp = run.await;
+        log.set_status(resp.status().as_u16());
+        resp
+    });
     match keepalive {
         None => run.await,
         Some(every) => crate::server::keepalive::race(run, every, client).await,
@@ -284,16 +298,13 @@ fn timeouts_for(
 }
 
 /// The attempt loop for a JSON request, without client policies (also used for the internal
-/// moderation request).
-/// `charged`: whether the answer counts against the key's credits (the internal moderation
-/// request does not).
+/// moderation request, whose `log` is off: it is neither recorded nor charged).
 pub async fn run_json(
     app: Arc<App>,
     rt: Arc<Runtime>,
     key: Arc<ClientKey>,
     req: JsonRequest,
     candidates: Arc<[Candidate]>,
-    charged: bool,
 ) -> Response<RespBody> {
     let (app, rt, key) = (&*app, &rt, &*key);
     let model = req.peek.model.clone();
@@ -325,9 +336,7 @@ pub async fn run_json(
         stream: req.peek.stream,
         body_len: Some(req.body.len() as u64),
         headers: &req.headers,
-        charge: charged
-            .then(|| crate::routing::policy::charge(rt, &app.routing, key, &model))
-            .flatten(),
+        log: req.log.clone(),
     };
     run_attempts(app, rt, key, &model, &candidates, client, &ctx, cost, |cand| {
         if cand.engine == Engine::Demo {
@@ -673,25 +682,52 @@ pub async fn run_attempts(
             };
             attempts += 1;
             progressed = true;
-            let outcome = match prepared {
-                Prepared::Answer(resp) => Outcome::Done(resp),
-                Prepared::Upstream(send) => {
-                    attempt(app, rt, channel, cand, send, lease, key, ctx).await
-                }
+            let attempt_started = std::time::Instant::now();
+            let fingerprint = lease
+                .as_ref()
+                .filter(|_| ctx.log.is_on())
+                .map(Lease::fingerprint);
+            let (outcome, reached) = match prepared {
+                Prepared::Answer(resp) => (Outcome::Done(resp, None), true),
+                Prepared::Upstream(send) => (
+                    attempt(app, rt, channel, cand, send, lease, key, ctx).await,
+                    true,
+                ),
                 Prepared::Unserved(message) => {
                     // No key of this channel would do better.
                     done[pos] = true;
-                    Outcome::Retry(Failure {
+                    let f = Failure {
                         status: StatusCode::NOT_IMPLEMENTED,
                         class: None,
                         message,
                         body: None,
                         format: None,
-                    })
+                        upstream: None,
+                    };
+                    (Outcome::Retry(f), false)
                 }
             };
+            if reached {
+                let (success, status, class) = match &outcome {
+                    Outcome::Done(resp, class) => (
+                        resp.status().is_success(),
+                        Some(resp.status().as_u16()),
+                        *class,
+                    ),
+                    Outcome::Retry(f) => (false, f.upstream, f.class),
+                };
+                ctx.log.attempt(AttemptOutcome {
+                    provider: &channel.name,
+                    upstream_model: &cand.upstream_model,
+                    key_fingerprint: fingerprint.as_deref(),
+                    success,
+                    status,
+                    error_class: class.map(ErrorClass::as_str),
+                    latency: attempt_started.elapsed(),
+                });
+            }
             match outcome {
-                Outcome::Done(resp) => {
+                Outcome::Done(resp, _) => {
                     if resp.status().is_success() {
                         app.routing
                             .health
@@ -878,11 +914,12 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A failed attempt to try elsewhere; `upstream`: the upstream's status when it answered.
 fn retry_failure(
     lease: &mut Option<Lease>,
     c: Classified,
     status: StatusCode,
-    body: Option<Bytes>,
+    upstream: Option<StatusCode>,
 ) -> Outcome {
     if let Some(l) = lease.as_mut() {
         l.failure(&c);
@@ -891,8 +928,9 @@ fn retry_failure(
         status,
         class: Some(c.class),
         message: c.message,
-        body,
+        body: None,
         format: None,
+        upstream: upstream.map(|s| s.as_u16()),
     })
 }
 
@@ -1057,6 +1095,7 @@ async fn attempt(
                     message: format!("provider `{}`: {message}", channel.name),
                     body: None,
                     format: None,
+                    upstream: None,
                 });
             }
         },
@@ -1078,6 +1117,7 @@ async fn attempt(
                 message,
                 body: None,
                 format: None,
+                upstream: None,
             });
         }
     };
@@ -1158,12 +1198,14 @@ async fn attempt(
         if let Some(l) = lease.as_mut() {
             l.failure(&c);
         }
+        let class = c.class;
         let failure = Failure {
             status,
-            class: Some(c.class),
+            class: Some(class),
             message: c.message,
             body,
             format: upstream_format.api(),
+            upstream: Some(status.as_u16()),
         };
         // The request itself is at fault (or the provider says not to retry): another key
         // or channel would refuse it too.
@@ -1173,7 +1215,7 @@ async fn attempt(
                 .map(|c| c.client)
                 .or(upstream_format.api())
                 .unwrap_or(Format::OpenAiChat);
-            return Outcome::Done(relay_error(failure, client));
+            return Outcome::Done(relay_error(failure, client), Some(class));
         }
         return Outcome::Retry(failure);
     }
@@ -1196,13 +1238,11 @@ async fn attempt(
         let transcode = Some(StreamTranscoder::new(conv));
         let relay = Relay::new(incoming, None, times.idle, true, lease, transcode)
             .with_keepalive(times.keepalive)
-            .with_charge(ctx.charge.clone(), estimate_basis(ctx));
-        return Outcome::Done(client_response(
-            status,
-            Some(stream_content_type(conv)),
-            relay,
-            true,
-        ));
+            .with_log(&ctx.log, estimate_basis(ctx));
+        return Outcome::Done(
+            client_response(status, Some(stream_content_type(conv)), relay, true),
+            None,
+        );
     }
     if is_sse {
         let triggers = &rt.settings.error_triggers;
@@ -1223,11 +1263,11 @@ async fn attempt(
                 let mut relay =
                     Relay::new(incoming, Some(prefix), times.idle, true, lease, transcode)
                         .with_keepalive(keepalive)
-                        .with_charge(ctx.charge.clone(), estimate_basis(ctx));
+                        .with_log(&ctx.log, estimate_basis(ctx));
                 if strip_usage {
                     relay = relay.strip_usage_chunk();
                 }
-                Outcome::Done(client_response(status, content_type, relay, true))
+                Outcome::Done(client_response(status, content_type, relay, true), None)
             }
             Err((class, message)) => {
                 let message = format!("provider `{}`: {message}", channel.name);
@@ -1237,13 +1277,14 @@ async fn attempt(
                     StatusCode::BAD_GATEWAY
                 };
                 let c = Classified::new(class, message);
-                retry_failure(&mut lease, c, status, None)
+                retry_failure(&mut lease, c, status, Some(StatusCode::OK))
             }
         }
     } else if let Some(conv) = convert {
         let checks = AnswerChecks {
             triggers: &rt.settings.error_triggers,
-            charge: ctx.charge.as_ref(),
+            log: &ctx.log,
+            request_len: ctx.body_len,
         };
         converted_answer(channel, status, incoming, times.idle, lease, &conv, &checks).await
     } else if endpoint == Endpoint::ChatCompletions {
@@ -1251,7 +1292,7 @@ async fn attempt(
         let Some(body) = read_limited(incoming, MAX_CONVERTED_BODY, times.idle).await else {
             let msg = format!("provider `{}`: the answer could not be read", channel.name);
             let c = Classified::new(ErrorClass::ServerError, msg);
-            return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
+            return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, Some(status));
         };
         let checked = match upstream_format.api() {
             Some(format) => answer::whole_answer(format, &body, &rt.settings.error_triggers),
@@ -1264,7 +1305,7 @@ async fn attempt(
                     ErrorClass::ServerError,
                     format!("provider `{}`: {why}", channel.name),
                 );
-                return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
+                return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, Some(status));
             }
         };
         if let Some(l) = lease.as_mut() {
@@ -1276,38 +1317,43 @@ async fn attempt(
                 l.settle_tokens(t.total());
             }
         }
-        if let Some(charge) = &ctx.charge {
-            let t = tokens.unwrap_or_else(|| answer::Tokens {
-                prompt: ctx.body_len.unwrap_or(0).div_ceil(4),
-                completion: (body.len() as u64).div_ceil(4),
-            });
-            charge.settle(t.prompt, t.completion);
+        if ctx.log.is_on() {
+            ctx.log.set_tokens(tokens.unwrap_or_else(|| {
+                Tokens::estimate(to_usize(ctx.body_len.unwrap_or(0)), body.len())
+            }));
         }
         let mut resp = crate::error::json_response(status, body, None);
         if let Some(ct) = content_type {
             resp.headers_mut().insert(header::CONTENT_TYPE, ct);
         }
-        Outcome::Done(resp)
+        Outcome::Done(resp, None)
     } else {
         if let Some(l) = lease.as_mut() {
             l.success();
         }
         let relay = Relay::new(incoming, None, times.idle, false, lease, None)
-            .with_charge(ctx.charge.clone(), estimate_basis(ctx));
-        Outcome::Done(client_response(status, content_type, relay, false))
+            .with_log(&ctx.log, estimate_basis(ctx));
+        Outcome::Done(client_response(status, content_type, relay, false), None)
     }
 }
 
-/// Chat answers without usage are charged an estimate from the request size; other answers
-/// without usage are not charged (uni-api charges only answers with tokens).
+/// Chat answers without usage are recorded (and charged) with an estimate from the request
+/// size; other answers without usage count no tokens (uni-api charges only answers with
+/// tokens).
 fn estimate_basis(ctx: &RequestCtx<'_>) -> Option<u64> {
     (ctx.endpoint == Endpoint::ChatCompletions).then_some(ctx.body_len.unwrap_or(0))
 }
 
-/// What a whole answer is checked against and charged to.
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// What a whole answer is checked against and recorded in.
 struct AnswerChecks<'a> {
     triggers: &'a [String],
-    charge: Option<&'a Charge>,
+    log: &'a RequestLog,
+    /// Request size, for an estimate when the answer reports no usage.
+    request_len: Option<u64>,
 }
 
 fn stream_content_type(conv: &Conversion) -> HeaderValue {
@@ -1331,7 +1377,7 @@ async fn converted_answer(
     let Some(body) = read_limited(incoming, MAX_CONVERTED_BODY, timeout).await else {
         let msg = format!("provider `{}`: the answer could not be read", channel.name);
         let c = Classified::new(ErrorClass::ServerError, msg);
-        return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
+        return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, Some(status));
     };
     if let Some(format) = conv.upstream.api()
         && let Err(why) = answer::whole_answer(format, &body, checks.triggers)
@@ -1340,7 +1386,7 @@ async fn converted_answer(
             ErrorClass::ServerError,
             format!("provider `{}`: {why}", channel.name),
         );
-        return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None);
+        return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, Some(status));
     }
     match convert_body(conv, &body) {
         Ok((converted, usage)) => {
@@ -1350,19 +1396,22 @@ async fn converted_answer(
                     l.settle_tokens(usage.total());
                 }
             }
-            if let Some(charge) = checks.charge {
-                charge.settle(usage.input_tokens, usage.output_tokens);
+            if checks.log.is_on() {
+                checks.log.set_tokens(if usage.total() > 0 {
+                    Tokens::reported(&usage)
+                } else {
+                    Tokens::estimate(to_usize(checks.request_len.unwrap_or(0)), converted.len())
+                });
             }
-            Outcome::Done(crate::error::json_response(
-                status,
-                Bytes::from(converted),
+            Outcome::Done(
+                crate::error::json_response(status, Bytes::from(converted), None),
                 None,
-            ))
+            )
         }
         Err(message) => {
             let message = format!("provider `{}`: {message}", channel.name);
             let c = Classified::new(ErrorClass::ServerError, message);
-            retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, None)
+            retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, Some(status))
         }
     }
 }

@@ -5,7 +5,6 @@
 pub mod answer;
 pub mod attempt;
 pub mod client_limits;
-pub mod credits;
 pub mod health;
 pub mod moderation;
 pub mod overrides;
@@ -20,30 +19,12 @@ use crate::error::ApiError;
 use crate::runtime::{Candidate, ClientKey, Runtime};
 
 /// Routing state that outlives a runtime: a config reload keeps channel health, rotation
-/// counters, client rate-limit windows and spending.
-#[derive(Debug)]
+/// counters and client rate-limit windows (spending lives in the usage ledger, [`crate::app::App::usage`]).
+#[derive(Debug, Default)]
 pub struct RoutingState {
     pub health: health::ChannelHealth,
     pub rotation: schedule::Rotation,
     pub limits: client_limits::ClientLimiter,
-    pub ledger: Arc<dyn credits::SpendLedger>,
-}
-
-impl RoutingState {
-    pub fn new(ledger: Arc<dyn credits::SpendLedger>) -> Self {
-        RoutingState {
-            health: health::ChannelHealth::default(),
-            rotation: schedule::Rotation::default(),
-            limits: client_limits::ClientLimiter::default(),
-            ledger,
-        }
-    }
-}
-
-impl Default for RoutingState {
-    fn default() -> Self {
-        RoutingState::new(Arc::new(credits::MemoryLedger::default()))
-    }
 }
 
 /// The candidates for `model` under `key`, or the error the client should see: 403 when the

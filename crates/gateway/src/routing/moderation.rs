@@ -104,7 +104,6 @@ pub async fn check(
         Arc::clone(key),
         req,
         candidates,
-        false,
     )
     .await;
     let status = resp.status();

@@ -10,31 +10,30 @@ use http::StatusCode;
 use crate::error::ApiError;
 use crate::keypool::limits::limits_for;
 use crate::routing::RoutingState;
-use crate::routing::credits::{self, Charge};
 use crate::runtime::{ClientKey, Runtime};
+use crate::usage::{self, CostLedger};
 
-/// Admits one request for `model`, counting it against the rate limits.
+/// Admits one request for `model`, counting it against the rate limits. Credits are read from
+/// the usage ledger: configured `credits` plus those added with `/v1/add_credits`, against the
+/// spending since the key's `created_at` (else the last 30 days).
 pub fn admit(
     rt: &Runtime,
     state: &RoutingState,
+    ledger: &CostLedger,
     key: &ClientKey,
     model: &str,
     now: Instant,
 ) -> Result<(), ApiError> {
-    if let Some(b) = credits::balance(
-        state.ledger.as_ref(),
-        &key.id,
-        key.prefs.credits,
-        key.created_at_ms,
-        credits::now_ms(),
-    ) && b.exhausted()
+    let since = usage::window_start(key.created_at_ms, usage::time::now_ms());
+    if let Some(b) = usage::credit_state(ledger, &key.id, key.prefs.credits, since)
+        && !b.enabled
     {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "insufficient_quota",
             format!(
                 "Balance is insufficient: this key has spent ${:.4} of its ${:.4} credits. Ask the gateway's administrator for more credits.",
-                b.spent, b.credits
+                b.total_cost, b.credits
             ),
         )
         .code("insufficient_quota"));
@@ -74,14 +73,4 @@ fn too_many(message: String, wait: std::time::Duration) -> ApiError {
     .code("rate_limit_exceeded");
     e.retry_after = Some(secs);
     e
-}
-
-/// What this request's answer is charged to, for keys with credits.
-pub fn charge(rt: &Runtime, state: &RoutingState, key: &ClientKey, model: &str) -> Option<Charge> {
-    key.prefs.credits?;
-    Some(Charge {
-        ledger: std::sync::Arc::clone(&state.ledger),
-        key_id: std::sync::Arc::clone(&key.id),
-        price: rt.settings.prices.lookup(model),
-    })
 }

@@ -30,15 +30,25 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 
 /// `?key=...` (Google's API-key query parameter), percent-decoded.
 pub fn query_key(query: Option<&str>) -> Option<String> {
+    query_param(query, "key")
+}
+
+/// The first non-empty value of `name` in a query string, percent-decoded (`+` stays `+`, so
+/// a date-time offset like `+08:00` survives unencoded).
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     let raw = query?
         .split('&')
-        .find_map(|kv| kv.strip_prefix("key="))
+        .find_map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+        })
         .filter(|v| !v.is_empty())?;
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%'
             && let Some(v) = raw
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
@@ -46,7 +56,7 @@ pub fn query_key(query: Option<&str>) -> Option<String> {
             out.push(v);
             i += 3;
         } else {
-            out.push(bytes[i]);
+            out.push(b);
             i += 1;
         }
     }
@@ -74,7 +84,21 @@ pub fn authenticate<'r>(
 
 #[cfg(test)]
 mod tests {
-    use super::presented_key;
+    use super::{presented_key, query_param};
+
+    #[test]
+    fn query_params_are_decoded() {
+        let q = Some("key=a%2Fb&start_datetime=2024-01-01T00:00:00+08:00&model=&m=x%");
+        assert_eq!(query_param(q, "key").as_deref(), Some("a/b"));
+        assert_eq!(
+            query_param(q, "start_datetime").as_deref(),
+            Some("2024-01-01T00:00:00+08:00")
+        );
+        assert_eq!(query_param(q, "model"), None);
+        assert_eq!(query_param(q, "m").as_deref(), Some("x%"));
+        assert_eq!(query_param(q, "k"), None);
+        assert_eq!(query_param(None, "key"), None);
+    }
     use http::HeaderMap;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -20,6 +20,7 @@ use crate::routing::attempt::{self, JsonRequest};
 use crate::runtime::{ClientKey, Runtime};
 use crate::server::body::RespBody;
 use crate::server::openai::{body_error, read_body};
+use crate::usage::RequestLog;
 
 /// Anthropic headers a client may send that mean something to an Anthropic upstream.
 const ANTHROPIC_FORWARDED: [&str; 2] = ["anthropic-version", "anthropic-beta"];
@@ -47,6 +48,7 @@ pub async fn body_model(
     key: &Arc<ClientKey>,
     client: Format,
     req: Request<Incoming>,
+    log: RequestLog,
 ) -> Response<RespBody> {
     let (parts, body) = req.into_parts();
     let body = match read_body(body, &parts.headers, rt.settings.max_body_bytes).await {
@@ -57,6 +59,11 @@ pub async fn body_model(
         Ok(p) => p,
         Err(e) => return body_error(e).into_response(client),
     };
+    log.set_model(
+        &peek.model,
+        rt.settings.prices.lookup(&peek.model),
+        peek.stream,
+    );
     if client == Format::OpenAiResponses
         && let Some(raw) = peek.view.raw(&body, "previous_response_id")
         && raw != b"null"
@@ -74,6 +81,7 @@ pub async fn body_model(
     };
     let mut jr = JsonRequest::new(Endpoint::ChatCompletions, body, peek, client);
     jr.headers = parts.headers.clone();
+    jr.log = log;
     if client == Format::Anthropic {
         for name in ANTHROPIC_FORWARDED {
             if let Some(v) = parts.headers.get(name) {
@@ -92,8 +100,11 @@ pub async fn gemini(
     key: &Arc<ClientKey>,
     call: GeminiCall,
     req: Request<Incoming>,
+    log: RequestLog,
 ) -> Response<RespBody> {
     let client = Format::Gemini;
+    let stream = call.method == GeminiMethod::StreamGenerateContent;
+    log.set_model(&call.model, rt.settings.prices.lookup(&call.model), stream);
     let sse = req
         .uri()
         .query()
@@ -107,7 +118,6 @@ pub async fn gemini(
         Ok(v) => v,
         Err(e) => return body_error(e).into_response(client),
     };
-    let stream = call.method == GeminiMethod::StreamGenerateContent;
     let peek = RequestPeek {
         view,
         model: call.model,
@@ -121,6 +131,7 @@ pub async fn gemini(
     let mut jr = JsonRequest::new(Endpoint::ChatCompletions, body, peek, client);
     jr.headers = parts.headers;
     jr.json_array = stream && !sse;
+    jr.log = log;
     attempt::forward_json(app, rt, key, jr, candidates).await
 }
 

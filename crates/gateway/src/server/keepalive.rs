@@ -54,8 +54,6 @@ pub async fn race(
     }
 }
 
-const COMMENT: &[u8] = b": keepalive\n\n";
-
 struct KeepAlive {
     answer: Option<PendingAnswer>,
     /// The answer's stream, once it came.
@@ -151,7 +149,9 @@ impl Body for KeepAlive {
                     if this.timer.as_mut().poll(cx).is_ready() {
                         let next = Instant::now() + this.every;
                         this.timer.as_mut().reset(next);
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(COMMENT)))));
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                            crate::server::relay::KEEPALIVE,
+                        )))));
                     }
                     return Poll::Pending;
                 }

@@ -35,8 +35,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         tracing::warn!("accept failed: {e}");
@@ -48,7 +48,9 @@ pub async fn serve(
                 let app = Arc::clone(&app);
                 let svc = service_fn(move |req| {
                     let app = Arc::clone(&app);
-                    async move { Ok::<_, Infallible>(crate::server::handle(app, req).await) }
+                    async move {
+                        Ok::<_, Infallible>(crate::server::handle(app, req, Some(peer)).await)
+                    }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 let conn = graceful.watch(conn);

@@ -9,9 +9,12 @@ pub mod keepalive;
 pub mod listen;
 pub mod multipart;
 pub mod openai;
+pub mod recorded;
 pub mod relay;
+pub mod stats;
 pub mod transcode;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,7 +25,9 @@ use protocol::ir::Format;
 use crate::app::App;
 use crate::error::{ApiError, json_response};
 use crate::providers::urls::Endpoint;
+use crate::usage::{Api, RequestLog};
 use body::RespBody;
+use stats::StatsRoute;
 
 #[derive(Clone)]
 enum Route {
@@ -38,6 +43,8 @@ enum Route {
     CountTokens(Format),
     Providers,
     AdminReload,
+    Stats(StatsRoute),
+    Metrics,
 }
 
 impl Route {
@@ -48,6 +55,26 @@ impl Route {
             Route::Gemini(_) => Format::Gemini,
             _ => Format::OpenAiChat,
         }
+    }
+
+    /// Requests to a model: recorded in the usage store and counted on `/metrics`.
+    fn api(&self) -> Option<Api> {
+        Some(match self {
+            Route::Json(Endpoint::ChatCompletions) => Api::ChatCompletions,
+            Route::Json(Endpoint::Embeddings) => Api::Embeddings,
+            Route::Json(Endpoint::ImagesGenerations) => Api::ImagesGenerations,
+            Route::Json(Endpoint::AudioSpeech) => Api::AudioSpeech,
+            Route::Json(Endpoint::Moderations) => Api::Moderations,
+            Route::Multipart(_) => Api::AudioTranscriptions,
+            Route::BodyModel(Format::Anthropic) => Api::Messages,
+            Route::BodyModel(_) => Api::Responses,
+            Route::Gemini(call) => match call.method {
+                ingress::GeminiMethod::GenerateContent => Api::GeminiGenerate,
+                ingress::GeminiMethod::StreamGenerateContent => Api::GeminiStream,
+                ingress::GeminiMethod::CountTokens => return None,
+            },
+            _ => return None,
+        })
     }
 }
 
@@ -74,6 +101,13 @@ fn route(path: &str) -> Option<(Route, Method)> {
         "/healthz" => (Route::Health, Method::GET),
         "/admin/keys" => (Route::AdminKeys, Method::GET),
         "/admin/reload" => (Route::AdminReload, Method::POST),
+        "/v1/stats" => (Route::Stats(StatsRoute::Stats), Method::GET),
+        "/v1/token_usage" => (Route::Stats(StatsRoute::TokenUsage), Method::GET),
+        "/v1/channel_key_rankings" => (Route::Stats(StatsRoute::ChannelKeyRankings), Method::GET),
+        "/v1/api_keys_states" => (Route::Stats(StatsRoute::ApiKeysStates), Method::GET),
+        "/v1/add_credits" => (Route::Stats(StatsRoute::AddCredits), Method::POST),
+        "/v1/generate-api-key" => (Route::Stats(StatsRoute::GenerateApiKey), Method::GET),
+        "/metrics" => (Route::Metrics, Method::GET),
         _ => return None,
     })
 }
@@ -85,7 +119,14 @@ static HEALTH_BODY: &[u8] = concat!(
 )
 .as_bytes();
 
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody> {
+/// One request; `peer`: the client's address (for the usage record when no proxy header names
+/// one).
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: Option<SocketAddr>,
+) -> Response<RespBody> {
+    let started = std::time::Instant::now();
     let Some((route, method)) = route(req.uri().path()) else {
         return ApiError::not_found(format!(
             "Invalid URL ({} {})",
@@ -114,6 +155,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
         return json_response(StatusCode::OK, Bytes::from_static(HEALTH_BODY), None);
     }
     let rt = app.runtime();
+    if let Route::Metrics = route
+        && app.metrics_public
+    {
+        return stats::metrics(&app, &rt);
+    }
     // Google clients may put the key in the query string.
     let query_key = match route {
         Route::Gemini(_) => auth::query_key(req.uri().query()),
@@ -123,21 +169,57 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
         Ok(key) => Arc::clone(key),
         Err(e) => return e.into_response(client),
     };
+    let Some(api) = route.api() else {
+        return serve(&app, &rt, &key, route, req, RequestLog::off()).await;
+    };
+    let request_id = recorded::new_request_id();
+    let log = recorded::open(
+        &app,
+        &key,
+        api,
+        request_id.clone(),
+        req.method(),
+        req.uri().path(),
+        req.headers(),
+        peer,
+        started,
+    );
+    let resp = serve(&app, &rt, &key, route, req, log.clone()).await;
+    recorded::finish(resp, log, &request_id)
+}
+
+async fn serve(
+    app: &Arc<App>,
+    rt: &Arc<crate::runtime::Runtime>,
+    key: &Arc<crate::runtime::ClientKey>,
+    route: Route,
+    req: Request<Incoming>,
+    log: RequestLog,
+) -> Response<RespBody> {
     match route {
         Route::Health => json_response(StatusCode::OK, Bytes::from_static(HEALTH_BODY), None),
         Route::Models => json_response(StatusCode::OK, key.models_body.clone(), None),
-        Route::Json(endpoint) => openai::json_endpoint(&app, &rt, &key, endpoint, req).await,
+        Route::Json(endpoint) => openai::json_endpoint(app, rt, key, endpoint, req, log).await,
         Route::Multipart(endpoint) => {
-            openai::multipart_endpoint(&app, &rt, &key, endpoint, req).await
+            openai::multipart_endpoint(app, rt, key, endpoint, req, log).await
         }
-        Route::AdminKeys => admin::keys(&rt, &key),
-        Route::BodyModel(format) => ingress::body_model(&app, &rt, &key, format, req).await,
+        Route::AdminKeys => admin::keys(rt, key),
+        Route::BodyModel(format) => ingress::body_model(app, rt, key, format, req, log).await,
         Route::Gemini(call) if call.method == ingress::GeminiMethod::CountTokens => {
-            ingress::count_tokens(&rt, &key, Format::Gemini, Some(call.model), req).await
+            ingress::count_tokens(rt, key, Format::Gemini, Some(call.model), req).await
         }
-        Route::Gemini(call) => ingress::gemini(&app, &rt, &key, call, req).await,
-        Route::CountTokens(format) => ingress::count_tokens(&rt, &key, format, None, req).await,
-        Route::Providers => ingress::providers(&rt, &key),
-        Route::AdminReload => admin::reload(&app, &key).await,
+        Route::Gemini(call) => ingress::gemini(app, rt, key, call, req, log).await,
+        Route::CountTokens(format) => ingress::count_tokens(rt, key, format, None, req).await,
+        Route::Providers => ingress::providers(rt, key),
+        Route::AdminReload => admin::reload(app, key).await,
+        Route::Stats(which) => stats::handle(app, rt, key, which, req.uri().query()).await,
+        Route::Metrics if key.is_admin => stats::metrics(app, rt),
+        Route::Metrics => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "GET /metrics needs an admin key (or LLMUX_METRICS_PUBLIC=true)",
+        )
+        .code("admin_required")
+        .into_openai_response(),
     }
 }

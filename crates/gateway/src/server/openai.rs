@@ -20,6 +20,7 @@ use crate::routing::attempt::{self, JsonRequest, Prepared, Send};
 use crate::runtime::{ClientKey, Runtime};
 use crate::server::body::{RespBody, full};
 use crate::server::multipart::{self, FieldScan, PrefixedBody};
+use crate::usage::RequestLog;
 
 /// A client that stops sending its body for this long is cut off (slow-client protection).
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -31,6 +32,7 @@ pub async fn json_endpoint(
     key: &Arc<ClientKey>,
     endpoint: Endpoint,
     req: Request<Incoming>,
+    log: RequestLog,
 ) -> Response<RespBody> {
     let (parts, body) = req.into_parts();
     let body = match read_body(body, &parts.headers, rt.settings.max_body_bytes).await {
@@ -47,12 +49,18 @@ pub async fn json_endpoint(
         }
         Err(e) => return body_error(e).into_openai_response(),
     };
+    log.set_model(
+        &peek.model,
+        rt.settings.prices.lookup(&peek.model),
+        peek.stream,
+    );
     let candidates = match crate::routing::candidates(rt, key, &peek.model) {
         Ok(c) => c,
         Err(e) => return e.into_openai_response(),
     };
     let mut req = JsonRequest::new(endpoint, body, peek, Format::OpenAiChat);
     req.headers = parts.headers;
+    req.log = log;
     attempt::forward_json(app, rt, key, req, candidates).await
 }
 
@@ -133,6 +141,7 @@ pub async fn multipart_endpoint(
     key: &ClientKey,
     endpoint: Endpoint,
     req: Request<Incoming>,
+    log: RequestLog,
 ) -> Response<RespBody> {
     let limit = rt.settings.max_body_bytes;
     let (parts, mut body) = req.into_parts();
@@ -190,12 +199,14 @@ pub async fn multipart_endpoint(
     let model = String::from_utf8_lossy(&buf[span.clone()])
         .trim()
         .to_string();
+    log.set_model(&model, rt.settings.prices.lookup(&model), false);
     let candidates = match crate::routing::candidates(rt, key, &model) {
         Ok(c) => c,
         Err(e) => return e.into_openai_response(),
     };
     let now = std::time::Instant::now();
-    if let Err(e) = crate::routing::policy::admit(rt, &app.routing, key, &model, now) {
+    if let Err(e) = crate::routing::policy::admit(rt, &app.routing, app.ledger(), key, &model, now)
+    {
         return e.into_openai_response();
     }
     let content_type = content_type.unwrap_or(HeaderValue::from_static("multipart/form-data"));
@@ -222,7 +233,7 @@ pub async fn multipart_endpoint(
         stream: false,
         body_len: if ended { Some(buf.len() as u64) } else { None },
         headers: &parts.headers,
-        charge: crate::routing::policy::charge(rt, &app.routing, key, &model),
+        log,
     };
     attempt::run_attempts(
         app,

@@ -2,8 +2,9 @@
 //! bounds the silence between chunks (sending keep-alive comments while it waits, when asked),
 //! holds the upstream key until the end (or until the client goes away and hyper drops the
 //! body), ends an event stream that fails midway with an explicit error event rather than a
-//! silent truncation, and settles the usage it saw (key-pool token reservations, and the cost
-//! charged to a client key with credits — also when the client leaves early).
+//! silent truncation, and settles the usage it saw (key-pool token reservations, and the tokens
+//! of the request's usage record, which charges the client key — also when the client leaves
+//! early).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -15,10 +16,10 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::keypool::Lease;
-use crate::routing::answer::{self, Tokens};
-use crate::routing::credits::Charge;
+use crate::routing::answer;
 use crate::server::body::BoxError;
 use crate::server::transcode::StreamTranscoder;
+use crate::usage::{RequestLog, Tokens};
 
 pin_project_lite::pin_project! {
     pub struct Relay {
@@ -95,10 +96,7 @@ impl UsageStrip {
             self.pending.push_back(rest);
         }
         if let (Some(tap), Some(u)) = (tap, self.usage.as_ref()) {
-            tap.tokens = Some(Tokens {
-                prompt: u.prompt_tokens,
-                completion: u.completion_tokens,
-            });
+            tap.tokens = Some(openai_tokens(u));
             if u.total_tokens > 0 {
                 tap.total = Some(u.total_tokens);
             }
@@ -106,8 +104,27 @@ impl UsageStrip {
     }
 }
 
+/// An OpenAI `usage` object as token counts.
+fn openai_tokens(u: &protocol::openai::Usage) -> Tokens {
+    Tokens {
+        prompt: u.prompt_tokens,
+        completion: u.completion_tokens,
+        cached: u
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0),
+        reasoning: u
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0),
+        estimated: false,
+    }
+}
+
 /// Watches the relayed bytes for the provider's token usage (any format's `usage` /
-/// `usageMetadata`), so the key's token reservation can be settled and the answer charged.
+/// `usageMetadata`), so the key's token reservation can be settled and the answer recorded.
 struct UsageTap {
     framer: Option<protocol::sse::SseFramer>,
     /// Non-stream: the last bytes of the body, where `usage` sits.
@@ -116,7 +133,7 @@ struct UsageTap {
     /// OpenAI's own total, when it says one.
     total: Option<u64>,
     /// Generated text seen in stream events (for an estimate when no usage comes); counted
-    /// only when an answer is charged.
+    /// only when the answer is recorded.
     text_chars: Option<u64>,
 }
 
@@ -147,11 +164,8 @@ impl UsageTap {
                     if let Some(t) = answer::tokens_in_bytes(ev.data.as_bytes()) {
                         self.tokens.get_or_insert_with(Tokens::default).merge(t);
                     }
-                    if let Some(chars) = self.text_chars.as_mut()
-                        && ev.data.starts_with('{')
-                        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&ev.data)
-                    {
-                        *chars += answer::generated_chars(&v);
+                    if let Some(chars) = self.text_chars.as_mut() {
+                        *chars += answer::generated_chars(ev.data.as_bytes());
                     }
                     if let Some(u) = protocol::openai::usage_from_chunk(ev.data.as_bytes())
                         && u.total_tokens > 0
@@ -180,10 +194,7 @@ impl UsageTap {
                 de.next()?.ok()
             });
             if let Some(u) = parsed {
-                self.tokens = Some(Tokens {
-                    prompt: u.prompt_tokens,
-                    completion: u.completion_tokens,
-                });
+                self.tokens = Some(openai_tokens(&u));
                 if u.total_tokens > 0 {
                     self.total = Some(u.total_tokens);
                 }
@@ -194,12 +205,13 @@ impl UsageTap {
     }
 }
 
-/// Charges a client key for the answer exactly once: when the answer ends, or when the body
-/// is dropped first (the client went away; the provider has billed the tokens anyway).
+/// Hands the answer's tokens to the request's usage record exactly once: when the answer ends,
+/// or when the body is dropped first (the client went away; the provider has billed the tokens
+/// anyway, and the key is charged for them).
 struct Meter {
-    charge: Charge,
+    log: RequestLog,
     /// Request size, for an estimate when the upstream reports no usage (`None`: no usage, no
-    /// charge — as uni-api for non-chat answers).
+    /// tokens — as uni-api for non-chat answers).
     request_len: Option<u64>,
     /// Bytes relayed, and generated characters seen in stream events (when counted).
     relayed: u64,
@@ -214,12 +226,12 @@ impl Meter {
             return;
         }
         self.settled = true;
-        let estimate = self.request_len.map(|len| Tokens {
-            prompt: len.div_ceil(4),
-            completion: self.text_chars.unwrap_or(self.relayed).div_ceil(4),
+        let chars = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let estimate = self.request_len.map(|len| {
+            Tokens::estimate(chars(len), chars(self.text_chars.unwrap_or(self.relayed)))
         });
         if let Some(t) = tokens.or(self.tokens).or(estimate) {
-            self.charge.settle(t.prompt, t.completion);
+            self.log.set_tokens(t);
         }
     }
 }
@@ -297,13 +309,14 @@ impl Relay {
         self
     }
 
-    /// Charge the answer to a client key. `estimate_from`: the request size, to charge an
-    /// estimate when the upstream reports no usage (a quarter token per request byte, and per
-    /// generated character of a stream or byte of a whole answer); `None` charges nothing then.
-    pub fn with_charge(mut self, charge: Option<Charge>, estimate_from: Option<u64>) -> Self {
-        let Some(charge) = charge else {
+    /// Record the answer's tokens in the request's usage record. `estimate_from`: the request
+    /// size, to record an estimate when the upstream reports no usage (a quarter token per
+    /// request byte, and per generated character of a stream or byte of a whole answer);
+    /// `None` records no tokens then.
+    pub fn with_log(mut self, log: &RequestLog, estimate_from: Option<u64>) -> Self {
+        if !log.is_on() {
             return self;
-        };
+        }
         if self.transcode.is_none() {
             // A fresh tap that sees the whole answer: nothing was relayed yet (the prefix is
             // still unsent), so replacing a tap that only saw the prefix loses nothing.
@@ -317,10 +330,16 @@ impl Relay {
             self.usage = Some(tap);
         }
         self.meter = Some(Meter {
-            charge,
+            log: log.clone(),
             request_len: estimate_from,
             relayed: self.prefix.as_ref().map_or(0, |p| p.len() as u64),
-            text_chars: self.usage.as_ref().and_then(|u| u.text_chars),
+            text_chars: match &self.transcode {
+                // A converted stream's first event is already in `prefix`, converted.
+                Some(_) => {
+                    estimate_from.map(|_| self.prefix.as_deref().map_or(0, answer::generated_chars))
+                }
+                None => self.usage.as_ref().and_then(|u| u.text_chars),
+            },
             tokens: self.usage.as_ref().and_then(|u| u.tokens),
             settled: false,
         });
@@ -329,7 +348,7 @@ impl Relay {
 }
 
 /// An SSE comment line; every SSE client ignores it.
-const KEEPALIVE: &[u8] = b": keepalive\n\n";
+pub const KEEPALIVE: &[u8] = b": keepalive\n\n";
 
 /// The event an OpenAI client receives when the upstream stream breaks after the response
 /// started; the official SDKs raise it as an APIError.
@@ -342,7 +361,7 @@ fn stream_error_event(message: &str, code: &str) -> Bytes {
     Bytes::from(out)
 }
 
-/// Settles the key's token reservation and the client's charge with the usage the upstream
+/// Settles the key's token reservation and the request's record with the usage the upstream
 /// reported.
 fn settle(
     lease: &Option<Lease>,
@@ -353,13 +372,7 @@ fn settle(
     let (tokens, total) = match transcode {
         Some(t) => {
             let u = t.usage();
-            (
-                u.map(|u| Tokens {
-                    prompt: u.input_tokens,
-                    completion: u.output_tokens,
-                }),
-                u.map(|u| u.total()),
-            )
+            (u.as_ref().map(Tokens::reported), u.map(|u| u.total()))
         }
         None => usage.as_mut().map_or((None, None), UsageTap::finish),
     };
@@ -381,18 +394,24 @@ fn track(
     meter: &mut Option<Meter>,
     usage: &Option<UsageTap>,
     transcode: &Option<StreamTranscoder>,
-    len: usize,
+    sent: &[u8],
 ) {
     if let Some(m) = meter.as_mut() {
-        m.relayed += len as u64;
-        m.text_chars = usage.as_ref().and_then(|u| u.text_chars);
-        m.tokens = match transcode {
-            Some(t) => t.usage().map(|u| Tokens {
-                prompt: u.input_tokens,
-                completion: u.output_tokens,
-            }),
-            None => usage.as_ref().and_then(|u| u.tokens),
-        };
+        m.relayed += sent.len() as u64;
+        match transcode {
+            Some(t) => {
+                // No tap on a converted stream: count the generated text in what the client
+                // gets (the same text, in the client's format).
+                if m.request_len.is_some() {
+                    *m.text_chars.get_or_insert(0) += answer::generated_chars(sent);
+                }
+                m.tokens = t.usage().as_ref().map(Tokens::reported);
+            }
+            None => {
+                m.text_chars = usage.as_ref().and_then(|u| u.text_chars);
+                m.tokens = usage.as_ref().and_then(|u| u.tokens);
+            }
+        }
     }
 }
 
@@ -418,7 +437,7 @@ impl Body for Relay {
                 if let Some(tap) = this.usage.as_mut() {
                     tap.feed(&frame);
                 }
-                track(this.meter, this.usage, this.transcode, frame.len());
+                track(this.meter, this.usage, this.transcode, &frame);
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
             }
             if *this.done {
@@ -436,8 +455,15 @@ impl Body for Relay {
                         if let (Some(tap), Some(data)) = (this.usage.as_mut(), frame.data_ref()) {
                             tap.feed(data);
                         }
-                        let len = frame.data_ref().map_or(0, Bytes::len);
-                        track(this.meter, this.usage, this.transcode, len);
+                        let sent = frame.data_ref().map_or(&[][..], |d| &d[..]);
+                        track(this.meter, this.usage, this.transcode, sent);
+                        if this.inner.is_end_stream() {
+                            // The last frame (a sized body): hyper drops the relay without
+                            // polling again, so settle now, while the tail can still be read.
+                            *this.done = true;
+                            settle(this.lease, this.usage, this.transcode, this.meter);
+                            this.lease.take();
+                        }
                         return Poll::Ready(Some(Ok(frame)));
                     };
                     let Some(data) = frame.data_ref() else {
@@ -445,7 +471,7 @@ impl Body for Relay {
                     };
                     let mut out = Vec::new();
                     t.feed(data, &mut out);
-                    track(this.meter, this.usage, this.transcode, out.len());
+                    track(this.meter, this.usage, this.transcode, &out);
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }

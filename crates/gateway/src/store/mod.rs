@@ -22,7 +22,7 @@
 //! **Per request** (never blocks, never fails, no database access):
 //! ```ignore
 //! // before routing: uni-api's 429 "Balance is insufficient, please check your account."
-//! let since = usage::window_start(prefs.created_at.as_deref(), usage::time::now_ms());
+//! let since = usage::window_start(key.created_at_ms, usage::time::now_ms());
 //! if let Some(s) = usage::credit_state(&**ledger, &key_id, prefs.credits, since) && !s.enabled { .. }
 //! // after each upstream attempt (provider, alias, upstream model, keypool fingerprint, outcome):
 //! sink.record_attempt(usage::AttemptRecord { .. });

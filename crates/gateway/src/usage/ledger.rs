@@ -48,13 +48,19 @@ pub fn credit_state(
     })
 }
 
-/// Start of a key's cost accounting: its `preferences.created_at`, else uni-api's rolling
-/// default of 30 days before now. An unparseable value (the config validator rejects those)
-/// also falls back to the default.
-pub fn window_start(created_at: Option<&str>, now_ms: i64) -> i64 {
-    created_at
-        .and_then(|s| super::time::parse_datetime(s).ok())
-        .map_or(now_ms - 30 * DAY_MS, |p| p.ms)
+/// uni-api's accounting window when a key has no `created_at`: the last 30 days.
+pub const DEFAULT_WINDOW_MS: i64 = 30 * DAY_MS;
+
+/// Start of a key's cost accounting: its `preferences.created_at` (parsed once per config load,
+/// [`created_at_ms`]), else uni-api's rolling default of 30 days before now.
+pub fn window_start(created_at_ms: Option<i64>, now_ms: i64) -> i64 {
+    created_at_ms.unwrap_or(now_ms - DEFAULT_WINDOW_MS)
+}
+
+/// `preferences.created_at` as unix milliseconds; `None` for an unparseable value (the config
+/// validator rejects those), which then counts as absent.
+pub fn created_at_ms(created_at: &str) -> Option<i64> {
+    super::time::parse_datetime(created_at).ok().map(|p| p.ms)
 }
 
 #[derive(Debug, Default)]
@@ -186,7 +192,11 @@ mod tests {
     #[test]
     fn window_start_defaults_to_thirty_days() {
         assert_eq!(window_start(None, T0), T0 - 30 * DAY_MS);
-        assert_eq!(window_start(Some("2024-05-01T12:00:00Z"), 0), T0);
-        assert_eq!(window_start(Some("nonsense"), T0), T0 - 30 * DAY_MS);
+        assert_eq!(window_start(created_at_ms("2024-05-01T12:00:00Z"), 0), T0);
+        assert_eq!(
+            window_start(created_at_ms("nonsense"), T0),
+            T0 - 30 * DAY_MS
+        );
+        assert_eq!(created_at_ms("2024-05-01 20:00:00+08"), Some(T0));
     }
 }

@@ -46,6 +46,16 @@ impl Tokens {
     pub fn total(&self) -> u64 {
         self.prompt.saturating_add(self.completion)
     }
+
+    /// Field-wise maximum: streams report usage cumulatively, sometimes split over events
+    /// (Anthropic's prompt in `message_start`, completion in `message_delta`).
+    pub fn merge(&mut self, other: Tokens) {
+        self.prompt = self.prompt.max(other.prompt);
+        self.completion = self.completion.max(other.completion);
+        self.cached = self.cached.max(other.cached);
+        self.reasoning = self.reasoning.max(other.reasoning);
+        self.estimated &= other.estimated;
+    }
 }
 
 /// One client request, written when it has finished (stream included).

@@ -128,6 +128,40 @@ pub fn pg_url(test: &str) -> Option<String> {
     }
 }
 
+fn pg_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-throwaway.sh")
+}
+
+/// `scripts/pg-throwaway.sh <action> <dir>` (`start` prints the server's URL).
+pub fn pg(action: &str, dir: &TempDir) -> String {
+    let out = std::process::Command::new("bash")
+        .arg(pg_script())
+        .arg(action)
+        .arg(&dir.0)
+        .output()
+        .expect("run pg-throwaway.sh");
+    assert!(
+        out.status.success(),
+        "pg-throwaway.sh {action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A PostgreSQL server of one test's own (so stopping it disturbs no other test), stopped
+/// even when the test fails.
+pub struct PgServer(pub TempDir);
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(pg_script())
+            .arg("stop")
+            .arg(&(self.0).0)
+            .output();
+    }
+}
+
 /// A new, empty database on the test server, so tests never see each other's rows.
 pub async fn pg_database(url: &str) -> PgConnectOptions {
     let base = PgConnectOptions::from_str(url).expect("LLMUX_TEST_PG_URL");

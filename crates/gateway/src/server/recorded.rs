@@ -1,0 +1,189 @@
+//! Where a client request's usage record starts and ends. At arrival: a request id (returned
+//! as `x-request-id`), the client's address, the endpoint. At the end: the response body is
+//! wrapped so that the first byte of the answer sent marks the time to first token, and the
+//! record is finished when the last byte has gone — or when hyper drops the body because the
+//! client left (the relay inside settles the tokens it saw first).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+
+use crate::app::App;
+use crate::runtime::ClientKey;
+use crate::server::body::{BoxError, RespBody};
+use crate::server::relay::KEEPALIVE;
+use crate::usage::{Api, RequestInfo, RequestLog};
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A fresh request id: 32 hex digits.
+pub fn new_request_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+/// The client's address as uni-api takes it: the first hop of `X-Forwarded-For`, else
+/// `X-Real-IP`, `CF-Connecting-IP`, `True-Client-IP`, else the peer. Header values are
+/// client-chosen: bounded in length and kept only when they are printable text.
+pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 64)
+            .map(str::to_owned)
+    };
+    header("x-forwarded-for")
+        .or_else(|| header("x-real-ip"))
+        .or_else(|| header("cf-connecting-ip"))
+        .or_else(|| header("true-client-ip"))
+        .or_else(|| peer.map(|p| p.ip().to_string()))
+}
+
+/// Open the usage record of a model request.
+#[allow(clippy::too_many_arguments)]
+pub fn open(
+    app: &App,
+    key: &ClientKey,
+    api: Api,
+    request_id: String,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    started: Instant,
+) -> RequestLog {
+    RequestLog::start(
+        &app.usage,
+        &app.metrics,
+        started,
+        RequestInfo {
+            at_ms: crate::usage::time::now_ms(),
+            request_id,
+            client_key: key.id.to_string(),
+            endpoint: format!("{method} {path}"),
+            api,
+            client_ip: client_ip(headers, peer),
+        },
+    )
+}
+
+/// The response, carrying `request_id` and a body that finishes `log`.
+pub fn finish(resp: Response<RespBody>, log: RequestLog, request_id: &str) -> Response<RespBody> {
+    let status = resp.status().as_u16();
+    let (mut parts, body) = resp.into_parts();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        parts.headers.entry(REQUEST_ID).or_insert(v);
+    }
+    let body = Recorded {
+        inner: Some(body),
+        log,
+        status,
+        first_sent: false,
+    };
+    Response::from_parts(parts, body.boxed_unsync())
+}
+
+struct Recorded {
+    inner: Option<RespBody>,
+    log: RequestLog,
+    /// The status sent (the record keeps the attempt loop's own when it set one).
+    status: u16,
+    first_sent: bool,
+}
+
+impl Recorded {
+    fn end(&mut self) {
+        // Dropped first: a relay settles the tokens it saw into the record when it goes.
+        self.inner = None;
+        self.log.finish(Instant::now(), self.status);
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl Body for Recorded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if !this.first_sent
+                    && frame
+                        .data_ref()
+                        .is_some_and(|d| !d.is_empty() && d.as_ref() != KEEPALIVE)
+                {
+                    this.first_sent = true;
+                    this.log.first_byte(Instant::now());
+                }
+                if this.inner.as_ref().is_some_and(Body::is_end_stream) {
+                    this.end();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(other) => {
+                this.end();
+                Poll::Ready(other)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ip_prefers_forwarding_headers() {
+        let peer: SocketAddr = "192.0.2.7:5555".parse().unwrap();
+        let mut h = HeaderMap::new();
+        assert_eq!(client_ip(&h, Some(peer)).as_deref(), Some("192.0.2.7"));
+        h.insert("x-real-ip", HeaderValue::from_static("198.51.100.2"));
+        assert_eq!(client_ip(&h, Some(peer)).as_deref(), Some("198.51.100.2"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static(" 203.0.113.9 , 10.0.0.1"),
+        );
+        assert_eq!(client_ip(&h, Some(peer)).as_deref(), Some("203.0.113.9"));
+        assert_eq!(client_ip(&HeaderMap::new(), None), None);
+    }
+
+    #[test]
+    fn request_ids_are_distinct_hex() {
+        let a = new_request_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, new_request_id());
+    }
+}
