@@ -300,14 +300,31 @@ pub fn tokens_in(v: &Value) -> Option<Tokens> {
     found
 }
 
-/// As [`tokens_in`], for raw bytes; cheap for the common event without usage.
+/// As [`tokens_in`], for raw bytes; cheap for the common event without usage — also for an
+/// OpenAI stream with `include_usage`, whose every chunk carries `"usage":null`.
 pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
-    let has = memchr::memmem::find(data, b"\"usage").is_some();
-    if !has {
+    if !has_usage_value(data) {
         return None;
     }
     let v: Value = serde_json::from_slice(data).ok()?;
     tokens_in(&v)
+}
+
+/// Some `"usage…"` key (`usage`, `usageMetadata`) in `data` has a value other than `null`.
+fn has_usage_value(data: &[u8]) -> bool {
+    memchr::memmem::find_iter(data, b"\"usage").any(|at| {
+        let key_rest = data.get(at + 6..).unwrap_or_default();
+        let Some(close) = memchr::memchr(b'"', key_rest) else {
+            return false;
+        };
+        let after = key_rest
+            .get(close + 1..)
+            .unwrap_or_default()
+            .trim_ascii_start();
+        after
+            .strip_prefix(b":")
+            .is_some_and(|v| !v.trim_ascii_start().starts_with(b"null"))
+    })
 }
 
 /// Characters of generated text in one stream event of any format (text, reasoning, refusal,
@@ -540,6 +557,13 @@ mod tests {
         let responses = br#"{"type":"response.completed","response":{"usage":{"input_tokens":9,"output_tokens":8,"input_tokens_details":{"cached_tokens":4},"output_tokens_details":{"reasoning_tokens":5}}}}"#;
         assert_eq!(tokens_in_bytes(responses), t(9, 8, 4, 5));
         assert_eq!(tokens_in_bytes(br#"{"usage":null}"#), None);
+        assert_eq!(tokens_in_bytes(br#"{"choices":[], "usage" : null }"#), None);
+        assert_eq!(tokens_in_bytes(br#"{"text":"\"usage"}"#), None);
+        assert!(has_usage_value(br#"{"usage": {"prompt_tokens":1}}"#));
+        assert!(has_usage_value(
+            br#"{"usageMetadata":{"promptTokenCount":2}}"#
+        ));
+        assert!(!has_usage_value(br#"{"usage":null,"x":1}"#));
         assert_eq!(tokens_in_bytes(br#"{"choices":[]}"#), None);
     }
 }
