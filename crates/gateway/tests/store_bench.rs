@@ -39,6 +39,21 @@ const REQUESTS: i64 = 100_000;
 async fn sqlite_logging_cost_per_request() {
     let dir = TempDir::new();
     let store = Arc::new(sqlite(&dir).await);
+    // LLMUX_BENCH_DROP=index,index: measure without those indexes.
+    if let Ok(drop) = std::env::var("LLMUX_BENCH_DROP") {
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(store.path()),
+        )
+        .await
+        .unwrap();
+        for index in drop.split(',').filter(|s| !s.is_empty()) {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX {index}")))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    }
     measure("sqlite", store).await;
 }
 
@@ -87,10 +102,17 @@ impl UsageStore for NoopStore {
 }
 
 async fn measure<S: UsageStore>(label: &str, store: Arc<S>) {
-    let cfg = WriterConfig {
+    let mut cfg = WriterConfig {
         capacity: 250_000,
         ..WriterConfig::default()
     };
+    // LLMUX_BENCH_BATCH=n: try another batch size.
+    if let Some(n) = std::env::var("LLMUX_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.batch_size = n;
+    }
     let writer = UsageWriter::spawn(Arc::clone(&store), cfg, Arc::new(CostLedger::new()));
     let sink = writer.sink();
     // Build the records first: the request path has them anyway.
@@ -121,8 +143,9 @@ async fn measure<S: UsageStore>(label: &str, store: Arc<S>) {
     assert_eq!(s.written, 2 * u64::try_from(REQUESTS).unwrap());
     let per_request_us = |d: f64| d * 1e6 / REQUESTS as f64;
     println!(
-        "{label}: {REQUESTS} requests (2 rows each): record() {:.2} µs/request on the request path; \
+        "{label} (batches of {}): {REQUESTS} requests (2 rows each): record() {:.2} µs/request on the request path; \
          all written in {total:?}; process CPU {:.1} µs/request in total (request path + writer)",
+        cfg.batch_size,
         per_request_us(queued.as_secs_f64()),
         per_request_us(cpu),
     );

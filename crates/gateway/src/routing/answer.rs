@@ -440,29 +440,32 @@ pub fn tokens_in(v: &Value) -> Option<Tokens> {
     found
 }
 
-/// A `"usage"` or `"usageMetadata"` member that is not `null` (OpenAI streams with
-/// `include_usage` carry `"usage":null` in every chunk: no need to parse those).
-fn has_usage(data: &[u8]) -> bool {
-    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage"));
-    FINDER.find_iter(data).any(|at| {
-        let rest = data.get(at + 6..).unwrap_or_default();
-        // Skip the rest of the name (`"`, or `Metadata"`), then `:` and blanks.
-        let Some(colon) = rest.iter().position(|b| *b == b':') else {
-            return false;
-        };
-        let value = rest.get(colon + 1..).unwrap_or_default().trim_ascii_start();
-        !value.starts_with(b"null")
-    })
-}
-
 /// As [`tokens_in`], for raw bytes; cheap for the common event without usage.
 pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
-    if !has_usage(data) {
+    if !has_usage_value(data) {
         return None;
     }
     let v: Value = serde_json::from_slice(data).ok()?;
     tokens_in(&v)
+}
+
+/// Some `"usage…"` key (`usage`, `usageMetadata`) in `data` has a value other than `null`.
+fn has_usage_value(data: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage"));
+    FINDER.find_iter(data).any(|at| {
+        let key_rest = data.get(at + 6..).unwrap_or_default();
+        let Some(close) = memchr::memchr(b'"', key_rest) else {
+            return false;
+        };
+        let after = key_rest
+            .get(close + 1..)
+            .unwrap_or_default()
+            .trim_ascii_start();
+        after
+            .strip_prefix(b":")
+            .is_some_and(|v| !v.trim_ascii_start().starts_with(b"null"))
+    })
 }
 
 /// Characters of generated text in one stream event of any format (text, reasoning, refusal,
@@ -540,13 +543,13 @@ pub fn generated_chars(data: &[u8]) -> u64 {
 mod tests {
     #[test]
     fn usage_members_that_are_null_are_skipped() {
-        assert!(!super::has_usage(br#"{"choices":[],"usage":null}"#));
-        assert!(!super::has_usage(br#"{"usage" :  null}"#));
-        assert!(super::has_usage(br#"{"usage":{"prompt_tokens":1}}"#));
-        assert!(super::has_usage(
+        assert!(!super::has_usage_value(br#"{"choices":[],"usage":null}"#));
+        assert!(!super::has_usage_value(br#"{"usage" :  null}"#));
+        assert!(super::has_usage_value(br#"{"usage":{"prompt_tokens":1}}"#));
+        assert!(super::has_usage_value(
             br#"{"usageMetadata": {"promptTokenCount": 2}}"#
         ));
-        assert!(!super::has_usage(br#"{"content":"no"}"#));
+        assert!(!super::has_usage_value(br#"{"content":"no"}"#));
         assert_eq!(
             super::tokens_in_bytes(br#"{"usage":{"prompt_tokens":3,"completion_tokens":4}}"#),
             Some(super::Tokens {
@@ -714,6 +717,13 @@ mod tests {
         let responses = br#"{"type":"response.completed","response":{"usage":{"input_tokens":9,"output_tokens":8,"input_tokens_details":{"cached_tokens":4},"output_tokens_details":{"reasoning_tokens":5}}}}"#;
         assert_eq!(tokens_in_bytes(responses), t(9, 8, 4, 5));
         assert_eq!(tokens_in_bytes(br#"{"usage":null}"#), None);
+        assert_eq!(tokens_in_bytes(br#"{"choices":[], "usage" : null }"#), None);
+        assert_eq!(tokens_in_bytes(br#"{"text":"\"usage"}"#), None);
+        assert!(has_usage_value(br#"{"usage": {"prompt_tokens":1}}"#));
+        assert!(has_usage_value(
+            br#"{"usageMetadata":{"promptTokenCount":2}}"#
+        ));
+        assert!(!has_usage_value(br#"{"usage":null,"x":1}"#));
         assert_eq!(tokens_in_bytes(br#"{"choices":[]}"#), None);
     }
 }

@@ -61,7 +61,10 @@ impl fmt::Debug for Backend {
 pub struct WriterConfig {
     /// Bounded queue between the request path and the writer.
     pub capacity: usize,
-    /// Rows per transaction at most.
+    /// Rows per transaction at most. Large: each commit rewrites the last page of every
+    /// table and index, so under load fewer, larger commits cost less CPU (2048 rows: ~7% less
+    /// than 512 on SQLite, `store_bench`); a quiet gateway still commits every
+    /// `flush_interval`.
     pub batch_size: usize,
     /// A partial batch is written after waiting this long for more.
     pub flush_interval: Duration,
@@ -75,7 +78,7 @@ impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
             capacity: DEFAULT_QUEUE_CAPACITY,
-            batch_size: 512,
+            batch_size: 2048,
             flush_interval: Duration::from_millis(200),
             retries: 3,
             write_timeout: Duration::from_secs(10),

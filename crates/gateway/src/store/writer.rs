@@ -19,6 +19,10 @@ use crate::usage::{AttemptRecord, CostLedger, UsageRecord};
 
 /// Minimum time between two "records dropped" warnings.
 const WARN_EVERY_MS: i64 = 10_000;
+/// While a batch gathers, the queue is looked at this often (at most): a few wakeups per
+/// second instead of one per record, and at 100 000 records per second still only 2 000
+/// queued between two looks.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// Counters of one writer, shared with every sink (all relaxed atomics: they are statistics).
 #[derive(Debug, Default)]
@@ -302,20 +306,34 @@ async fn run<S: UsageStore>(
         }
         let deadline = Instant::now() + cfg.flush_interval;
         while buf.len() < batch_size {
-            let room = batch_size - buf.len();
+            if closing {
+                // The channel no longer waits: take what is left.
+                let room = batch_size - buf.len();
+                if rx.recv_many(&mut buf, room).await == 0 {
+                    break;
+                }
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            // Sleep, then take everything queued meanwhile: under load, waking up for every
+            // record (and the senders waking this task) would cost more than writing it.
             tokio::select! {
                 biased;
-                () = stop.notified(), if !closing => {
+                () = stop.notified() => {
                     rx.close();
                     closing = true;
+                    continue;
                 }
-                n = rx.recv_many(&mut buf, room) => {
-                    if n == 0 {
-                        break;
-                    }
+                () = tokio::time::sleep((deadline - now).min(GATHER)) => {}
+            }
+            while buf.len() < batch_size {
+                match rx.try_recv() {
+                    Ok(entry) => buf.push(entry),
+                    Err(_) => break,
                 }
-                // Once closing, the channel never waits, so this only bounds normal batches.
-                () = tokio::time::sleep_until(deadline), if !closing => break,
             }
         }
         let batch = into_batch(&mut buf);
