@@ -40,6 +40,9 @@ pub enum Command {
         /// Run with the built-in demo provider and client key; no config, no network.
         #[arg(long)]
         demo: bool,
+        /// Server worker threads, each serving its own connections. Default: one per CPU core.
+        #[arg(long, env = "WORKERS")]
+        workers: Option<usize>,
     },
     /// Validate a config and print every problem as file:line:col: key: problem.
     Check {
@@ -240,8 +243,19 @@ fn shutdown_grace() -> Duration {
 }
 
 /// `llmux serve`.
-pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: bool) -> i32 {
-    let client = match UpstreamClient::new() {
+pub async fn serve(
+    config: Option<PathBuf>,
+    host: String,
+    port: u16,
+    demo_mode: bool,
+    workers: Option<usize>,
+) -> i32 {
+    let workers = workers.filter(|&n| n > 0).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let client = match UpstreamClient::with_workers(workers) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("cannot start the HTTP client: {e}");
@@ -319,19 +333,20 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
             )));
         }
     }
-    let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
+    let listeners = match crate::server::listen::bind_workers(&host, port, workers).await {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("cannot listen on {host}:{port}: {e}");
             return 1;
         }
     };
-    let addr = listener
-        .local_addr()
+    let addr = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(
-        "llmux {} listening on http://{addr} ({providers} providers, {keys} client keys)",
+        "llmux {} listening on http://{addr} ({providers} providers, {keys} client keys, {workers} workers)",
         env!("CARGO_PKG_VERSION")
     );
     if demo_mode {
@@ -347,9 +362,9 @@ pub async fn serve(config: Option<PathBuf>, host: String, port: u16, demo_mode: 
             embed = demo::DEMO_EMBED_MODEL,
         );
     }
-    crate::server::listen::serve(
+    crate::server::listen::serve_workers(
         Arc::clone(&app),
-        listener,
+        listeners,
         crate::server::listen::shutdown_signal(),
         shutdown_grace(),
     )

@@ -23,7 +23,8 @@ fn main() {
     init_tracing();
     // One process-wide TLS crypto provider; ignore "already installed".
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Single-threaded: `serve` adds one thread per extra server worker (server::listen).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -40,6 +41,7 @@ fn main() {
                 host,
                 port,
                 demo,
+                workers,
             } => {
                 let host = if demo && std::env::var_os("HOST").is_none() && host == "0.0.0.0" {
                     // The demo key is public: keep the demo on loopback unless asked otherwise.
@@ -47,7 +49,7 @@ fn main() {
                 } else {
                     host
                 };
-                llmux::cli::serve(config, host, port, demo).await
+                llmux::cli::serve(config, host, port, demo, workers).await
             }
             Command::Check { config } => llmux::cli::check(config).await,
         }

@@ -892,3 +892,96 @@ api_keys:
     .await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn workers_share_the_port_and_stop_together() {
+    use llmux::server::listen::{accepted_per_worker, bind_workers, serve_workers};
+    let m = MockServer::start(MockOptions {
+        chunk_delay: Duration::from_millis(100),
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let app = llmux::app::App::new(
+        compile(&one_provider(&m, "")),
+        llmux::providers::client::UpstreamClient::with_workers(3).unwrap(),
+    );
+    let listeners = bind_workers("127.0.0.1", 0, 3).await.unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    assert!(listeners.iter().all(|l| l.local_addr().unwrap() == addr));
+    // The port is taken: a second gateway (or anything else) cannot bind it.
+    assert!(bind_workers("127.0.0.1", addr.port(), 3).await.is_err());
+    assert!(bind_workers("127.0.0.1", addr.port(), 1).await.is_err());
+    let others = || -> u64 {
+        accepted_per_worker()
+            .iter()
+            .filter(|(w, _)| (1..3).contains(w))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let before = others();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_workers(
+        app,
+        listeners,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(10),
+    ));
+    // Every stream on a connection of its own, made from another thread so that no worker is
+    // busy connecting when the accepts are raced for.
+    let url = format!("http://{addr}/v1/chat/completions");
+    let clients = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let streams: Vec<_> = (0..24)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move {
+                        post_json(
+                            &url,
+                            Some(KEY),
+                            &chat_body("gpt-4o-mini", "one two three four five six", true),
+                        )
+                        .await
+                    })
+                })
+                .collect();
+            let mut replies = Vec::new();
+            for s in streams {
+                replies.push(s.await.unwrap());
+            }
+            replies
+        })
+    });
+    // Shut down only once all 24 are in flight upstream.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while m.request_count() < 24 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("all streams reach the upstream");
+    stop.send(()).unwrap();
+    let replies = tokio::task::spawn_blocking(move || clients.join().unwrap())
+        .await
+        .unwrap();
+    for r in replies {
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.sse_data().last().map(String::as_str), Some("[DONE]"));
+    }
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("every worker stops after its in-flight requests")
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    assert!(
+        others() > before,
+        "workers 1 and 2 accepted none of 24 connections: {:?}",
+        accepted_per_worker()
+    );
+}

@@ -2,6 +2,11 @@
 //! roots (a static binary must not depend on the host's CA store), TCP_NODELAY, keep-alive.
 //! Providers behind a proxy get a client of their own per proxy URL (connections through a
 //! tunnel are pooled separately from direct ones).
+//!
+//! With several server workers (one single-threaded runtime per core, see
+//! [`crate::server::listen::serve_workers`]) each worker has its own connection pool: a pooled
+//! connection's task lives on the runtime that opened it, and a request from another worker would
+//! have to wake that thread on every read and write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,9 +30,23 @@ type ProxiedClient = Client<HttpsConnector<ProxyConnector>, ReqBody>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+type DirectClient = Client<HttpsConnector<HttpConnector>, ReqBody>;
+
+thread_local! {
+    /// Which server worker this thread is; 0 outside the workers.
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Mark the current thread as server worker `index` (its upstream connections use pool `index`).
+pub fn set_worker_index(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
 #[derive(Clone)]
 pub struct UpstreamClient {
-    inner: Client<HttpsConnector<HttpConnector>, ReqBody>,
+    /// One pool per server worker, indexed by the calling thread's worker index.
+    direct: Arc<[DirectClient]>,
+    tls: Arc<rustls::ClientConfig>,
     /// One client per proxy URL, built on first use.
     proxied: Arc<Mutex<HashMap<String, ProxiedClient>>>,
 }
@@ -40,32 +59,39 @@ impl std::fmt::Debug for UpstreamClient {
 
 impl UpstreamClient {
     pub fn new() -> Result<Self, BoxError> {
+        Self::with_workers(1)
+    }
+
+    /// A client with one connection pool per server worker.
+    pub fn with_workers(workers: usize) -> Result<Self, BoxError> {
         // One process-wide crypto provider; "already installed" is fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(https);
+        // Built once: the root store is the largest part of a TLS client's memory.
+        let tls = Arc::new(tls_config());
+        let direct = (0..workers.max(1))
+            .map(|_| {
+                let mut http = HttpConnector::new();
+                http.set_nodelay(true);
+                http.enforce_http(false);
+                http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+                http.set_keepalive(Some(Duration::from_secs(60)));
+                pooled(https_over(&tls, http))
+            })
+            .collect();
         Ok(UpstreamClient {
-            inner,
+            direct,
+            tls,
             proxied: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
     pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<Incoming>, BoxError> {
-        self.inner.request(req).await.map_err(BoxError::from)
+        let index = WORKER.with(|w| w.get());
+        let client = self.direct.get(index).or_else(|| self.direct.first());
+        match client {
+            Some(c) => c.request(req).await.map_err(BoxError::from),
+            None => Err(BoxError::from("no HTTP client")),
+        }
     }
 
     /// Send through `proxy` (a proxy URL) when given, else directly.
@@ -88,17 +114,10 @@ impl UpstreamClient {
         }
         let spec = ProxySpec::parse(url)
             .map_err(|why| BoxError::from(format!("error trying to connect: proxy: {why}")))?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(ProxyConnector::new(spec, CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(https);
+        let client = pooled(https_over(
+            &self.tls,
+            ProxyConnector::new(spec, CONNECT_TIMEOUT),
+        ));
         map.insert(url.to_string(), client.clone());
         Ok(client)
     }
@@ -141,4 +160,41 @@ impl UpstreamClient {
             .await
             .map_err(|_| BoxError::from(format!("timed out after {}s", timeout.as_secs())))?
     }
+}
+
+/// TLS for upstreams: bundled web PKI roots (ALPN is filled in by the connector builder).
+/// Clones share the certificate verifier, so every pool uses one copy of the roots.
+fn tls_config() -> rustls::ClientConfig {
+    use hyper_rustls::ConfigBuilderExt;
+    rustls::ClientConfig::builder()
+        .with_webpki_roots()
+        .with_no_client_auth()
+}
+
+fn https_over<C>(tls: &rustls::ClientConfig, connector: C) -> HttpsConnector<C> {
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector)
+}
+
+fn pooled<C>(https: HttpsConnector<C>) -> Client<HttpsConnector<C>, ReqBody>
+where
+    C: tower_service::Service<http::Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper_util::client::legacy::connect::Connection
+        + hyper::rt::Read
+        + hyper::rt::Write
+        + Send
+        + Unpin
+        + 'static,
+    C::Future: Send + Unpin + 'static,
+    C::Error: Into<BoxError>,
+{
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(https)
 }

@@ -266,6 +266,16 @@ pub fn metrics(app: &App, rt: &Runtime) -> Response<RespBody> {
             );
         }
     }
+    out.push_str(
+        "# HELP llmux_connections_accepted_total Client connections accepted, per server worker.\n\
+         # TYPE llmux_connections_accepted_total counter\n",
+    );
+    for (worker, n) in crate::server::listen::accepted_per_worker() {
+        let _ = writeln!(
+            out,
+            "llmux_connections_accepted_total{{worker=\"{worker}\"}} {n}"
+        );
+    }
     app.usage.stats().render_prometheus(&mut out);
     let mut resp = Response::new(full(out));
     resp.headers_mut().insert(
