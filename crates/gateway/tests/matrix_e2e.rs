@@ -1,6 +1,7 @@
 //! The end-to-end matrix: an OpenAI chat client through llmux to every upstream wire format
 //! mock-upstream fakes (OpenAI, Anthropic, Gemini, Vertex Gemini and Claude behind a service
-//! account, Bedrock behind SigV4, Cohere, Cloudflare, Azure, a Responses upstream), each for
+//! account, Bedrock behind SigV4, Cohere, Cloudflare, Azure, Databricks, a Responses upstream),
+//! each for
 //! text, streaming, tools, parallel tools, images, reasoning and upstream errors. Every case
 //! checks what the client got (exact mock text, tool calls, usage, finish reasons) and what the
 //! upstream received (endpoint, credentials, body shape).
@@ -45,6 +46,7 @@ enum Up {
     Cohere,
     Cloudflare,
     Azure,
+    Databricks,
     Responses,
 }
 
@@ -60,6 +62,7 @@ impl Up {
             Up::Cohere => "command-a-03-2025",
             Up::Cloudflare => "@cf/meta/llama-3.1-8b-instruct",
             Up::Azure => "gpt-4o-mini",
+            Up::Databricks => "databricks-claude-sonnet-4",
         }
     }
 
@@ -190,6 +193,9 @@ async fn env(up: Up) -> Env {
         Up::Cohere => format!("base_url: {root}\n    engine: cohere\n    api: co-key"),
         Up::Cloudflare => "cf_account_id: acc123\n    api: cf-token".to_owned(),
         Up::Azure => format!("base_url: {root}\n    engine: azure\n    api: az-key"),
+        Up::Databricks => {
+            format!("base_url: {root}\n    engine: azure-databricks\n    api: dapi-up")
+        }
         Up::Responses => format!("base_url: {root}/v1/responses\n    api: sk-resp"),
     };
     let yaml = format!(
@@ -285,6 +291,7 @@ impl Env {
             (Up::Cohere, _) => Endpoint::CohereChat,
             (Up::Cloudflare, _) => Endpoint::CloudflareRun,
             (Up::Azure, _) => Endpoint::AzureChatCompletions,
+            (Up::Databricks, _) => Endpoint::DatabricksInvocations,
             (Up::Responses, _) => Endpoint::Responses,
         };
         ensure_eq!(rec.endpoint, endpoint);
@@ -345,6 +352,10 @@ impl Env {
                 ensure_eq!(rec.header("api-key"), Some("az-key"));
                 ensure_eq!(rec.query.as_deref(), Some("api-version=2025-01-01-preview"));
             }
+            Up::Databricks => {
+                ensure_eq!(rec.bearer(), Some("dapi-up"));
+                ensure_eq!(rec.path, format!("/serving-endpoints/{model}/invocations"));
+            }
         }
         Ok(())
     }
@@ -373,7 +384,7 @@ fn ok_json(r: &Reply) -> Result<Value, String> {
 /// Text of the system prompt and first user message as the upstream received them.
 fn check_text_body(up: Up, v: &Value) -> R {
     match up {
-        Up::OpenAi | Up::Azure | Up::Cloudflare | Up::Cohere => {
+        Up::OpenAi | Up::Azure | Up::Cloudflare | Up::Cohere | Up::Databricks => {
             ensure_eq!(v["messages"][0]["role"], "system");
             ensure_eq!(v["messages"][1]["role"], "user");
             let sys = &v["messages"][0]["content"];
@@ -522,7 +533,7 @@ fn upstream_results(up: Up, v: &Value) -> Vec<(String, String)> {
         other => other.to_string(),
     };
     match up {
-        Up::OpenAi | Up::Azure | Up::Cohere | Up::Cloudflare => v["messages"]
+        Up::OpenAi | Up::Azure | Up::Cohere | Up::Cloudflare | Up::Databricks => v["messages"]
             .as_array()
             .into_iter()
             .flatten()
@@ -724,7 +735,7 @@ async fn parallel_tools(env: &Env) -> R {
 fn upstream_image(up: Up, v: &Value) -> Result<(Option<String>, String), String> {
     let s = |x: &Value| x.as_str().map(str::to_owned);
     let found = match up {
-        Up::OpenAi | Up::Azure | Up::Cohere | Up::Cloudflare => v["messages"]
+        Up::OpenAi | Up::Azure | Up::Cohere | Up::Cloudflare | Up::Databricks => v["messages"]
             .as_array()
             .into_iter()
             .flatten()
@@ -838,6 +849,16 @@ async fn reasoning(env: &Env) -> R {
             ensure_eq!(t["budget_tokens"], 2048);
         }
         Up::Cohere => ensure_eq!(up["thinking"]["type"], "enabled"),
+        Up::Databricks => {
+            // Claude endpoints take Anthropic's `thinking` (`low` = 1024 tokens), with room
+            // above the budget in `max_tokens`, and refuse `reasoning_effort`.
+            ensure_eq!(
+                up["thinking"],
+                json!({"type": "enabled", "budget_tokens": 1024})
+            );
+            ensure!(up.get("reasoning_effort").is_none(), "effort sent: {up}");
+            ensure!(up["max_tokens"].as_u64().is_some_and(|m| m > 1024), "{up}");
+        }
         Up::Responses => ensure_eq!(up["reasoning"]["effort"], "low"),
         Up::Cloudflare => {}
     }
@@ -1041,6 +1062,11 @@ async fn azure_upstream() {
 }
 
 #[tokio::test]
+async fn databricks_upstream() {
+    run(Up::Databricks).await;
+}
+
+#[tokio::test]
 async fn responses_upstream() {
     run(Up::Responses).await;
 }
@@ -1117,4 +1143,111 @@ async fn bedrock_signature_with_the_wrong_secret_is_refused() {
     );
     let rec = mock.requests().pop().unwrap();
     assert_eq!(rec.endpoint, Endpoint::BedrockConverse);
+}
+
+/// A Bedrock stream whose first event after `messageStart` is an exception is not the client's
+/// answer: llmux holds the stream until then, classifies the exception and tries again.
+#[tokio::test]
+async fn bedrock_stream_exception_before_content_is_retried() {
+    let env = env(Up::Bedrock).await;
+    env.mock
+        .push_fault(Fault::new(FaultKind::ErrorMidStream { after_events: 1 }));
+    let before = env.mock.request_count();
+    let r = env.chat(text_request(Up::Bedrock, true)).await;
+    let chunks = chunks(&r).unwrap();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "You said: Hello there");
+    assert!(
+        chunks.iter().all(|c| c.get("error").is_none()),
+        "{}",
+        r.text()
+    );
+    assert_eq!(env.mock.request_count() - before, 2);
+}
+
+/// xAI (docs.x.ai guides/reasoning): reasoning models refuse `presence_penalty`,
+/// `frequency_penalty` and `stop`, and most Grok models refuse `reasoning_effort`. llmux leaves
+/// them out of what it sends to `api.x.ai` (the same-format body is patched, not rebuilt), and
+/// keeps everything the model takes.
+#[tokio::test]
+async fn xai_refused_parameters_are_left_out() {
+    let mock = MockServer::start(MockOptions {
+        models: vec!["grok-4".into(), "grok-3".into(), "grok-3-mini".into()],
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let yaml = format!(
+        "providers:\n  - provider: xai\n    base_url: https://api.x.ai/v1\n    api: xai-key\n    model: [grok-4, grok-3, grok-3-mini]\napi_keys:\n  - api: {CLIENT_KEY}\n"
+    );
+    let mut rt = compile(&yaml);
+    // The channel keeps xAI's base_url (which decides the quirks) but calls the mock.
+    let ch = Arc::get_mut(&mut rt.channels[0]).expect("channel not shared yet");
+    ch.api_root = mock.base_url();
+    let gw = start_runtime(rt).await;
+    let sent = |model: &str| {
+        json!({
+            "model": model,
+            "messages": [{"role": "user", "content": "Hello there"}],
+            "presence_penalty": 0.5,
+            "frequency_penalty": 0.25,
+            "stop": ["END"],
+            "reasoning_effort": "low",
+            "temperature": 0.7,
+        })
+    };
+    let mut received = Vec::new();
+    for model in ["grok-4", "grok-3", "grok-3-mini"] {
+        let r = post_json(
+            &gw.url("/v1/chat/completions"),
+            Some(CLIENT_KEY),
+            &sent(model).to_string(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let rec = mock.requests().pop().unwrap();
+        assert_eq!(rec.bearer(), Some("xai-key"));
+        let body = rec.json().unwrap();
+        assert_eq!(body["temperature"], 0.7, "{model}: {body}");
+        let has = |k: &str| body.get(k).is_some();
+        received.push((
+            model,
+            has("presence_penalty"),
+            has("frequency_penalty"),
+            has("stop"),
+            has("reasoning_effort"),
+        ));
+    }
+    assert_eq!(
+        received,
+        [
+            // A reasoning model without an effort setting.
+            ("grok-4", false, false, false, false),
+            // Not a reasoning model, and no effort setting.
+            ("grok-3", true, true, true, false),
+            // A reasoning model that takes `reasoning_effort`.
+            ("grok-3-mini", false, false, false, true),
+        ]
+    );
+
+    // An Anthropic client's request is converted without them too.
+    let r = post_json(
+        &gw.url("/v1/messages"),
+        Some(CLIENT_KEY),
+        &json!({
+            "model": "grok-4",
+            "max_tokens": 64,
+            "stop_sequences": ["END"],
+            "messages": [{"role": "user", "content": "Hello there"}],
+        })
+        .to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = mock.requests().pop().unwrap().json().unwrap();
+    assert_eq!(body["max_tokens"], 64);
+    assert!(body.get("stop").is_none(), "{body}");
 }

@@ -263,7 +263,17 @@ struct PlannedCall {
 
 /// The conversation as the shared rules see it.
 fn convo<'v>(obj: &'v Map<String, Value>, req: &Request<'_>) -> Convo<'v> {
-    let tools: Vec<ToolDef<'v>> = obj
+    openai_convo(obj, req.last_user.clone(), req.last_is_user)
+}
+
+/// The rules' view of an OpenAI-shaped chat body (also Databricks'): its function tools,
+/// `tool_choice` and `parallel_tool_calls`, with the last user turn already found.
+pub(crate) fn openai_convo(
+    obj: &Map<String, Value>,
+    last_user: Option<String>,
+    last_is_user: bool,
+) -> Convo<'_> {
+    let tools: Vec<ToolDef<'_>> = obj
         .get("tools")
         .and_then(Value::as_array)
         .map(|tools| {
@@ -294,8 +304,8 @@ fn convo<'v>(obj: &'v Map<String, Value>, req: &Request<'_>) -> Convo<'v> {
         _ => Choice::Auto,
     };
     Convo {
-        last_user: req.last_user.clone(),
-        last_is_user: req.last_is_user,
+        last_user,
+        last_is_user,
         tools,
         choice,
         parallel: obj.get("parallel_tool_calls").and_then(Value::as_bool) != Some(false),

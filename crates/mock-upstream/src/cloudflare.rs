@@ -93,11 +93,13 @@ pub(crate) fn fault(kind: FaultKind, body: &Bytes) -> Response<Body> {
             let prompt = serde_json::from_slice::<Value>(body)
                 .map(|v| prompt_tokens_of(&v))
                 .unwrap_or(1);
+            // Workers AI answers 413 for this (users' reports quote the message with code
+            // 5021).
             error(
-                StatusCode::BAD_REQUEST,
+                StatusCode::PAYLOAD_TOO_LARGE,
                 5021,
                 &format!(
-                    "AiError: The estimated number of input and maximum output tokens ({}) exceeded this model context window limit ({CONTEXT_WINDOW}).",
+                    "The estimated number of input and maximum output tokens ({}) exceeded this model context window limit ({CONTEXT_WINDOW}).",
                     CONTEXT_WINDOW + prompt
                 ),
             )

@@ -58,6 +58,8 @@ pub(crate) enum Dialect {
     Cohere,
     /// Cloudflare's API envelope.
     Cloudflare,
+    /// Databricks' `{"error_code", "message"}` envelope.
+    Databricks,
 }
 
 /// A stable per-request seed for error ids (Cohere's error bodies carry one).
@@ -308,6 +310,7 @@ pub(crate) fn rate_limited(dialect: Dialect, ctx: &ErrCtx<'_>, d: &Denial) -> Re
         Dialect::Bedrock => crate::bedrock::throttled(),
         Dialect::Cohere => crate::cohere::rate_limited(seed_of(ctx.request_id)),
         Dialect::Cloudflare => crate::cloudflare::rate_limited(),
+        Dialect::Databricks => crate::databricks::rate_limited(),
         Dialect::OpenAi => match d.retry_ms {
             None => ApiError::request_too_large(model, org, d.limit, d.requested).into_response(),
             Some(ms) => {
@@ -415,6 +418,7 @@ pub(crate) fn invalid_key(dialect: Dialect, key: &str, request_id: &str) -> Resp
         Dialect::Bedrock => crate::bedrock::invalid_key(),
         Dialect::Cohere => crate::cohere::invalid_key(seed_of(request_id)),
         Dialect::Cloudflare => crate::cloudflare::auth_error(),
+        Dialect::Databricks => crate::databricks::invalid_key(),
         Dialect::OpenAi => ApiError::invalid_key(key).into_response(),
         Dialect::Groq => groq(
             StatusCode::UNAUTHORIZED,
@@ -466,6 +470,7 @@ pub(crate) fn exhausted(dialect: Dialect, ctx: &ErrCtx<'_>) -> Response<Body> {
         Dialect::Bedrock => crate::bedrock::access_denied(),
         Dialect::Cohere => crate::cohere::exhausted(seed_of(ctx.request_id)),
         Dialect::Cloudflare => crate::cloudflare::exhausted(),
+        Dialect::Databricks => crate::databricks::exhausted(),
         Dialect::OpenAi | Dialect::Azure => ApiError::insufficient_quota().into_response(),
         Dialect::Groq => groq(
             StatusCode::TOO_MANY_REQUESTS,
@@ -493,6 +498,7 @@ pub(crate) fn overloaded(dialect: Dialect, request_id: &str) -> Response<Body> {
         Dialect::Bedrock => crate::bedrock::unavailable(),
         Dialect::Cohere => crate::cohere::overloaded(seed_of(request_id)),
         Dialect::Cloudflare => crate::cloudflare::overloaded(),
+        Dialect::Databricks => crate::databricks::overloaded(),
         Dialect::OpenAi | Dialect::Groq | Dialect::Azure => ApiError::overloaded().into_response(),
         Dialect::Gemini => google(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -587,7 +593,11 @@ pub(crate) fn apply_rate_headers(
                 HeaderValue::from(view.tokens.remaining),
             );
         }
-        Dialect::Gemini | Dialect::Bedrock | Dialect::Cohere | Dialect::Cloudflare => {}
+        Dialect::Gemini
+        | Dialect::Bedrock
+        | Dialect::Cohere
+        | Dialect::Cloudflare
+        | Dialect::Databricks => {}
         Dialect::Anthropic => {
             let input = view.tokens;
             let output = view.output.unwrap_or(input);

@@ -90,6 +90,9 @@
 //! * **Cohere**: `POST /v2/chat`. See *Cohere*.
 //! * **Cloudflare Workers AI**: `POST /client/v4/accounts/{account}/ai/run/{model}`
 //!   (the model keeps its slashes: `@cf/meta/llama-3.1-8b-instruct`). See *Cloudflare*.
+//! * **Databricks Model Serving**: `POST /serving-endpoints/{name}/invocations` and
+//!   `POST /serving-endpoints/chat/completions` (the endpoint named in `model`). See
+//!   *Databricks*.
 //!
 //! Anything else gets OpenAI's
 //! `404 {"error":{"message":"Invalid URL (POST /v1/xyz)",...}}` (under
@@ -129,6 +132,10 @@
 //!   401 `{"id":…,"message":"no api key supplied"}`; Cloudflare 401
 //!   `{"result":null,"success":false,"errors":[{"code":10000,"message":"Authentication
 //!   error"}],"messages":[]}` (also its answer to an unknown token).
+//! * Databricks routes: `Authorization: Bearer <token>`, or Basic credentials
+//!   `token:<token>`. Missing: 401 `{"error_code":401,"message":"Credential was not sent
+//!   or was of an unsupported type for this API."}`; unknown token: 403
+//!   `{"error_code":403,"message":"Invalid access token."}`.
 //!
 //! # Request pipeline
 //!
@@ -926,8 +933,30 @@
 //! consider throttling your request speed"; `InsufficientQuota` 429 code
 //! 3036 (daily neurons); `Overloaded` 429 code 3040 "No more data centers to
 //! forward the request to"; `BadRequest` 400 code 5006 "AiError: Bad input:
-//! MESSAGE"; `ContextLengthExceeded` 400 code 5021; `ServerError` 500 code
-//! 3043.
+//! MESSAGE"; `ContextLengthExceeded` 413 code 5021 "The estimated number of input and
+//! maximum output tokens (N) exceeded this model context window limit (M)."; `ServerError`
+//! 500 code 3043.
+//!
+//! # Databricks
+//!
+//! Databricks Model Serving's chat endpoints (see the `databricks` module for the full
+//! contract): OpenAI chat bodies, the endpoint named by the path (`invocations`) or by
+//! `model` (`chat/completions`); `databricks-*` endpoints and [`MockOptions::models`] exist,
+//! others are 404 `RESOURCE_DOES_NOT_EXIST`. Claude endpoints think with Anthropic's
+//! `thinking` object (`budget_tokens` ≥ 1024 and below `max_tokens`, else 400) and refuse
+//! `reasoning_effort`; the thinking comes back as a signed `{"type":"reasoning","summary":
+//! [{"type":"summary_text","text","signature"}]}` content block before the text (streamed:
+//! one block per word, then one carrying the signature), and must come back in history with
+//! that signature. Answers: `chat.completion` with `usage` `{prompt_tokens,
+//! completion_tokens, total_tokens}`; streams are `chat.completion.chunk` events, a usage
+//! chunk with `stream_options.include_usage`, and `data: [DONE]`; `ErrorMidStream` ends with
+//! an OpenAI-style `data: {"error":{...}}` event.
+//!
+//! **Errors** use `{"error_code","message"}`: `RateLimited` 429 `REQUEST_LIMIT_EXCEEDED`;
+//! `InsufficientQuota` 403 `PERMISSION_DENIED` "... Databricks-set rate limit of 0";
+//! `Overloaded` 503 `TEMPORARILY_UNAVAILABLE`; `BadRequest` 400 `BAD_REQUEST` with the
+//! message; `ContextLengthExceeded` 400 `BAD_REQUEST` "Bad request: prompt is too long: N
+//! tokens > 200000 maximum"; `ServerError` 500 `INTERNAL_ERROR`.
 //!
 //! # Recording
 //!
@@ -950,6 +979,7 @@ mod clock;
 mod cloudflare;
 mod cohere;
 mod convo;
+mod databricks;
 mod embeddings;
 mod errors;
 mod eventstream;

@@ -84,6 +84,10 @@ pub enum Endpoint {
     CohereChat,
     /// `POST /client/v4/accounts/{account}/ai/run/{model}` (Cloudflare Workers AI).
     CloudflareRun,
+    /// `POST /serving-endpoints/{name}/invocations` (Databricks Model Serving).
+    DatabricksInvocations,
+    /// `POST /serving-endpoints/chat/completions` (Databricks, endpoint named in `model`).
+    DatabricksChatCompletions,
     /// `GET /mock-files/...` (generated image URLs).
     File,
     /// Anything else (answered 404).
@@ -131,6 +135,10 @@ impl Endpoint {
             "/models/embeddings" if post => Endpoint::FoundryEmbeddings,
             "/token" if post => Endpoint::GoogleToken,
             "/v2/chat" if post => Endpoint::CohereChat,
+            "/serving-endpoints/chat/completions" if post => Endpoint::DatabricksChatCompletions,
+            p if post && crate::databricks::invocations_name(p).is_some() => {
+                Endpoint::DatabricksInvocations
+            }
             p if post && p.starts_with("/model/") => match p.rsplit_once('/') {
                 Some((_, "converse")) if crate::bedrock::model_in_path(p).is_some() => {
                     Endpoint::BedrockConverse
@@ -244,6 +252,9 @@ impl Endpoint {
             Endpoint::BedrockConverse | Endpoint::BedrockConverseStream => Dialect::Bedrock,
             Endpoint::CohereChat => Dialect::Cohere,
             Endpoint::CloudflareRun => Dialect::Cloudflare,
+            Endpoint::DatabricksInvocations | Endpoint::DatabricksChatCompletions => {
+                Dialect::Databricks
+            }
             Endpoint::VertexGenerateContent
             | Endpoint::VertexStreamGenerateContent
             | Endpoint::VertexExpressGenerateContent
@@ -315,7 +326,10 @@ impl Endpoint {
             | Endpoint::VertexStreamGenerateContent
             | Endpoint::VertexExpressGenerateContent
             | Endpoint::VertexExpressStreamGenerateContent => "GenerateContent",
-            Endpoint::CohereChat | Endpoint::CloudflareRun => "ChatCompletions_Create",
+            Endpoint::CohereChat
+            | Endpoint::CloudflareRun
+            | Endpoint::DatabricksInvocations
+            | Endpoint::DatabricksChatCompletions => "ChatCompletions_Create",
             Endpoint::GoogleToken => "Token",
             Endpoint::AnthropicCountTokens => "Messages_CountTokens",
             Endpoint::GeminiGenerateContent | Endpoint::GeminiStreamGenerateContent => {
@@ -397,6 +411,7 @@ pub(crate) fn model_in_path(endpoint: Endpoint, path: &str) -> Option<&str> {
         | Endpoint::VertexRawPredict
         | Endpoint::VertexStreamRawPredict => vertex_split(path).map(|v| v.model),
         Endpoint::CloudflareRun => crate::cloudflare::split_path(path).map(|(_, m)| m),
+        Endpoint::DatabricksInvocations => crate::databricks::invocations_name(path),
         _ => None,
     }
 }
@@ -513,6 +528,18 @@ mod tests {
         );
         assert_eq!(post("/token"), Endpoint::GoogleToken);
         assert_eq!(post("/v2/chat"), Endpoint::CohereChat);
+        assert_eq!(
+            post("/serving-endpoints/databricks-claude-sonnet-4/invocations"),
+            Endpoint::DatabricksInvocations
+        );
+        assert_eq!(
+            post("/serving-endpoints/chat/completions"),
+            Endpoint::DatabricksChatCompletions
+        );
+        assert_eq!(
+            post("/serving-endpoints/x/y/invocations"),
+            Endpoint::NotFound
+        );
         assert_eq!(
             post("/client/v4/accounts/abc/ai/run/@cf/meta/llama-3.1-8b-instruct"),
             Endpoint::CloudflareRun

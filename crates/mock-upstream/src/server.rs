@@ -33,8 +33,8 @@ use crate::route::{Endpoint, model_in_path};
 use crate::util::{alnum_id, ceil_ms, go_duration, hex_id, tokens_for_chars};
 use crate::{Fault, FaultKind, LimitFlavor, MockOptions, RecordedRequest};
 use crate::{
-    anthropic, audio, azure, bedrock, chat, cloudflare, cohere, embeddings, gemini, images, models,
-    moderations, responses, sigv4,
+    anthropic, audio, azure, bedrock, chat, cloudflare, cohere, databricks, embeddings, gemini,
+    images, models, moderations, responses, sigv4,
 };
 
 pub(crate) struct Shared {
@@ -402,7 +402,10 @@ fn endpoint_key(endpoint: Endpoint, parts: &Parts) -> Option<&str> {
                 .and_then(|v| v.to_str().ok())?;
             return sigv4::access_key(auth).or_else(|| bearer(&parts.headers));
         }
-        Endpoint::CohereChat | Endpoint::CloudflareRun => return bearer(&parts.headers),
+        Endpoint::CohereChat
+        | Endpoint::CloudflareRun
+        | Endpoint::DatabricksInvocations
+        | Endpoint::DatabricksChatCompletions => return bearer(&parts.headers),
         _ => {}
     }
     match endpoint.dialect(LimitFlavor::OpenAi) {
@@ -411,7 +414,9 @@ fn endpoint_key(endpoint: Endpoint, parts: &Parts) -> Option<&str> {
             .or_else(|| query_param(parts, "key").filter(|k| !k.is_empty())),
         Dialect::Azure => header_key(parts, "api-key").or_else(|| bearer(&parts.headers)),
         Dialect::OpenAi | Dialect::Groq => request_key(parts),
-        Dialect::Bedrock | Dialect::Cohere | Dialect::Cloudflare => bearer(&parts.headers),
+        Dialect::Bedrock | Dialect::Cohere | Dialect::Cloudflare | Dialect::Databricks => {
+            bearer(&parts.headers)
+        }
     }
 }
 
@@ -452,7 +457,11 @@ async fn handle(
     } else {
         hex_id("req_", id_seed)
     };
-    let key = endpoint_key(endpoint, &parts);
+    // Databricks also takes its token as `token:<token>` basic credentials.
+    let basic = (dialect == Dialect::Databricks)
+        .then(|| databricks::basic_token(&parts.headers))
+        .flatten();
+    let key = basic.as_deref().or_else(|| endpoint_key(endpoint, &parts));
     let req = Req {
         shared: &shared,
         seq,
@@ -552,6 +561,7 @@ impl Req<'_> {
             Dialect::Bedrock => bedrock::auth_error(&sigv4::SigError::Missing),
             Dialect::Cohere => cohere::missing_key(self.shared.id_seed ^ self.seq),
             Dialect::Cloudflare => cloudflare::auth_error(),
+            Dialect::Databricks => databricks::missing_key(),
             Dialect::Anthropic => anthropic::missing_key(self.request_id),
             Dialect::Gemini => gemini::missing_key(bearer(&self.parts.headers).is_some()),
             Dialect::Azure => azure::missing_key(),
@@ -593,7 +603,9 @@ fn admission_cost(flavor: LimitFlavor, endpoint: Endpoint, input: &Input, body_l
             Endpoint::ChatCompletions
             | Endpoint::AzureChatCompletions
             | Endpoint::AzureV1ChatCompletions
-            | Endpoint::FoundryChatCompletions,
+            | Endpoint::FoundryChatCompletions
+            | Endpoint::DatabricksInvocations
+            | Endpoint::DatabricksChatCompletions,
             Input::Json(v),
         ) => (chat::prompt_tokens_of(v), chat::max_tokens_of(v)),
         (Endpoint::AnthropicMessages, Input::Json(v)) => {
@@ -878,6 +890,7 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
             Dialect::Bedrock => Ok(bedrock::bad_json()),
             Dialect::Cohere => Ok(cohere::bad_json(ctx.seed())),
             Dialect::Cloudflare => Ok(cloudflare::bad_json()),
+            Dialect::Databricks => Ok(databricks::bad_json()),
             _ => Err(ApiError::parse_error()),
         },
         (_, Input::BadForm(e)) => Err(e),
@@ -936,6 +949,9 @@ async fn process(req: &Req<'_>) -> Option<Reply> {
         (Endpoint::CohereChat, Input::Json(v)) => Ok(cohere::chat(&ctx, &v)),
         (Endpoint::CloudflareRun, Input::Json(v)) => {
             Ok(cloudflare::run(&ctx, &v, path_model.unwrap_or("")))
+        }
+        (Endpoint::DatabricksInvocations | Endpoint::DatabricksChatCompletions, Input::Json(v)) => {
+            Ok(databricks::handle(&ctx, &v, path_model))
         }
         (Endpoint::GeminiCountTokens, Input::Json(v)) => Ok(gemini::count_tokens(
             &ctx,
@@ -1022,7 +1038,8 @@ fn fault_response(
             | Dialect::Gemini
             | Dialect::Bedrock
             | Dialect::Cohere
-            | Dialect::Cloudflare => flavor::requests_exceeded(dialect, ectx, limit, ms),
+            | Dialect::Cloudflare
+            | Dialect::Databricks => flavor::requests_exceeded(dialect, ectx, limit, ms),
             _ => {
                 let err = ApiError::rate_limited(
                     ectx.model,
@@ -1059,6 +1076,7 @@ fn fault_response(
             cohere::fault(kind, crate::util::fnv1a64(ectx.request_id.as_bytes()), body)
         }
         Dialect::Cloudflare => cloudflare::fault(kind, body),
+        Dialect::Databricks => databricks::fault(kind, body),
         _ => match kind {
             FaultKind::InsufficientQuota => ApiError::insufficient_quota().into_response(),
             FaultKind::InvalidKey => ApiError::invalid_key(key).into_response(),

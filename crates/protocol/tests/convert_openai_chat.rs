@@ -221,6 +221,7 @@ fn rich_request_round_trips_through_ir() {
         max_tokens_field: MaxTokensField::MaxCompletionTokens,
         stream_include_usage: false,
         send_cache_control: true,
+        ..OpenAiOptions::default()
     };
     let body = request_from_ir_with(&ir, &opts).unwrap();
     assert_eq!(request_to_ir(&body).unwrap(), ir);
@@ -1312,4 +1313,178 @@ fn encoder_gives_argumentless_calls_an_empty_object() {
             finish(FinishReason::ToolCalls),
         ]
     );
+}
+
+// ---------------------------------------------------------------------------
+// Vendor dialects: Databricks reasoning blocks, xAI's refused parameters
+
+/// docs.databricks.com "Query reasoning models": Claude's answer carries its thinking as a
+/// `reasoning` block (summary text and signature) before the text, and `id` may be null.
+#[test]
+fn databricks_reasoning_blocks_are_read() {
+    let resp = response_to_ir(&fixture("databricks_reasoning.json")).unwrap();
+    assert_eq!(resp.id, "");
+    assert_eq!(resp.model, "databricks-claude-3-7-sonnet");
+    assert_eq!(
+        resp.content,
+        vec![
+            Part::Reasoning {
+                text: "The question is asking about the scientific explanation for why the sky appears blue.".into(),
+                signature: Some("EqoBCkgIARABGAIiQAhCWRmlaLuPiHaF357JzGmloqLqkeBm3cHG9NFTxKMyC/9bBdBInUsE3IZk6RxWge".into()),
+            },
+            Part::text("The sky appears blue because of Rayleigh scattering."),
+        ]
+    );
+    assert_eq!(resp.finish_reason, FinishReason::Stop);
+    assert_eq!(resp.usage.output_tokens, 48);
+}
+
+#[test]
+fn databricks_reasoning_stream() {
+    let events = decode_all_splits(&fixture("stream_databricks_reasoning.sse"));
+    assert_eq!(
+        events,
+        vec![
+            start("msg_01", "databricks-claude-3-7-sonnet", 1_745_623_322),
+            StreamEvent::ReasoningDelta("Rayleigh".into()),
+            StreamEvent::ReasoningDelta(" scattering.".into()),
+            StreamEvent::ReasoningSignature("EqoBCkgIARABGAIiQAhC".into()),
+            StreamEvent::TextDelta("The sky".into()),
+            StreamEvent::TextDelta(" is blue.".into()),
+            finish(FinishReason::Stop),
+            StreamEvent::Usage(Usage {
+                input_tokens: 13,
+                output_tokens: 9,
+                ..Usage::default()
+            }),
+        ]
+    );
+}
+
+fn reasoning_turns(effort: Option<&str>) -> ChatRequest {
+    ChatRequest {
+        model: "databricks-claude-sonnet-4".into(),
+        messages: vec![
+            msg(Role::User, vec![Part::text("Why is the sky blue?")]),
+            msg(
+                Role::Assistant,
+                vec![
+                    Part::Reasoning {
+                        text: "Think of scattering.".into(),
+                        signature: Some("sig-1".into()),
+                    },
+                    Part::Reasoning {
+                        text: "Unsigned thoughts.".into(),
+                        signature: None,
+                    },
+                    Part::text("Rayleigh scattering."),
+                    call("call_1", "get_weather", r#"{"city":"Paris"}"#),
+                ],
+            ),
+            msg(
+                Role::Tool,
+                vec![result("call_1", vec![Part::text("sunny")])],
+            ),
+        ],
+        reasoning: effort.map(|e| Reasoning {
+            effort: Some(e.into()),
+            ..Reasoning::default()
+        }),
+        stop: vec!["END".into()],
+        presence_penalty: Some(0.5),
+        frequency_penalty: Some(0.25),
+        temperature: Some(0.7),
+        ..ChatRequest::default()
+    }
+}
+
+#[test]
+fn databricks_gets_signed_reasoning_blocks_and_a_thinking_budget() {
+    let opts = OpenAiOptions {
+        send_reasoning_blocks: true,
+        thinking_object: true,
+        ..OpenAiOptions::default()
+    };
+    let v: Value = serde_json::from_slice(
+        &request_from_ir_with(&reasoning_turns(Some("low")), &opts).unwrap(),
+    )
+    .unwrap();
+    // Only the signed reasoning goes back, as a block before the text.
+    assert_eq!(
+        v["messages"][1]["content"],
+        json!([
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "Think of scattering.", "signature": "sig-1"}]},
+            {"type": "text", "text": "Rayleigh scattering."},
+        ])
+    );
+    assert_eq!(v["messages"][1]["tool_calls"][0]["id"], "call_1");
+    // `low` is Anthropic's 1024-token budget; max_tokens leaves room above it.
+    assert_eq!(
+        v["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1024})
+    );
+    assert!(v.get("reasoning_effort").is_none(), "{v}");
+    assert_eq!(v["max_tokens"], 64_000);
+
+    // No reasoning asked: no thinking, no max_tokens invented.
+    let v: Value =
+        serde_json::from_slice(&request_from_ir_with(&reasoning_turns(None), &opts).unwrap())
+            .unwrap();
+    assert!(
+        v.get("thinking").is_none() && v.get("max_tokens").is_none(),
+        "{v}"
+    );
+    // Without the Databricks options, reasoning never becomes a content block.
+    let v: Value = serde_json::from_slice(
+        &request_from_ir_with(&reasoning_turns(Some("low")), &OpenAiOptions::default()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["messages"][1]["content"], "Rayleigh scattering.");
+    assert_eq!(v["reasoning_effort"], "low");
+}
+
+/// docs.x.ai guides/reasoning: reasoning models reject `presence_penalty`,
+/// `frequency_penalty` and `stop`; most Grok models reject `reasoning_effort`.
+#[test]
+fn xai_refused_parameters_are_left_out() {
+    let ir = reasoning_turns(Some("high"));
+    let both = OpenAiOptions {
+        omit_penalties_and_stop: true,
+        omit_reasoning_effort: true,
+        ..OpenAiOptions::default()
+    };
+    let v: Value = serde_json::from_slice(&request_from_ir_with(&ir, &both).unwrap()).unwrap();
+    for field in [
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "reasoning_effort",
+    ] {
+        assert!(v.get(field).is_none(), "{field} sent: {v}");
+    }
+    assert_eq!(v["temperature"], 0.7);
+    assert_eq!(
+        both.omitted_fields().collect::<Vec<_>>(),
+        [
+            "presence_penalty",
+            "frequency_penalty",
+            "stop",
+            "reasoning_effort"
+        ]
+    );
+
+    let effort_only = OpenAiOptions {
+        omit_reasoning_effort: true,
+        ..OpenAiOptions::default()
+    };
+    let v: Value =
+        serde_json::from_slice(&request_from_ir_with(&ir, &effort_only).unwrap()).unwrap();
+    assert_eq!(v["presence_penalty"], 0.5);
+    assert_eq!(v["stop"], "END");
+    assert!(v.get("reasoning_effort").is_none());
+    assert_eq!(
+        effort_only.omitted_fields().collect::<Vec<_>>(),
+        ["reasoning_effort"]
+    );
+    assert_eq!(OpenAiOptions::default().omitted_fields().count(), 0);
 }

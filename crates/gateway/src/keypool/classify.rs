@@ -15,6 +15,8 @@ use std::time::Duration;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
+mod vendor_codes;
+
 use super::ratelimit_headers::{
     self, DimSnapshot, LimitSnapshot, civil_from_days, days_from_civil, parse_go_duration,
     parse_rfc3339_unix_ms, weekday,
@@ -33,6 +35,10 @@ pub enum Flavor {
     Vertex,
     /// DeepSeek, xAI, OpenRouter, Mistral, vLLM, ... (OpenAI wire format, own error habits).
     OpenAiCompatible,
+    /// Amazon Bedrock: the exception name (`x-amzn-ErrorType`) says what happened.
+    Bedrock,
+    /// Cloudflare Workers AI: the envelope's `errors[].code` says what happened.
+    WorkersAi,
 }
 
 /// What an upstream outcome means for the key pool (keys.md table (a), rows 1-15).
@@ -228,6 +234,10 @@ pub fn classify_response(
     let limits = ratelimit_headers::parse_limits(headers, flavor, now_unix_ms);
     let lc = parsed.message.to_lowercase();
     let header_wait = ratelimit_headers::retry_after(headers, now_unix_ms);
+    let exception = headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| flavor == Flavor::Bedrock);
     let up = Upstream {
         flavor,
         status,
@@ -236,6 +246,7 @@ pub fn classify_response(
         limits: &limits,
         stated_wait: header_wait.or_else(|| text_wait(&lc)),
         now: now_unix_ms,
+        exception,
     };
     let decision = decide(&up);
 
@@ -283,6 +294,21 @@ pub fn classify_response(
         should_retry,
         message,
     }
+}
+
+/// An exception event inside a Bedrock event stream (`:exception-type` `throttlingException`,
+/// `modelStreamErrorException`, ...; payload `{"message":...}`): classified like the same
+/// exception answered as an HTTP error. Unknown exceptions are server errors.
+pub fn classify_stream_exception(
+    exception_type: &str,
+    payload: &[u8],
+    now_unix_ms: u64,
+) -> Classified {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(exception_type) {
+        headers.insert("x-amzn-errortype", v);
+    }
+    classify_response(Flavor::Bedrock, 500, &headers, payload, now_unix_ms)
 }
 
 /// Transport failures: `sent` = whether the request was (possibly) sent before it failed;
@@ -386,7 +412,7 @@ const OVERLOAD_CODES: [&str; 3] = [
 ];
 
 /// Dead-key wording without a structured field (Gemini 403s carry only PERMISSION_DENIED).
-const AUTH_TEXT: [&str; 11] = [
+const AUTH_TEXT: [&str; 12] = [
     "api key not valid",
     "api key not found",
     "api key expired",
@@ -398,6 +424,9 @@ const AUTH_TEXT: [&str; 11] = [
     "api key is invalid",
     "invalid x-api-key",
     "authentication fails",
+    // Databricks 403 {"error_code":403,"message":"Invalid access token."}
+    // (databricks/databricks-sdk-go#873).
+    "invalid access token",
 ];
 
 /// Billing wording. Deliberately not "exceeded your current quota" / "billing details": Gemini
@@ -456,10 +485,16 @@ struct Upstream<'a> {
     /// Retry headers, else the message's "try again in".
     stated_wait: Option<Duration>,
     now: u64,
+    /// Bedrock: the exception name, from `x-amzn-ErrorType` or the stream's `:exception-type`.
+    exception: Option<&'a str>,
 }
 
 fn decide(up: &Upstream<'_>) -> Decision {
     use ErrorClass::*;
+    // 0. Vendors whose own code names the condition (Bedrock exceptions, Workers AI codes).
+    if let Some(d) = vendor_codes::decide(up) {
+        return d;
+    }
     let (flavor, status, b, lc, now) = (up.flavor, up.status, up.body, up.lc, up.now);
     let code = |x: &str| is(&b.code, x) || is(&b.kind, x);
     let client_error = (400..500).contains(&status);
@@ -704,6 +739,10 @@ fn is_context_text(lc: &str) -> bool {
         || lc.contains("exceed context limit")
         || lc.contains("context window")
         || (lc.contains("input token count") && lc.contains("exceeds the maximum"))
+        // Bedrock ValidationException "Input is too long for requested model."
+        || lc.contains("input is too long")
+        // Amazon Nova on Bedrock: "... number of input tokens exceeds maximum length ..."
+        || lc.contains("input tokens exceeds maximum")
 }
 
 fn is_per_day_text(lc: &str) -> bool {
@@ -836,6 +875,8 @@ struct ErrorBody {
     quota_reset_delay: Option<Duration>,
     /// OpenRouter `error.metadata.headers.X-RateLimit-Reset` (unix ms).
     meta_reset_ms: Option<u64>,
+    /// Cloudflare API envelope `errors[].code` (Workers AI 3036, 3040, 10000, ...).
+    error_codes: Vec<i64>,
 }
 
 impl ErrorBody {
@@ -859,6 +900,7 @@ impl ErrorBody {
         self.retry_delay = inner.retry_delay.or(self.retry_delay);
         self.quota_reset_delay = inner.quota_reset_delay.or(self.quota_reset_delay);
         self.meta_reset_ms = inner.meta_reset_ms.or(self.meta_reset_ms);
+        self.error_codes.extend(inner.error_codes);
     }
 }
 
@@ -938,6 +980,20 @@ fn read_error(err: &Map<String, Value>, out: &mut ErrorBody, depth: u8) {
                 .filter_map(|e| e.get("reason").and_then(Value::as_str))
                 .map(str::to_owned),
         );
+        // Cloudflare's v4 envelope: `{"errors":[{"code":3036,"message":...}],"success":false}`.
+        out.error_codes.extend(
+            errors
+                .iter()
+                .filter_map(|e| e.get("code").and_then(Value::as_i64)),
+        );
+        if out.message.is_empty() {
+            let messages: Vec<&str> = errors
+                .iter()
+                .filter_map(|e| e.get("message").and_then(Value::as_str))
+                .filter(|m| !m.is_empty())
+                .collect();
+            out.message = clip(&messages.join("; "));
+        }
     }
     if let Some(Value::Object(h)) = err.get("metadata").and_then(|m| m.get("headers")) {
         out.meta_reset_ms = h
@@ -2175,6 +2231,328 @@ mod tests {
                 AuthInvalid,
             ),
         ]);
+    }
+
+    /// The exception name decides (`x-amzn-ErrorType`), not the status: Bedrock answers a model
+    /// that is still loading with 429 and an account quota with 400.
+    #[test]
+    fn bedrock() {
+        use ErrorClass::*;
+        use Flavor::Bedrock;
+        const THROTTLING: &str =
+            "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/";
+        check(vec![
+            case(
+                "ThrottlingException: too many tokens (per minute)",
+                "aws-samples/amazon-bedrock-client-for-mac#99 (status, header and body)",
+                Bedrock,
+                429,
+                r#"{"message":"Too many tokens, please wait before trying again."}"#,
+                RateLimited,
+            )
+            .headers(&[("x-amzn-errortype", THROTTLING)]),
+            case(
+                "ThrottlingException: too many requests",
+                "Bedrock API reference, ThrottlingException (429); crates/mock-upstream/src/bedrock.rs throttled()",
+                Bedrock,
+                429,
+                r#"{"message":"Too many requests, please wait before trying again."}"#,
+                RateLimited,
+            )
+            .headers(&[("x-amzn-errortype", THROTTLING)]),
+            case(
+                "ThrottlingException: tokens per day is the daily quota",
+                "minorun365/agent-book#29, Ivy-Interactive/Ivy-Tendril#1756 (429 Too many tokens per day)",
+                Bedrock,
+                429,
+                r#"{"message":"Too many tokens per day, please wait before trying again."}"#,
+                DailyQuota,
+            )
+            .headers(&[("x-amzn-errortype", THROTTLING)]),
+            case(
+                "ServiceQuotaExceededException comes with 400 but is a quota to wait for",
+                "Bedrock API reference, ServiceQuotaExceededException (400, \"You can resubmit your request later\")",
+                Bedrock,
+                400,
+                r#"{"message":"Your request exceeds the service quota for your account. You can view your quotas at Viewing service quotas. You can resubmit your request later."}"#,
+                RateLimited,
+            )
+            .headers(&[("x-amzn-errortype", "ServiceQuotaExceededException:http://internal.amazon.com/coral/com.amazon.bedrock/")]),
+            case(
+                "ModelNotReadyException comes with 429 but is capacity, not the key",
+                "Bedrock API reference, ModelNotReadyException (429, the SDK retries it)",
+                Bedrock,
+                429,
+                r#"{"message":"The model specified in the request is not ready to serve inference requests. The AWS SDK will automatically retry the operation up to 5 times."}"#,
+                Overloaded,
+            )
+            .headers(&[("x-amzn-errortype", "ModelNotReadyException:http://internal.amazon.com/coral/com.amazon.bedrock/")]),
+            case(
+                "ServiceUnavailableException",
+                "Bedrock API reference (503); crates/mock-upstream/src/bedrock.rs unavailable()",
+                Bedrock,
+                503,
+                r#"{"message":"Bedrock is unable to process your request."}"#,
+                Overloaded,
+            )
+            .headers(&[("x-amzn-errortype", "ServiceUnavailableException:http://internal.amazon.com/coral/com.amazon.bedrock/")]),
+            case(
+                "ModelTimeoutException",
+                "Bedrock API reference, ModelTimeoutException (408)",
+                Bedrock,
+                408,
+                r#"{"message":"The request took too long to process. Processing time exceeded the model timeout length."}"#,
+                Timeout,
+            )
+            .headers(&[("x-amzn-errortype", "ModelTimeoutException:http://internal.amazon.com/coral/com.amazon.bedrock/")]),
+            case(
+                "ModelErrorException comes with 424 but is the provider's failure",
+                "Bedrock API reference, ModelErrorException (424, originalStatusCode and resourceName)",
+                Bedrock,
+                424,
+                r#"{"message":"The request failed due to an error while processing the model.","originalStatusCode":500,"resourceName":"anthropic.claude-3-7-sonnet-20250219-v1:0"}"#,
+                ServerError,
+            )
+            .headers(&[("x-amzn-errortype", "ModelErrorException:http://internal.amazon.com/coral/com.amazon.bedrock/")]),
+            case(
+                "AccessDeniedException: no access to this model",
+                "Bedrock API reference, AccessDeniedException (403); crates/mock-upstream/src/bedrock.rs access_denied()",
+                Bedrock,
+                403,
+                r#"{"message":"You don't have access to the model with the specified model ID."}"#,
+                Permission,
+            )
+            .headers(&[("x-amzn-errortype", "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.bedrock/")]),
+            case(
+                "ResourceNotFoundException",
+                "Bedrock API reference, ResourceNotFoundException (404)",
+                Bedrock,
+                404,
+                r#"{"message":"The specified resource ARN was not found. Check the ARN and try your request again."}"#,
+                Permission,
+            )
+            .headers(&[("x-amzn-errortype", "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazon.bedrock/")]),
+            case(
+                "UnrecognizedClientException comes with 403 but is a dead key",
+                "AWS common errors (UnrecognizedClient); crates/mock-upstream/src/bedrock.rs invalid_key()",
+                Bedrock,
+                403,
+                r#"{"message":"The security token included in the request is invalid."}"#,
+                AuthInvalid,
+            )
+            .headers(&[("x-amzn-errortype", "UnrecognizedClientException:http://internal.amazon.com/coral/com.amazon.coral.service/")]),
+            case(
+                "InvalidSignatureException: the wrong secret",
+                "AWS common errors (InvalidSignatureException); crates/gateway/tests/matrix_e2e.rs wrong-secret test",
+                Bedrock,
+                403,
+                r#"{"message":"The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}"#,
+                AuthInvalid,
+            )
+            .headers(&[("x-amzn-errortype", "InvalidSignatureException:http://internal.amazon.com/coral/com.amazon.coral.service/")]),
+            case(
+                "ValidationException: the prompt is over the context window",
+                "Bedrock ValidationException \"Input is too long for requested model.\" (crates/mock-upstream/src/bedrock.rs fault())",
+                Bedrock,
+                400,
+                r#"{"message":"Input is too long for requested model."}"#,
+                ContextTooLong,
+            )
+            .headers(&[("x-amzn-errortype", "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/")]),
+            case(
+                "ValidationException: a model id that needs an inference profile",
+                "anthropics/claude-code#1466",
+                Bedrock,
+                400,
+                r#"{"message":"Invocation of model ID anthropic.claude-sonnet-4-20250514-v1:0 with on-demand throughput isn’t supported. Retry your request with the ID or ARN of an inference profile that contains this model."}"#,
+                Permission,
+            )
+            .headers(&[("x-amzn-errortype", "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/")]),
+            case(
+                "ValidationException: a bad request",
+                "RooCodeInc/Roo-Code#248 (max tokens over the model limit)",
+                Bedrock,
+                400,
+                r#"{"message":"The maximum tokens you requested exceed the model limit of 4096. Try again with a maximum tokens value lower than 4096."}"#,
+                BadRequest,
+            )
+            .headers(&[("x-amzn-errortype", "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/")]),
+            case(
+                "no header: the status decides",
+                "generic fallback (a proxy in front of Bedrock)",
+                Bedrock,
+                429,
+                r#"{"message":"Too many requests, please wait before trying again."}"#,
+                RateLimited,
+            ),
+        ]);
+    }
+
+    /// ConverseStream reports failures as exception events (`:exception-type`), named in lower
+    /// camel case.
+    #[test]
+    fn bedrock_stream_exceptions() {
+        use ErrorClass::*;
+        let cases = [
+            (
+                "throttlingException",
+                r#"{"message":"Too many tokens, please wait before trying again."}"#,
+                RateLimited,
+            ),
+            (
+                "serviceUnavailableException",
+                r#"{"message":"Bedrock is unable to process your request."}"#,
+                Overloaded,
+            ),
+            (
+                "modelStreamErrorException",
+                r#"{"message":"The model stream failed.","originalStatusCode":500}"#,
+                ServerError,
+            ),
+            (
+                "internalServerException",
+                r#"{"message":"The system encountered an unexpected error during processing. Try your request again."}"#,
+                ServerError,
+            ),
+            (
+                "validationException",
+                r#"{"message":"Input Tokens Exceeded: The number of input tokens exceeds maximum length."}"#,
+                ContextTooLong,
+            ),
+            ("somethingNewException", r#"{"message":"?"}"#, ServerError),
+        ];
+        for (kind, payload, class) in cases {
+            let c = classify_stream_exception(kind, payload.as_bytes(), NOW);
+            assert_eq!(c.class, class, "{kind}");
+            assert!(!c.message.is_empty(), "{kind}");
+        }
+    }
+
+    /// Workers AI answers both a spent daily allocation and a full data centre with 429: the
+    /// envelope's `errors[].code` tells them apart (developers.cloudflare.com/workers-ai/platform/errors).
+    #[test]
+    fn workers_ai() {
+        use ErrorClass::*;
+        use Flavor::WorkersAi;
+        check(vec![
+            case(
+                "3036 daily free allocation used up",
+                "Workers AI errors table (3036 Account limited, 429)",
+                WorkersAi,
+                429,
+                r#"{"result":null,"success":false,"errors":[{"code":3036,"message":"You have used up your daily free allocation of 10,000 neurons. Please upgrade to Cloudflare's Workers Paid plan if you would like to continue usage."}],"messages":[]}"#,
+                DailyQuota,
+            ),
+            case(
+                "3040 out of capacity",
+                "Workers AI errors table (3040 Out of capacity, 429); answeroverflow.com/m/1349849373210574900",
+                WorkersAi,
+                429,
+                r#"{"result":null,"success":false,"errors":[{"code":3040,"message":"No more data centers to forward the request to"}],"messages":[]}"#,
+                Overloaded,
+            ),
+            case(
+                "3007 timeout",
+                "Workers AI errors table (3007 Timeout, 408)",
+                WorkersAi,
+                408,
+                r#"{"result":null,"success":false,"errors":[{"code":3007,"message":"Request timeout"}],"messages":[]}"#,
+                Timeout,
+            ),
+            case(
+                "3008 aborted",
+                "Workers AI errors table (3008 Aborted, 408)",
+                WorkersAi,
+                408,
+                r#"{"result":null,"success":false,"errors":[{"code":3008,"message":"Request was aborted"}],"messages":[]}"#,
+                Timeout,
+            ),
+            case(
+                "10000 authentication error with 403 is a dead token, not a permission",
+                "cloudflare/workers-sdk#4522 (httpCode 403)",
+                WorkersAi,
+                403,
+                r#"{"success":false,"errors":[{"code":10000,"message":"Authentication error"}]}"#,
+                AuthInvalid,
+            ),
+            case(
+                "3023 account blocked",
+                "Workers AI errors table (3023 Account blocked, 403)",
+                WorkersAi,
+                403,
+                r#"{"result":null,"success":false,"errors":[{"code":3023,"message":"Service unavailable for account"}],"messages":[]}"#,
+                AuthInvalid,
+            ),
+            case(
+                "5016 model terms not agreed: this model only",
+                "Workers AI errors table (5016 Model agreement, 403)",
+                WorkersAi,
+                403,
+                r#"{"result":null,"success":false,"errors":[{"code":5016,"message":"User has not agreed to Llama3.2 model terms"}],"messages":[]}"#,
+                Permission,
+            ),
+            case(
+                "5007 no such model comes with 400 but another channel may have it",
+                "Workers AI errors table (5007 No such model, 400)",
+                WorkersAi,
+                400,
+                r#"{"result":null,"success":false,"errors":[{"code":5007,"message":"No such model @cf/meta/llama-9 or task"}],"messages":[]}"#,
+                Permission,
+            ),
+            case(
+                "7003 the account id does not route",
+                "Ikalus1988/MisakaNet#1489 (7003 = wrong path); Cloudflare API \"Could not route to ..., perhaps your object identifier is invalid?\"",
+                WorkersAi,
+                400,
+                r#"{"result":null,"success":false,"errors":[{"code":7003,"message":"Could not route to /client/v4/accounts/acc123/ai/run/@cf/meta/llama-3.1-8b-instruct, perhaps your object identifier is invalid?"}],"messages":[]}"#,
+                Permission,
+            ),
+            case(
+                "5021 over the context window, with 413",
+                "sourced message (\"5021: The estimated number of input and maximum output tokens (155740) exceeded this model context window limit (128000).\"), 413 per Workers AI users' reports",
+                WorkersAi,
+                413,
+                r#"{"result":null,"success":false,"errors":[{"code":5021,"message":"The estimated number of input and maximum output tokens (155740) exceeded this model context window limit (128000)."}],"messages":[]}"#,
+                ContextTooLong,
+            ),
+            case(
+                "3006 request too large",
+                "Workers AI errors table (3006 Request too large, 413)",
+                WorkersAi,
+                413,
+                r#"{"result":null,"success":false,"errors":[{"code":3006,"message":"Request is too large"}],"messages":[]}"#,
+                BadRequest,
+            ),
+            case(
+                "971 Cloudflare API throttling",
+                "crates/mock-upstream/src/cloudflare.rs rate_limited() (Cloudflare API code 971)",
+                WorkersAi,
+                429,
+                r#"{"result":null,"success":false,"errors":[{"code":971,"message":"Please wait and consider throttling your request speed"}],"messages":[]}"#,
+                RateLimited,
+            ),
+            case(
+                "an unknown code: the status decides",
+                "generic fallback",
+                WorkersAi,
+                500,
+                r#"{"result":null,"success":false,"errors":[{"code":3043,"message":"Internal server error"}],"messages":[]}"#,
+                ServerError,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn databricks_invalid_token_is_a_dead_key() {
+        // databricks/databricks-sdk-go#873: 403 with a numeric error_code.
+        check(vec![case(
+            "403 Invalid access token",
+            "databricks/databricks-sdk-go#873",
+            Flavor::OpenAiCompatible,
+            403,
+            r#"{"error_code":403,"message":"Invalid access token."}"#,
+            ErrorClass::AuthInvalid,
+        )]);
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub fn flavor(engine: Engine, base_url: &str) -> crate::keypool::classify::Flavo
         Engine::Gemini => Flavor::Gemini,
         Engine::VertexGemini | Engine::VertexClaude => Flavor::Vertex,
         Engine::Azure => Flavor::Azure,
+        Engine::Aws => Flavor::Bedrock,
+        Engine::Cloudflare => Flavor::WorkersAi,
         _ if host == "api.openai.com" => Flavor::OpenAi,
         _ if host == "api.groq.com" => Flavor::Groq,
         _ => Flavor::OpenAiCompatible,

@@ -26,6 +26,9 @@ pub enum Wire {
     Cohere,
     /// Cloudflare Workers AI text generation.
     Cloudflare,
+    /// Databricks serving endpoints: OpenAI chat, with reasoning as content blocks and errors
+    /// in Databricks' own envelope, so answers always go through the IR.
+    Databricks,
 }
 
 impl Wire {
@@ -36,6 +39,7 @@ impl Wire {
             Wire::Bedrock => "bedrock",
             Wire::Cohere => "cohere",
             Wire::Cloudflare => "cloudflare",
+            Wire::Databricks => "databricks",
         }
     }
 
@@ -44,6 +48,16 @@ impl Wire {
         match self {
             Wire::Api(f) => Some(f),
             _ => None,
+        }
+    }
+
+    /// The format whose answers and stream events this wire's look like, for the content
+    /// checks (Databricks answers in OpenAI chat chunks).
+    pub fn content_format(self) -> Option<Format> {
+        match self {
+            Wire::Api(f) => Some(f),
+            Wire::Databricks => Some(Format::OpenAiChat),
+            Wire::Bedrock | Wire::Cohere | Wire::Cloudflare => None,
         }
     }
 }
@@ -57,9 +71,8 @@ pub fn chat_format(engine: Engine, base_url: &str) -> Option<Wire> {
         {
             api(Format::OpenAiResponses)
         }
-        Engine::OpenAi | Engine::OpenRouter | Engine::Azure | Engine::AzureDatabricks => {
-            api(Format::OpenAiChat)
-        }
+        Engine::OpenAi | Engine::OpenRouter | Engine::Azure => api(Format::OpenAiChat),
+        Engine::AzureDatabricks => Some(Wire::Databricks),
         Engine::Demo => api(Format::OpenAiChat),
         Engine::Codex => api(Format::OpenAiResponses),
         Engine::Claude | Engine::VertexClaude => api(Format::Anthropic),
@@ -103,10 +116,12 @@ pub fn format_for(engine: Engine, base_url: &str, client: Format) -> Option<Wire
     Some(natural)
 }
 
-/// How to write OpenAI chat bodies for this vendor (see `OpenAiOptions`): OpenAI itself and
-/// Azure want `max_completion_tokens` (reasoning models reject `max_tokens`); DeepSeek needs the
-/// reasoning of tool-call turns sent back; OpenRouter forwards `cache_control` to Anthropic.
-pub fn openai_options(engine: Engine, base_url: &str) -> OpenAiOptions {
+/// How to write OpenAI chat bodies for this vendor and model (see `OpenAiOptions`): OpenAI
+/// itself and Azure want `max_completion_tokens` (reasoning models reject `max_tokens`);
+/// DeepSeek needs the reasoning of tool-call turns sent back; OpenRouter forwards
+/// `cache_control` to Anthropic; xAI refuses some parameters per model; Databricks takes
+/// reasoning as content blocks, and Anthropic's `thinking` for its Claude endpoints.
+pub fn openai_options(engine: Engine, base_url: &str, model: &str) -> OpenAiOptions {
     let host = host_of(base_url);
     let mut opts = OpenAiOptions::default();
     if host == "api.openai.com" || matches!(engine, Engine::Azure) {
@@ -118,7 +133,52 @@ pub fn openai_options(engine: Engine, base_url: &str) -> OpenAiOptions {
     if host.ends_with("openrouter.ai") {
         opts.send_cache_control = true;
     }
+    if host == "api.x.ai" {
+        let model = model.to_ascii_lowercase();
+        opts.omit_penalties_and_stop = xai_reasoning_model(&model);
+        opts.omit_reasoning_effort = xai_refuses_effort(&model);
+    }
+    if engine == Engine::AzureDatabricks {
+        opts.send_reasoning_blocks = true;
+        opts.thinking_object = model.to_ascii_lowercase().contains("claude");
+    }
     opts
+}
+
+/// Whether a same-format OpenAI chat body for this base_url may need fields removed (see
+/// `OpenAiOptions::omitted_fields`): a substring test, so the common case costs no URL parse.
+pub fn may_refuse_fields(base_url: &str) -> bool {
+    base_url.contains("api.x.ai")
+}
+
+/// xAI reasoning models (docs.x.ai, guides/reasoning: "presencePenalty, frequencyPenalty and
+/// stop parameters are not supported by reasoning models"): Grok 3 Mini, Grok 4 and later,
+/// Grok Code, except the `-non-reasoning` variants.
+fn xai_reasoning_model(model: &str) -> bool {
+    !model.contains("non-reasoning")
+        && (model.starts_with("grok-3-mini")
+            || model.starts_with("grok-4")
+            || model.starts_with("grok-code"))
+}
+
+/// xAI models that answer `reasoning_effort` with an error (docs.x.ai guides/reasoning:
+/// "reasoning_effort is not supported by grok-3, grok-4 and grok-4-fast-reasoning"; the fast,
+/// 4.20 non-multi-agent and code models have no effort setting either). Later models
+/// (grok-3-mini, grok-4.3 and on) take it, so unknown names keep it.
+fn xai_refuses_effort(model: &str) -> bool {
+    const NO_EFFORT: [&str; 5] = [
+        "grok-4-fast",
+        "grok-4-1-fast",
+        "grok-4.20-0309",
+        "grok-code-fast",
+        "grok-2",
+    ];
+    let base = ["grok-3", "grok-4", "grok-4-0709", "grok-4-latest"];
+    base.contains(&model)
+        || model.starts_with("grok-3-latest")
+        || model.starts_with("grok-3-beta")
+        || model.starts_with("grok-3-fast")
+        || NO_EFFORT.iter().any(|p| model.starts_with(p))
 }
 
 fn host_of(url: &str) -> String {
@@ -186,13 +246,7 @@ pub fn url(
             format!("{root}/client/v4/accounts/{account}/ai/run/{upstream_model}")
         }
         Engine::Azure => azure_url(&channel.base_url, endpoint, upstream_model),
-        Engine::AzureDatabricks => {
-            let root = channel.base_url.trim_end_matches('/');
-            let root = root
-                .split_once("/serving-endpoints")
-                .map_or(root, |(r, _)| r);
-            format!("{root}/serving-endpoints/{upstream_model}/invocations")
-        }
+        Engine::AzureDatabricks => databricks_url(&channel.base_url, upstream_model),
         Engine::Claude => format!("{}/messages", channel.api_root),
         Engine::VertexGemini | Engine::VertexClaude => {
             vertex_url(channel, engine, upstream_model, streaming)
@@ -315,7 +369,21 @@ fn azure_url(base_url: &str, endpoint: Endpoint, deployment: &str) -> String {
     )
 }
 
-/// Auth (and required protocol) headers for one key of this engine.
+/// Databricks: `POST {workspace}/serving-endpoints/{endpoint}/invocations` (REST API
+/// reference, "Query a serving endpoint"), whatever part of that path the base_url names.
+fn databricks_url(base_url: &str, endpoint_name: &str) -> String {
+    let root = base_url.trim_end_matches('/');
+    let root = root
+        .split_once("/serving-endpoints")
+        .map_or(root, |(r, _)| r);
+    format!(
+        "{root}/serving-endpoints/{}/invocations",
+        path_segment(endpoint_name)
+    )
+}
+
+/// Auth (and required protocol) headers for one key of this engine. Databricks takes its
+/// personal access tokens (and OAuth tokens) as `Authorization: Bearer`, like the default.
 pub fn auth_headers(engine: Engine, secret: &str, out: &mut Vec<(HeaderName, HeaderValue)>) {
     let value = |s: &str| HeaderValue::from_str(s).ok();
     match engine {
@@ -337,12 +405,6 @@ pub fn auth_headers(engine: Engine, secret: &str, out: &mut Vec<(HeaderName, Hea
         Engine::Gemini | Engine::VertexGemini | Engine::VertexClaude => {
             if let Some(v) = value(secret) {
                 out.push((HeaderName::from_static("x-goog-api-key"), v));
-            }
-        }
-        Engine::AzureDatabricks => {
-            let token = protocol::base64::encode(format!("token:{secret}").as_bytes());
-            if let Some(v) = value(&format!("Basic {token}")) {
-                out.push((header::AUTHORIZATION, v));
             }
         }
         _ => {
@@ -409,6 +471,65 @@ mod tests {
         );
         let foundry = "https://x.services.ai.azure.com/models/chat/completions?api-version=2024-05-01-preview";
         assert_eq!(azure_url(foundry, Endpoint::ChatCompletions, "m"), foundry);
+    }
+
+    #[test]
+    fn databricks_urls_and_auth() {
+        let want = "https://adb-1.2.azuredatabricks.net/serving-endpoints/databricks-claude-sonnet-4/invocations";
+        for base in [
+            "https://adb-1.2.azuredatabricks.net",
+            "https://adb-1.2.azuredatabricks.net/",
+            "https://adb-1.2.azuredatabricks.net/serving-endpoints",
+            "https://adb-1.2.azuredatabricks.net/serving-endpoints/other/invocations",
+        ] {
+            assert_eq!(databricks_url(base, "databricks-claude-sonnet-4"), want);
+        }
+        let mut h = Vec::new();
+        auth_headers(Engine::AzureDatabricks, "dapi123", &mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].0, header::AUTHORIZATION);
+        assert_eq!(h[0].1, "Bearer dapi123");
+        assert_eq!(
+            chat_format(Engine::AzureDatabricks, "https://adb-1.azuredatabricks.net"),
+            Some(Wire::Databricks)
+        );
+        let claude = openai_options(
+            Engine::AzureDatabricks,
+            "https://x.azuredatabricks.net",
+            "databricks-claude-sonnet-4",
+        );
+        assert!(claude.send_reasoning_blocks && claude.thinking_object);
+        let oss = openai_options(
+            Engine::AzureDatabricks,
+            "https://x.azuredatabricks.net",
+            "databricks-gpt-oss-120b",
+        );
+        assert!(oss.send_reasoning_blocks && !oss.thinking_object);
+    }
+
+    /// docs.x.ai guides/reasoning, and which models take `reasoning_effort`.
+    #[test]
+    fn xai_quirks_by_model() {
+        let xai = |m: &str| {
+            let o = openai_options(Engine::OpenAi, "https://api.x.ai/v1", m);
+            (o.omit_penalties_and_stop, o.omit_reasoning_effort)
+        };
+        assert_eq!(xai("grok-3-mini"), (true, false));
+        assert_eq!(xai("grok-3"), (false, true));
+        assert_eq!(xai("grok-4"), (true, true));
+        assert_eq!(xai("grok-4-0709"), (true, true));
+        assert_eq!(xai("grok-4-fast-reasoning"), (true, true));
+        assert_eq!(xai("grok-4-1-fast-non-reasoning"), (false, true));
+        assert_eq!(xai("grok-code-fast-1"), (true, true));
+        assert_eq!(xai("grok-4.3"), (true, false));
+        assert_eq!(xai("Grok-4"), (true, true));
+        // Only xAI's own API: the same model through OpenRouter keeps every field.
+        let o = openai_options(
+            Engine::OpenAi,
+            "https://openrouter.ai/api/v1",
+            "x-ai/grok-4",
+        );
+        assert_eq!(o.omitted_fields().count(), 0);
     }
 
     #[test]

@@ -370,7 +370,7 @@ pub async fn run_json(
         // Same format: bytes pass through, unless the conversation carries reasoning signed by
         // other providers, which only the IR path can leave out.
         if upstream_format == Wire::Api(client) && !protocol::ir::provenance::body_has_tags(&req.body) {
-            let mut body = json_body_for(&req, cand);
+            let mut body = json_body_for(&req, cand, channel);
             // llmux accounts every stream's tokens: ask an OpenAI upstream for the usage chunk
             // the client did not request, and drop it from the client's stream.
             let strip_usage = client == Format::OpenAiChat
@@ -519,8 +519,8 @@ fn converted_send(
     suffixes::apply(&mut req, cand.engine, &cand.alias, &cand.upstream_model);
     req.model = suffixes::upstream_model(cand.engine, &cand.upstream_model).to_string();
     let encoded = match upstream_format {
-        Wire::Api(Format::OpenAiChat) => {
-            let opts = upstream::openai_options(cand.engine, &channel.base_url);
+        Wire::Api(Format::OpenAiChat) | Wire::Databricks => {
+            let opts = upstream::openai_options(cand.engine, &channel.base_url, &req.model);
             protocol::convert::openai_chat::request_from_ir_with(&req, &opts)
         }
         Wire::Api(f) => dispatch::request_from_ir(f, &req),
@@ -884,20 +884,36 @@ fn error_type(status: StatusCode) -> &'static str {
 
 /// The request body with the model renamed for this candidate; the original bytes when the
 /// alias is the upstream name (the common case costs no copy).
-fn json_body_for(req: &JsonRequest, cand: &Candidate) -> Bytes {
+/// Also drops the top-level fields the vendor refuses for this model (xAI), when present.
+fn json_body_for(req: &JsonRequest, cand: &Candidate, channel: &Channel) -> Bytes {
     // Gemini names the model in the URL, never in the body.
-    if *cand.upstream_model == *req.peek.model || req.client == Format::Gemini {
+    let rename = *cand.upstream_model != *req.peek.model && req.client != Format::Gemini;
+    let refused = req.client == Format::OpenAiChat
+        && req.endpoint == Endpoint::ChatCompletions
+        && upstream::may_refuse_fields(&channel.base_url);
+    if !rename && !refused {
         return req.body.clone();
     }
     let model = protocol::body::json_string(&cand.upstream_model);
-    Bytes::from(protocol::body::rewrite(
-        &req.body,
-        &req.peek.view,
-        &[Edit::Set {
+    let mut edits = Vec::with_capacity(5);
+    if rename {
+        edits.push(Edit::Set {
             key: "model",
             raw_json: &model,
-        }],
-    ))
+        });
+    }
+    if refused {
+        let opts = upstream::openai_options(cand.engine, &channel.base_url, &cand.upstream_model);
+        edits.extend(
+            opts.omitted_fields()
+                .filter(|key| req.peek.view.raw(&req.body, key).is_some())
+                .map(|key| Edit::Remove { key }),
+        );
+    }
+    if edits.is_empty() {
+        return req.body.clone();
+    }
+    Bytes::from(protocol::body::rewrite(&req.body, &req.peek.view, &edits))
 }
 
 fn observed(channel: &Channel, headers: &http::HeaderMap, unix_ms: u64) -> Observed {
@@ -1182,6 +1198,10 @@ async fn attempt(
                     status.as_u16(),
                     body,
                 )),
+                Wire::Databricks => Some(protocol::convert::openai_chat::parse_error(
+                    status.as_u16(),
+                    body,
+                )),
             };
             if let Some(e) = own.filter(|e| !e.message.is_empty()) {
                 c.message = e.message;
@@ -1231,12 +1251,28 @@ async fn attempt(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/vnd.amazon.eventstream"));
     if let Some(conv) = convert.as_ref().filter(|_| is_event_stream) {
-        // Bedrock's binary stream: decoded (and checksummed) frame by frame by the relay.
+        // Bedrock's binary stream: held until its first event past `messageStart`, so an
+        // exception there (throttling, capacity) fails over like an HTTP error; then decoded
+        // (and checksummed) frame by frame by the relay.
+        let (prefix, incoming) = match first_bedrock_event(incoming, answer_by).await {
+            Ok(held) => held,
+            Err(mut c) => {
+                c.message = format!("provider `{}`: {}", channel.name, c.message);
+                let status = match c.class {
+                    ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                    ErrorClass::RateLimited | ErrorClass::DailyQuota => {
+                        StatusCode::TOO_MANY_REQUESTS
+                    }
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                return retry_failure(&mut lease, c, status, Some(StatusCode::OK));
+            }
+        };
         if let Some(l) = lease.as_mut() {
             l.success();
         }
         let transcode = Some(StreamTranscoder::new(conv));
-        let relay = Relay::new(incoming, None, times.idle, true, lease, transcode)
+        let relay = Relay::new(incoming, Some(prefix), times.idle, true, lease, transcode)
             .with_keepalive(times.keepalive)
             .with_log(&ctx.log, estimate_basis(ctx));
         return Outcome::Done(
@@ -1246,7 +1282,14 @@ async fn attempt(
     }
     if is_sse {
         let triggers = &rt.settings.error_triggers;
-        match first_content(incoming, answer_by, upstream_format.api(), triggers).await {
+        match first_content(
+            incoming,
+            answer_by,
+            upstream_format.content_format(),
+            triggers,
+        )
+        .await
+        {
             Ok((prefix, incoming)) => {
                 if let Some(l) = lease.as_mut() {
                     l.success();
@@ -1379,7 +1422,7 @@ async fn converted_answer(
         let c = Classified::new(ErrorClass::ServerError, msg);
         return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, Some(status));
     };
-    if let Some(format) = conv.upstream.api()
+    if let Some(format) = conv.upstream.content_format()
         && let Err(why) = answer::whole_answer(format, &body, checks.triggers)
     {
         let c = Classified::new(
@@ -1523,6 +1566,64 @@ async fn first_content(
             "no content within the model's timeout".to_string(),
         )),
         Ok(Err(e)) => Err((ErrorClass::ServerError, e)),
+        Ok(Ok(())) => Ok((Bytes::from(seen), incoming)),
+    }
+}
+
+/// Read a Bedrock event stream until its first message past `messageStart`, holding the bytes
+/// (see `first_content`). An exception message there is classified by its `:exception-type`
+/// (`throttlingException`, `serviceUnavailableException`, ...); framing errors are left to the
+/// relay, which reports them to the client.
+async fn first_bedrock_event(
+    mut incoming: Incoming,
+    deadline: tokio::time::Instant,
+) -> Result<(Bytes, Incoming), Classified> {
+    let mut frames = protocol::eventstream::Decoder::new(MAX_FIRST_EVENT);
+    let mut seen = Vec::new();
+    let read = async {
+        loop {
+            let data = match incoming.frame().await {
+                None => {
+                    let why = format!("{} (the stream ended without content)", answer::EMPTY);
+                    return Err(Classified::new(ErrorClass::ServerError, why));
+                }
+                Some(Err(e)) => {
+                    let why = format!("stream failed before any content: {e}");
+                    return Err(Classified::new(ErrorClass::ServerError, why));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            seen.extend_from_slice(&data);
+            if seen.len() > MAX_FIRST_EVENT {
+                return Ok(());
+            }
+            frames.push(&data);
+            while let Some(msg) = frames.next_message() {
+                let Ok(msg) = msg else { return Ok(()) };
+                match msg.header_str(":message-type").unwrap_or("event") {
+                    "exception" => {
+                        let kind = msg.header_str(":exception-type").unwrap_or("exception");
+                        return Err(classify::classify_stream_exception(
+                            kind,
+                            &msg.payload,
+                            unix_ms(),
+                        ));
+                    }
+                    "event" if msg.header_str(":event-type") == Some("messageStart") => {}
+                    _ => return Ok(()),
+                }
+            }
+        }
+    };
+    match tokio::time::timeout_at(deadline, read).await {
+        Err(_) => Err(Classified::new(
+            ErrorClass::Timeout,
+            "no content within the model's timeout",
+        )),
+        Ok(Err(c)) => Err(c),
         Ok(Ok(())) => Ok((Bytes::from(seen), incoming)),
     }
 }

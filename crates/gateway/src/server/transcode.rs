@@ -3,7 +3,9 @@
 //! soon as the upstream sends it.
 
 use protocol::convert::dispatch::{self, EncodeCtx};
-use protocol::convert::{ConvertError, DecodeStream, EncodeStream, bedrock, cloudflare, cohere};
+use protocol::convert::{
+    ConvertError, DecodeStream, EncodeStream, bedrock, cloudflare, cohere, openai_chat,
+};
 use protocol::ir::{ApiError, ChatResponse, ErrorKind, Format, StreamEvent, Usage};
 use protocol::sse::SseDecoder;
 
@@ -40,6 +42,7 @@ fn response_to_ir(wire: Wire, body: &[u8]) -> Result<ChatResponse, ConvertError>
         Wire::Bedrock => bedrock::response_to_ir(body),
         Wire::Cohere => cohere::response_to_ir(body),
         Wire::Cloudflare => cloudflare::response_to_ir(body),
+        Wire::Databricks => openai_chat::response_to_ir(body),
     }?;
     protocol::ir::provenance::tag_response(&mut resp, wire.issuer());
     Ok(resp)
@@ -70,6 +73,10 @@ impl Input {
             )),
             Wire::Cloudflare => sse(dispatch::tagged(
                 Box::new(cloudflare::StreamDecoder::new()),
+                wire.issuer(),
+            )),
+            Wire::Databricks => sse(dispatch::tagged(
+                Box::new(openai_chat::StreamDecoder::new()),
                 wire.issuer(),
             )),
             Wire::Bedrock => Input::Bedrock(bedrock::StreamDecoder::new()),

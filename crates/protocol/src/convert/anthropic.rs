@@ -74,7 +74,9 @@ use crate::wire::anthropic::{BlockDelta, ContentBlock, MessageContent};
 // ---------------------------------------------------------------------------
 
 /// Anthropic's minimum `thinking.budget_tokens`.
-const MIN_THINKING_BUDGET: u64 = 1024;
+pub(crate) const MIN_THINKING_BUDGET: u64 = 1024;
+/// Budget when thinking is asked for without a budget or effort.
+pub(crate) const DEFAULT_THINKING_BUDGET: u64 = 8192;
 /// `max_tokens` for models this module does not recognise.
 const UNKNOWN_MODEL_MAX_TOKENS: u64 = 8192;
 /// `extra` key holding the original `tools` order with server tools inline
@@ -233,7 +235,7 @@ fn effort_level(effort: &str, levels: EffortLevels) -> Option<&'static str> {
 }
 
 /// Thinking budget standing in for an effort level on budget-only models.
-fn effort_budget(effort: &str) -> Option<u64> {
+pub(crate) fn effort_budget(effort: &str) -> Option<u64> {
     match effort {
         "minimal" | "low" => Some(1024),
         "medium" => Some(8192),
@@ -885,7 +887,7 @@ fn plan_thinking(r: Option<&Reasoning>, traits: ModelTraits, forced_tool: bool) 
             thinking: PlannedThinking::Budget(
                 r.budget_tokens
                     .or(effort.and_then(effort_budget))
-                    .unwrap_or(8192),
+                    .unwrap_or(DEFAULT_THINKING_BUDGET),
             ),
             effort: effort_param(effort),
         },

@@ -787,6 +787,18 @@ pub struct OpenAiOptions {
     /// vendors such as OpenRouter that forward them to Anthropic); OpenAI
     /// rejects them.
     pub send_cache_control: bool,
+    /// Leave out `presence_penalty`, `frequency_penalty` and `stop`: xAI's
+    /// reasoning models answer 400 to them.
+    pub omit_penalties_and_stop: bool,
+    /// Leave out `reasoning_effort`: xAI models without an effort setting
+    /// answer 400 to it.
+    pub omit_reasoning_effort: bool,
+    /// Databricks: signed assistant reasoning goes back as a `reasoning`
+    /// content block (Claude needs its thinking with the signature).
+    pub send_reasoning_blocks: bool,
+    /// Ask for reasoning with Anthropic's `thinking` object instead of
+    /// `reasoning_effort` (Claude models on Databricks take only that).
+    pub thinking_object: bool,
 }
 
 impl Default for OpenAiOptions {
@@ -796,7 +808,26 @@ impl Default for OpenAiOptions {
             max_tokens_field: MaxTokensField::MaxTokens,
             stream_include_usage: true,
             send_cache_control: false,
+            omit_penalties_and_stop: false,
+            omit_reasoning_effort: false,
+            send_reasoning_blocks: false,
+            thinking_object: false,
         }
+    }
+}
+
+impl OpenAiOptions {
+    /// Top-level request fields this vendor must not receive: what a
+    /// same-format body (passed through byte for byte) has removed.
+    pub fn omitted_fields(&self) -> impl Iterator<Item = &'static str> + '_ {
+        const PENALTIES_AND_STOP: [&str; 3] = ["presence_penalty", "frequency_penalty", "stop"];
+        let penalties = PENALTIES_AND_STOP
+            .iter()
+            .filter(|_| self.omit_penalties_and_stop);
+        let effort = ["reasoning_effort"]
+            .into_iter()
+            .filter(|_| self.omit_reasoning_effort);
+        penalties.copied().chain(effort)
     }
 }
 
@@ -850,9 +881,13 @@ pub fn request_from_ir_with(
         [one] => Some(wire::Stop::One(one.clone())),
         many => Some(wire::Stop::Many(many.to_vec())),
     };
+    if opts.omit_penalties_and_stop {
+        out.stop = None;
+    } else {
+        out.presence_penalty = req.presence_penalty;
+        out.frequency_penalty = req.frequency_penalty;
+    }
     out.seed = req.seed;
-    out.presence_penalty = req.presence_penalty;
-    out.frequency_penalty = req.frequency_penalty;
     out.n = req.n;
     if req.stream {
         out.stream = Some(true);
@@ -879,7 +914,9 @@ pub fn request_from_ir_with(
             },
         },
     });
-    out.reasoning_effort = req.reasoning.as_ref().and_then(|r| r.effort.clone());
+    if !opts.thinking_object && !opts.omit_reasoning_effort {
+        out.reasoning_effort = req.reasoning.as_ref().and_then(|r| r.effort.clone());
+    }
     out.user = req.user.clone();
     if from_openai {
         out.extra = req
@@ -889,7 +926,44 @@ pub fn request_from_ir_with(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
     }
+    if opts.thinking_object
+        && let Some(budget) = req.reasoning.as_ref().and_then(thinking_budget)
+    {
+        out.extra.insert(
+            "thinking".to_owned(),
+            serde_json::json!({"type": "enabled", "budget_tokens": budget}),
+        );
+        // The budget must be below `max_tokens`: room for the answer on top of it.
+        let max = match req.max_tokens {
+            Some(m) if m > budget => m,
+            Some(m) => budget + m,
+            None => super::anthropic::default_max_tokens(&req.model).max(budget + 1),
+        };
+        match opts.max_tokens_field {
+            MaxTokensField::MaxTokens => out.max_tokens = Some(max),
+            MaxTokensField::MaxCompletionTokens => out.max_completion_tokens = Some(max),
+        }
+    }
     Ok(serde_json::to_vec(&out)?)
+}
+
+/// The `thinking.budget_tokens` for an IR reasoning setting, or `None` when
+/// it does not turn thinking on: the IR budget, else the effort's budget as
+/// the Anthropic converter maps it, at least Anthropic's minimum.
+fn thinking_budget(r: &Reasoning) -> Option<u64> {
+    let effort = r.effort.as_deref().filter(|e| *e != "none");
+    let off = r.enabled == Some(false)
+        || r.effort.as_deref() == Some("none")
+        || r.budget_tokens == Some(0);
+    let wanted = r.enabled == Some(true) || r.budget_tokens.is_some() || effort.is_some();
+    if off || !wanted {
+        return None;
+    }
+    let budget = r
+        .budget_tokens
+        .or_else(|| effort.and_then(super::anthropic::effort_budget))
+        .unwrap_or(super::anthropic::DEFAULT_THINKING_BUDGET);
+    Some(budget.max(super::anthropic::MIN_THINKING_BUDGET))
 }
 
 fn encode_tool(t: &Tool) -> wire::ChatTool {
@@ -1036,9 +1110,22 @@ fn encode_assistant(
     let mut texts = Vec::new();
     let mut calls = Vec::new();
     let mut reasoning = String::new();
+    let mut blocks = Vec::new();
     for p in &m.content {
         match p {
             Part::Text { .. } => texts.push(p),
+            Part::Reasoning {
+                text,
+                signature: Some(sig),
+            } if opts.send_reasoning_blocks => {
+                blocks.push(wire::ContentPart::Reasoning(wire::ReasoningPart {
+                    summary: vec![wire::SummaryText {
+                        kind: "summary_text".to_owned(),
+                        text: text.clone(),
+                        signature: Some(sig.clone()),
+                    }],
+                }));
+            }
             Part::ToolCall {
                 id,
                 name,
@@ -1066,7 +1153,18 @@ fn encode_assistant(
             }
         }
     }
-    let content = if !texts.is_empty() {
+    let content = if !blocks.is_empty() {
+        // Reasoning first, as the answer had it; then the text as parts.
+        blocks.extend(texts.iter().filter_map(|p| match p {
+            Part::Text { text, .. } => Some(wire::ContentPart::Text(wire::TextPart {
+                text: text.clone(),
+                cache_control: None,
+                extra: Map::new(),
+            })),
+            _ => None,
+        }));
+        Some(wire::MessageContent::Parts(blocks))
+    } else if !texts.is_empty() {
         Some(text_only_content(&texts, opts))
     } else if calls.is_empty() {
         Some(wire::MessageContent::Text(String::new()))
@@ -1259,56 +1357,70 @@ fn user_content(
 // Responses
 
 /// Reads a `chat.completion`. With `n > 1` only choice 0 is kept: the IR
-/// holds one answer.
+/// holds one answer. Read as leniently as stream chunks (the same input
+/// types): `id` may be `null` and `content` an array of parts (Databricks
+/// sends its reasoning as `{"type":"reasoning","summary":[...]}` blocks
+/// before the text).
 pub fn response_to_ir(body: &[u8]) -> Result<ChatResponse, ConvertError> {
-    let c: wire::ChatCompletion = serde_json::from_slice(body)?;
+    let c: ChunkIn = serde_json::from_slice(body)?;
     let mut resp = ChatResponse {
-        id: c.id,
-        model: c.model,
-        created: c.created,
+        id: c.id.unwrap_or_default(),
+        model: c.model.unwrap_or_default(),
+        created: c.created.unwrap_or(0),
         usage: c.usage.as_ref().map(usage_to_ir).unwrap_or_default(),
         ..ChatResponse::default()
     };
-    let Some(choice) = c
+    let first = c
         .choices
         .iter()
-        .find(|ch| ch.index == 0)
-        .or(c.choices.first())
-    else {
+        .position(|ch| ch.index.unwrap_or(0) == 0)
+        .unwrap_or(0);
+    let Some(choice) = c.choices.into_iter().nth(first) else {
         return Ok(resp);
     };
-    let msg = &choice.message;
-    let reasoning = ["reasoning_content", "reasoning"]
-        .iter()
-        .find_map(|k| msg.extra.get(*k).and_then(Value::as_str))
-        .filter(|t| !t.is_empty());
-    if let Some(text) = reasoning {
+    let msg = choice.message.unwrap_or_default();
+    if let Some(text) = msg
+        .reasoning_content
+        .or(msg.reasoning)
+        .filter(|t| !t.is_empty())
+    {
         resp.content.push(Part::Reasoning {
-            text: text.to_owned(),
+            text,
             signature: None,
         });
     }
-    if let Some(text) = msg.content.as_deref().filter(|t| !t.is_empty()) {
-        resp.content.push(Part::text(text));
+    match msg.content {
+        Some(ContentIn::Text(text)) if !text.is_empty() => resp.content.push(Part::text(text)),
+        Some(ContentIn::Parts(parts)) => {
+            for p in &parts {
+                match content_block(p) {
+                    Some(Block::Text(t)) if !t.is_empty() => resp.content.push(Part::text(t)),
+                    Some(Block::Reasoning { text, signature }) => {
+                        resp.content.push(Part::Reasoning { text, signature });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
     }
-    resp.refusal = msg.refusal.clone();
-    for call in msg.tool_calls.iter().flatten() {
-        if call.r#type == "function" {
+    resp.refusal = msg.refusal;
+    for call in msg.tool_calls {
+        if call.kind.as_deref().is_none_or(|k| k == "function") {
+            let f = call.function.unwrap_or_default();
             resp.content.push(Part::ToolCall {
-                id: call.id.clone(),
-                name: call.function.name.clone(),
-                arguments: call.function.arguments.clone(),
+                id: call.id.unwrap_or_default(),
+                name: f.name.unwrap_or_default(),
+                arguments: arguments_text(f.arguments),
                 signature: None,
             });
         }
     }
-    if let Some(f) = msg.extra.get("function_call")
-        && let Ok(f) = serde_json::from_value::<wire::FunctionCall>(f.clone())
-    {
+    if let Some(f) = msg.function_call {
         resp.content.push(Part::ToolCall {
             id: "call_0".to_owned(),
-            name: f.name,
-            arguments: f.arguments,
+            name: f.name.unwrap_or_default(),
+            arguments: arguments_text(f.arguments),
             signature: None,
         });
     }
@@ -1317,12 +1429,70 @@ pub fn response_to_ir(body: &[u8]) -> Result<ChatResponse, ConvertError> {
         .iter()
         .any(|p| matches!(p, Part::ToolCall { .. }));
     resp.finish_reason = finish_reason(choice.finish_reason.as_deref(), has_calls);
-    resp.stop_sequence = choice
-        .extra
-        .get("stop_reason")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    resp.stop_sequence = choice.stop_reason;
     Ok(resp)
+}
+
+/// Arguments as JSON text (a few vendors send the finished object).
+fn arguments_text(arguments: Option<Value>) -> String {
+    match arguments {
+        Some(Value::String(s)) => s,
+        Some(v @ Value::Object(_)) => v.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// `content` of an answer or a delta: a string, or parts (anything else is
+/// no content).
+enum ContentIn {
+    Text(String),
+    Parts(Vec<Value>),
+}
+
+fn lenient_content<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ContentIn>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(ContentIn::Text(s)),
+        Value::Array(parts) => Some(ContentIn::Parts(parts)),
+        _ => None,
+    })
+}
+
+/// One content part of an answer, as far as the IR can carry it.
+enum Block {
+    Text(String),
+    /// Databricks' reasoning block: its summary texts joined, and the
+    /// signature of the last one that has one.
+    Reasoning {
+        text: String,
+        signature: Option<String>,
+    },
+}
+
+fn content_block(p: &Value) -> Option<Block> {
+    let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    match p.get("type").and_then(Value::as_str)? {
+        "text" => str_of(p, "text").map(Block::Text),
+        "reasoning" => {
+            let mut text = String::new();
+            let mut signature = None;
+            for s in p
+                .get("summary")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = s.get("text").and_then(Value::as_str) {
+                    text.push_str(t);
+                }
+                if let Some(sig) = str_of(s, "signature").filter(|s| !s.is_empty()) {
+                    signature = Some(sig);
+                }
+            }
+            (!text.is_empty() || signature.is_some())
+                .then_some(Block::Reasoning { text, signature })
+        }
+        _ => None,
+    }
 }
 
 /// Some vendors (Gemini's OpenAI endpoint, some vLLM models) end a
@@ -1495,6 +1665,9 @@ struct ChoiceIn {
     index: Option<u64>,
     #[serde(default)]
     delta: Option<DeltaIn>,
+    /// A whole answer's message (same fields as a delta).
+    #[serde(default)]
+    message: Option<DeltaIn>,
     #[serde(default, deserialize_with = "lenient_str")]
     finish_reason: Option<String>,
     /// vLLM: the stop string that ended generation (or a token id).
@@ -1504,8 +1677,8 @@ struct ChoiceIn {
 
 #[derive(Deserialize, Default)]
 struct DeltaIn {
-    #[serde(default, deserialize_with = "lenient_str")]
-    content: Option<String>,
+    #[serde(default, deserialize_with = "lenient_content")]
+    content: Option<ContentIn>,
     #[serde(default, deserialize_with = "lenient_str")]
     reasoning_content: Option<String>,
     #[serde(default, deserialize_with = "lenient_str")]
@@ -1524,6 +1697,9 @@ struct ToolCallIn {
     index: Option<u64>,
     #[serde(default, deserialize_with = "lenient_str")]
     id: Option<String>,
+    /// `function`, or `custom` (which the IR cannot carry).
+    #[serde(default, rename = "type", deserialize_with = "lenient_str")]
+    kind: Option<String>,
     #[serde(default)]
     function: Option<FunctionIn>,
 }
@@ -1625,11 +1801,7 @@ impl StreamDecoder {
                 slot
             }
         };
-        let arguments = match f.arguments {
-            Some(Value::String(s)) => s,
-            Some(v @ Value::Object(_)) => v.to_string(),
-            _ => String::new(),
-        };
+        let arguments = arguments_text(f.arguments);
         if !arguments.is_empty() {
             out.push(StreamEvent::ToolCallDelta {
                 index: ir_index(slot),
@@ -1698,8 +1870,29 @@ impl DecodeStream for StreamDecoder {
             if let Some(r) = reasoning.filter(|s| !s.is_empty()) {
                 out.push(StreamEvent::ReasoningDelta(r));
             }
-            if let Some(text) = delta.content.filter(|s| !s.is_empty()) {
-                out.push(StreamEvent::TextDelta(text));
+            match delta.content {
+                Some(ContentIn::Text(text)) if !text.is_empty() => {
+                    out.push(StreamEvent::TextDelta(text));
+                }
+                Some(ContentIn::Parts(parts)) => {
+                    for p in &parts {
+                        match content_block(p) {
+                            Some(Block::Text(t)) if !t.is_empty() => {
+                                out.push(StreamEvent::TextDelta(t));
+                            }
+                            Some(Block::Reasoning { text, signature }) => {
+                                if !text.is_empty() {
+                                    out.push(StreamEvent::ReasoningDelta(text));
+                                }
+                                if let Some(sig) = signature {
+                                    out.push(StreamEvent::ReasoningSignature(sig));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
             }
             if let Some(refusal) = delta.refusal.filter(|s| !s.is_empty()) {
                 out.push(StreamEvent::RefusalDelta(refusal));

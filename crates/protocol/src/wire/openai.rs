@@ -582,6 +582,27 @@ pub enum ContentPart {
     InputAudio(AudioPart),
     File(FilePart),
     Refusal(RefusalPart),
+    /// Not an OpenAI part: Databricks' reasoning block in assistant turns
+    /// (answers carry it, and Claude models need it sent back with its
+    /// signature).
+    Reasoning(ReasoningPart),
+}
+
+/// `{"type":"reasoning","summary":[{"type":"summary_text","text","signature"}]}`
+/// (Databricks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReasoningPart {
+    pub summary: Vec<SummaryText>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryText {
+    /// Always `summary_text`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// `cache_control` is not an OpenAI field: clients of OpenRouter and
