@@ -3,6 +3,7 @@
 #
 #   bash scripts/bench.sh
 #   bash scripts/bench.sh store    # usage store cost: SQLite logging vs DISABLE_DATABASE, c=50
+#   bash scripts/bench.sh translate  # OpenAI client -> Anthropic / Gemini upstream vs same-format, c=50
 #
 # Starts, on loopback only:
 #   mock-upstream  127.0.0.1:$MOCK_PORT  (default 9000)  the fake OpenAI API
@@ -11,6 +12,9 @@
 #                  logged to SQLite ($OUT_DIR/bench-stats.db, removed at exit unless KEEP_DB=1)
 #   llmux-nodb     127.0.0.1:$LLMUX_NODB_PORT (default 8001)  the same with DISABLE_DATABASE=true
 #                  (only when the target is selected)
+#   llmux-to-anthropic, llmux-to-gemini: the `llmux` instance, called by an OpenAI client for a
+#                  model whose channel is the mock's Anthropic Messages / Gemini API, so every
+#                  request and answer is converted (the translation lane)
 # and drives POST /v1/chat/completions with wrk for every
 #   target {direct, limitproxy, llmux} x mode {nonstream, stream} x concurrency {1, 50}
 # (one warm-up run each, then one measured run), prints a Markdown table and the
@@ -45,6 +49,10 @@ if [ "${1:-}" = store ]; then
   TARGETS="${TARGETS:-llmux llmux-nodb}"
   CONCS="${CONCS:-50}"
 fi
+if [ "${1:-}" = translate ]; then
+  TARGETS="${TARGETS:-llmux llmux-to-anthropic llmux-to-gemini}"
+  CONCS="${CONCS:-50}"
+fi
 
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-3s}"
@@ -65,6 +73,8 @@ LUA="$BENCH_DIR/post.lua"
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
+# The translation targets are served by the `llmux` instance.
+needs_llmux() { has_target llmux || has_target llmux-to-anthropic || has_target llmux-to-gemini; }
 
 # ---------------------------------------------------------------- children & cleanup
 PIDS=()
@@ -114,7 +124,7 @@ TARGET_DIR="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
 
 BUILD_PKGS=()
 [ -z "${MOCK_BIN:-}" ] && BUILD_PKGS+=(-p mock-upstream)
-if { has_target llmux || has_target llmux-nodb; } && [ -z "${LLMUX_BIN:-}" ]; then BUILD_PKGS+=(-p llmux); fi
+if { needs_llmux || has_target llmux-nodb; } && [ -z "${LLMUX_BIN:-}" ]; then BUILD_PKGS+=(-p llmux); fi
 if [ "${SKIP_BUILD:-0}" != 1 ] && [ ${#BUILD_PKGS[@]} -gt 0 ]; then
   log "cargo build --release ${BUILD_PKGS[*]}"
   cargo build --release "${LOCKED[@]}" "${BUILD_PKGS[@]}"
@@ -122,7 +132,7 @@ fi
 MOCK_BIN="${MOCK_BIN:-$TARGET_DIR/release/mock-upstream}"
 LLMUX_BIN="${LLMUX_BIN:-$TARGET_DIR/release/llmux}"
 [ -x "$MOCK_BIN" ] || die "mock-upstream binary not found at $MOCK_BIN"
-if has_target llmux || has_target llmux-nodb; then [ -x "$LLMUX_BIN" ] || die "llmux binary not found at $LLMUX_BIN"; fi
+if needs_llmux || has_target llmux-nodb; then [ -x "$LLMUX_BIN" ] || die "llmux binary not found at $LLMUX_BIN"; fi
 
 LIMITPROXY_NOTE=""
 if has_target limitproxy && [ -z "${LIMITPROXY_BIN:-}" ]; then
@@ -156,7 +166,7 @@ if [ -n "$LIMITPROXY_NOTE" ]; then
 fi
 
 # ---------------------------------------------------------------- start services
-for p in "$MOCK_PORT" $(has_target limitproxy && echo "$PROXY_PORT") $(has_target llmux && echo "$LLMUX_PORT") \
+for p in "$MOCK_PORT" $(has_target limitproxy && echo "$PROXY_PORT") $(needs_llmux && echo "$LLMUX_PORT") \
   $(has_target llmux-nodb && echo "$LLMUX_NODB_PORT"); do
   port_open "$p" && die "port $p is already in use on 127.0.0.1; stop that process or set *_PORT"
 done
@@ -217,7 +227,7 @@ start_llmux() { # name port [env assignments...]
 }
 
 IDLE_RSS=0
-if has_target llmux; then
+if needs_llmux; then
   start_llmux llmux "$LLMUX_PORT" "DB_PATH=${DB_PATH:-$BENCH_DB}" "LLMUX_STATE_FILE=$OUT_DIR/keypool.json"
   LLMUX_PID="$STARTED_PID"
   sleep 0.5
@@ -233,18 +243,25 @@ url_of() {
   case "$1" in
     direct) echo "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" ;;
     limitproxy) echo "http://127.0.0.1:$PROXY_PORT/v1/chat/completions" ;;
-    llmux) echo "http://127.0.0.1:$LLMUX_PORT/v1/chat/completions" ;;
+    llmux | llmux-to-*) echo "http://127.0.0.1:$LLMUX_PORT/v1/chat/completions" ;;
     llmux-nodb) echo "http://127.0.0.1:$LLMUX_NODB_PORT/v1/chat/completions" ;;
   esac
 }
-body_of() { if [ "$1" = stream ]; then echo "$BENCH_DIR/chat-stream.json"; else echo "$BENCH_DIR/chat.json"; fi; }
+body_of() { # target mode
+  local model=""
+  case "$1" in
+    llmux-to-anthropic) model="-claude" ;;
+    llmux-to-gemini) model="-gemini" ;;
+  esac
+  if [ "$2" = stream ]; then echo "$BENCH_DIR/chat$model-stream.json"; else echo "$BENCH_DIR/chat$model.json"; fi
+}
 
 # ---------------------------------------------------------------- smoke check
 for t in $TARGETS; do
   for m in $MODES; do
     code="$(curl -sS -o "$LOG_DIR/smoke-$t-$m.out" -w '%{http_code}' --max-time 10 \
       -H "Authorization: Bearer $CLIENT_KEY" -H 'Content-Type: application/json' \
-      --data-binary "@$(body_of "$m")" "$(url_of "$t")" || echo 000)"
+      --data-binary "@$(body_of "$t" "$m")" "$(url_of "$t")" || echo 000)"
     log "smoke $t/$m -> HTTP $code: $(head -c 160 "$LOG_DIR/smoke-$t-$m.out" | tr '\n' ' ')"
     [ "$code" = 200 ] || log "WARNING: $t/$m did not answer 200; its rows will show errors"
   done
@@ -255,7 +272,7 @@ declare -A RPS P50 P99 ERRS
 run_wrk() { # target mode conc duration
   local threads=1
   [ "$3" -gt 1 ] && threads=2
-  WRK_BODY_FILE="$(body_of "$2")" WRK_API_KEY="$CLIENT_KEY" \
+  WRK_BODY_FILE="$(body_of "$1" "$2")" WRK_API_KEY="$CLIENT_KEY" \
     wrk -t"$threads" -c"$3" -d"$4" --latency --timeout 10s -s "$LUA" "$(url_of "$1")" 2>&1
 }
 field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -n1; }
@@ -295,7 +312,7 @@ for t in $TARGETS; do
 done
 
 AFTER_RSS=0 PEAK_RSS=0
-if has_target llmux; then
+if needs_llmux; then
   AFTER_RSS="$(rss_kib "$LLMUX_PID")"
   PEAK_RSS="$(hwm_kib "$LLMUX_PID")"
   kill -0 "$LLMUX_PID" 2>/dev/null || log "WARNING: llmux is no longer running after the load"
@@ -378,7 +395,21 @@ REPORT="$OUT_DIR/latest.md"
       grep -E '^llmux_usage_(written|dropped)_total' | tr '\n' ' ' || echo unavailable)"
     echo
   fi
-  if has_target llmux; then
+  for up in anthropic gemini; do
+    has_target llmux && has_target "llmux-to-$up" || continue
+    echo "## translation: OpenAI client -> $up upstream vs same-format passthrough"
+    echo
+    for m in $MODES; do
+      for c in $CONCS; do
+        same="${RPS[llmux/$m/$c]:-0}" conv="${RPS[llmux-to-$up/$m/$c]:-0}"
+        ratio="$(awk -v a="$conv" -v b="$same" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')"
+        ok="$(awk -v r="$ratio" 'BEGIN { print (r != "n/a" && r + 0 >= 0.90) ? 1 : 0 }')"
+        echo "- $m c=$c: converted $(awk -v r="$conv" 'BEGIN { printf "%.0f", r }') rps, passthrough $(awk -v r="$same" 'BEGIN { printf "%.0f", r }') rps: ratio $ratio (target >= 0.90): $(verdict "$ok")"
+      done
+    done
+    echo
+  done
+  if needs_llmux; then
     echo "## llmux memory"
     echo
     ok="$(awk -v k="$IDLE_RSS" 'BEGIN { print (k > 0 && k <= 15 * 1024) ? 1 : 0 }')"

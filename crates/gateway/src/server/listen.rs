@@ -45,7 +45,17 @@ pub fn accepted_per_worker() -> Vec<(usize, u64)> {
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send,
+    grace: Duration,
+) {
+    // One copy of the connection machinery, whatever the caller's shutdown future is.
+    serve_boxed(app, listener, Box::pin(shutdown), grace).await
+}
+
+async fn serve_boxed(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>,
     grace: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -57,7 +67,7 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let accept_count = &ACCEPTED[WORKER_INDEX.with(|w| w.get()).min(ACCEPTED.len() - 1)];
-    tokio::pin!(shutdown);
+    let mut shutdown = shutdown;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -149,7 +159,7 @@ pub async fn bind_workers(
 pub async fn serve_workers(
     app: Arc<App>,
     listeners: Vec<TcpListener>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send,
     grace: Duration,
 ) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
