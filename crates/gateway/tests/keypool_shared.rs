@@ -268,6 +268,10 @@ async fn a_429_seen_by_a_holds_the_key_on_b_until_the_reset() {
         b.status()[k].limits.iter().any(|l| l.dim == "blocked")
     })
     .await;
+    // B may have learned it from its load, with A's message still on the way: wait for that
+    // too. Applied after the virtual clock jumps below, the fact would be read as 30 s from
+    // then (remote facts hold for their TTL from arrival), which no real clock can produce.
+    eventually("A's message reaches B", || lb.stats().received >= 1).await;
     assert!(!picks(&b, 10).contains(&k));
     // An instance started later loads the block from Redis.
     let c = pool("openai", 2, rr(), clock.clone());
