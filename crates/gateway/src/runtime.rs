@@ -87,6 +87,7 @@ fn pool_settings(p: &ProviderConfig, flavor: crate::keypool::classify::Flavor) -
         quota_cooldown: secs(prefs.api_key_quota_cooldown_period),
         max_inflight: prefs.key_max_inflight,
         shared_scope: prefs.quota_scope.as_deref() == Some("shared"),
+        seed: None,
     }
 }
 

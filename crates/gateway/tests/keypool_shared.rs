@@ -268,6 +268,10 @@ async fn a_429_seen_by_a_holds_the_key_on_b_until_the_reset() {
         b.status()[k].limits.iter().any(|l| l.dim == "blocked")
     })
     .await;
+    // B may have learned it from its load, with A's message still on the way: wait for that
+    // too. Applied after the virtual clock jumps below, the fact would be read as 30 s from
+    // then (remote facts hold for their TTL from arrival), which no real clock can produce.
+    eventually("A's message reaches B", || lb.stats().received >= 1).await;
     assert!(!picks(&b, 10).contains(&k));
     // An instance started later loads the block from Redis.
     let c = pool("openai", 2, rr(), clock.clone());
@@ -320,7 +324,7 @@ async fn fifteen_per_minute_holds_across_two_instances() {
     for i in 0..30 {
         let p = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
-            match p.acquire_shared("m", REQ, &[]).await {
+            match p.acquire_shared("m", REQ, &[], None).await {
                 // Held to the end, as requests in flight would be.
                 Acquire::Granted(l) => Some(l),
                 Acquire::Wait { .. } => None,
@@ -342,7 +346,7 @@ async fn fifteen_per_minute_holds_across_two_instances() {
     assert_eq!(a.status()[0].state, "healthy");
     assert_eq!(b.status()[0].state, "healthy");
     // Either instance now waits for the next token (one every 4 s), not for a minute.
-    match a.acquire_shared("m", REQ, &[]).await {
+    match a.acquire_shared("m", REQ, &[], None).await {
         Acquire::Wait { until, .. } => {
             let wait = until.saturating_sub(a.clock().now());
             assert!(wait <= 4_100_000_000, "{wait}");
@@ -373,11 +377,11 @@ async fn token_reservations_are_settled_in_redis() {
         input_tokens: 4_000,
     };
     // A reserves 8000 of 10000 tokens a minute: B's 8000 do not fit.
-    let Acquire::Granted(l) = a.acquire_shared("m", cost, &[]).await else {
+    let Acquire::Granted(l) = a.acquire_shared("m", cost, &[], None).await else {
         panic!()
     };
     assert!(matches!(
-        b.acquire_shared("m", cost, &[]).await,
+        b.acquire_shared("m", cost, &[], None).await,
         Acquire::Wait { .. }
     ));
     // A's answer used 1000: Redis is settled to that (1000 tokens = 6 s of the bucket).
@@ -398,7 +402,7 @@ async fn token_reservations_are_settled_in_redis() {
     let c = pool("openai", 1, settings, Arc::new(SystemClock::new()));
     let _lc = instance(&redis, &[&c]).await;
     assert!(matches!(
-        c.acquire_shared("m", cost, &[]).await,
+        c.acquire_shared("m", cost, &[], None).await,
         Acquire::Granted(_)
     ));
 }
@@ -433,7 +437,7 @@ async fn redis_going_away_fails_open_and_is_counted_then_sharing_resumes() {
     let lb = instance(&redis, &[&b]).await;
     for p in [&a, &b] {
         assert!(matches!(
-            p.acquire_shared("m", REQ, &[]).await,
+            p.acquire_shared("m", REQ, &[], None).await,
             Acquire::Granted(_)
         ));
     }
@@ -443,7 +447,7 @@ async fn redis_going_away_fails_open_and_is_counted_then_sharing_resumes() {
     for _ in 0..20 {
         for p in [&a, &b] {
             assert!(matches!(
-                p.acquire_shared("m", REQ, &[]).await,
+                p.acquire_shared("m", REQ, &[], None).await,
                 Acquire::Granted(_)
             ));
         }
@@ -481,7 +485,7 @@ async fn redis_going_away_fails_open_and_is_counted_then_sharing_resumes() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(matches!(
-        b.acquire_shared("m", REQ, &[]).await,
+        b.acquire_shared("m", REQ, &[], None).await,
         Acquire::Granted(_)
     ));
     assert!(lb.stats().admitted >= 2, "{:?}", lb.stats());
@@ -495,14 +499,14 @@ async fn a_redis_that_stops_answering_costs_one_admission_timeout_not_one_per_re
     let a = pool("openai", 2, per_minute(1_000), Arc::new(SystemClock::new()));
     let la = instance(&redis, &[&a]).await;
     assert!(matches!(
-        a.acquire_shared("m", REQ, &[]).await,
+        a.acquire_shared("m", REQ, &[], None).await,
         Acquire::Granted(_)
     ));
     redis.signal("-STOP");
     let started = Instant::now();
     for _ in 0..40 {
         assert!(matches!(
-            a.acquire_shared("m", REQ, &[]).await,
+            a.acquire_shared("m", REQ, &[], None).await,
             Acquire::Granted(_)
         ));
     }
@@ -572,7 +576,7 @@ async fn secrets_never_reach_redis() {
         ErrorClass::Overloaded,
     ];
     for (i, class) in classes.into_iter().enumerate() {
-        let Acquire::Granted(mut l) = a.acquire_shared("m", cost, &tried).await else {
+        let Acquire::Granted(mut l) = a.acquire_shared("m", cost, &tried, None).await else {
             panic!("no key for {class:?}")
         };
         tried.push(l.index());

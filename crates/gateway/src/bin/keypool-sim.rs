@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         .filter(|s| only.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(s.id)))
         .collect();
     if scenarios.is_empty() {
-        return usage("no such scenario (S1, S2, S3, S4, S5, S8)");
+        return usage("no such scenario (S1, S2, S3, S4, S5, S8, S9)");
     }
     println!(
         "# Key-pool simulation (seed {seed}; warm-up {} s, measured {} s)\n",
@@ -116,7 +116,7 @@ fn usage(problem: &str) -> ExitCode {
         eprintln!("keypool-sim: {problem}");
     }
     eprintln!(
-        "usage: keypool-sim [--short] [--seed N] [--seeds N] [--scenario S1|S2|S3|S4|S5|S8] [--rho 0.9,1.5]"
+        "usage: keypool-sim [--short] [--seed N] [--seeds N] [--scenario S1|S2|S3|S4|S5|S8|S9] [--rho 0.9,1.5]"
     );
     if problem.is_empty() {
         ExitCode::SUCCESS

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 mod vendor_codes;
 
+use super::limits::Dim;
 use super::ratelimit_headers::{
     self, DimSnapshot, LimitSnapshot, civil_from_days, days_from_civil, parse_go_duration,
     parse_rfc3339_unix_ms, weekday,
@@ -168,6 +169,11 @@ pub struct Classified {
     pub model_unavailable: bool,
     /// `x-should-retry` as sent (`Some(false)`: never retry this key/scope).
     pub should_retry: Option<bool>,
+    /// RateLimited: the per-minute limit the body names (Gemini QuotaFailure quotaId, OpenAI
+    /// `error.type`), and its value when stated (Gemini `quotaValue`). What a provider without
+    /// rate-limit headers teaches about its limits.
+    pub limit_dim: Option<Dim>,
+    pub limit_value: Option<u64>,
     /// Human-readable upstream message (from the error body), for logs/the client.
     pub message: String,
 }
@@ -183,6 +189,8 @@ impl Classified {
             limit_tokens: None,
             model_unavailable: false,
             should_retry: None,
+            limit_dim: None,
+            limit_value: None,
             message: message.into(),
         }
     }
@@ -285,6 +293,16 @@ pub fn classify_response(
     } else {
         parsed.message
     };
+    let (limit_dim, limit_value) = if decision.class == ErrorClass::RateLimited {
+        match parsed.minute_quota {
+            Some((dim, value)) => (Some(dim), value),
+            None if is(&parsed.kind, "tokens") => (Some(Dim::Tokens), None),
+            None if is(&parsed.kind, "requests") => (Some(Dim::Requests), None),
+            None => (None, None),
+        }
+    } else {
+        (None, None)
+    };
     Classified {
         class: decision.class,
         retry_after,
@@ -292,6 +310,8 @@ pub fn classify_response(
         limit_tokens: decision.limit_tokens,
         model_unavailable: decision.model_unavailable,
         should_retry,
+        limit_dim,
+        limit_value,
         message,
     }
 }
@@ -871,6 +891,8 @@ struct ErrorBody {
     quota_ids: Vec<String>,
     /// A quota whose value is 0 for this model.
     quota_zero: bool,
+    /// The first per-minute QuotaFailure violation: its dimension and `quotaValue`.
+    minute_quota: Option<(Dim, Option<u64>)>,
     retry_delay: Option<Duration>,
     quota_reset_delay: Option<Duration>,
     /// OpenRouter `error.metadata.headers.X-RateLimit-Reset` (unix ms).
@@ -897,6 +919,7 @@ impl ErrorBody {
         self.quota_failure |= inner.quota_failure;
         self.quota_ids.extend(inner.quota_ids);
         self.quota_zero |= inner.quota_zero;
+        self.minute_quota = inner.minute_quota.or(self.minute_quota);
         self.retry_delay = inner.retry_delay.or(self.retry_delay);
         self.quota_reset_delay = inner.quota_reset_delay.or(self.quota_reset_delay);
         self.meta_reset_ms = inner.meta_reset_ms.or(self.meta_reset_ms);
@@ -1039,6 +1062,15 @@ fn read_google_detail(d: &Value, out: &mut ErrorBody) {
                 }
             }
             out.quota_zero |= v.get("quotaValue").is_some_and(is_zero);
+            if out.minute_quota.is_none()
+                && let Some(id) = v.get("quotaId").and_then(Value::as_str)
+            {
+                let value = v.get("quotaValue").and_then(|q| match q {
+                    Value::String(s) => s.trim().parse().ok(),
+                    other => other.as_u64(),
+                });
+                out.minute_quota = per_minute_dim(id).map(|dim| (dim, value));
+            }
         }
     } else if kind.ends_with("google.rpc.RetryInfo") {
         out.retry_delay = d
@@ -1059,6 +1091,24 @@ fn read_google_detail(d: &Value, out: &mut ErrorBody) {
             out.quota_zero |= meta.get("quota_limit_value").is_some_and(is_zero);
         }
     }
+}
+
+/// The dimension of a per-minute Google quota id ("GenerateRequestsPerMinutePerProjectPerModel",
+/// "GenerateContentInputTokensPerModelPerMinute-FreeTier").
+fn per_minute_dim(quota_id: &str) -> Option<Dim> {
+    let id = quota_id.to_ascii_lowercase();
+    if !id.contains("perminute") {
+        return None;
+    }
+    Some(if id.contains("inputtoken") {
+        Dim::InputTokens
+    } else if id.contains("outputtoken") {
+        Dim::OutputTokens
+    } else if id.contains("token") {
+        Dim::Tokens
+    } else {
+        Dim::Requests
+    })
 }
 
 fn is_zero(v: &Value) -> bool {
@@ -2928,6 +2978,38 @@ mod tests {
             first_of_next_month_utc_ms(first),
             parse_rfc3339_unix_ms("2026-03-01T00:00:00Z").unwrap()
         );
+    }
+
+    #[test]
+    fn rate_limits_name_their_dimension_and_value() {
+        let c = |flavor, body: &str| classify_response(flavor, 429, &hm(&[]), body.as_bytes(), NOW);
+        // Gemini: the first per-minute violation, with its quotaValue (string or number).
+        let g = c(
+            Flavor::Gemini,
+            r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"quota","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateContentInputTokensPerModelPerMinute-FreeTier","quotaValue":"250000"},{"quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier","quotaValue":10}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"21s"}]}}"#,
+        );
+        assert_eq!(g.class, ErrorClass::RateLimited);
+        assert_eq!(
+            (g.limit_dim, g.limit_value),
+            (Some(Dim::InputTokens), Some(250_000))
+        );
+        let g = c(
+            Flavor::Gemini,
+            r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"quota","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerMinutePerProjectPerModel"}]}]}}"#,
+        );
+        assert_eq!((g.limit_dim, g.limit_value), (Some(Dim::Requests), None));
+        // OpenAI names the dimension in error.type; a daily quota is no per-minute limit.
+        let o = c(
+            Flavor::OpenAi,
+            r#"{"error":{"message":"Rate limit reached on tokens per min (TPM). Please try again in 1.2s.","type":"tokens","code":"rate_limit_exceeded"}}"#,
+        );
+        assert_eq!((o.limit_dim, o.limit_value), (Some(Dim::Tokens), None));
+        let d = c(
+            Flavor::Gemini,
+            r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"quota","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel","quotaValue":"1500"}]}]}}"#,
+        );
+        assert_eq!(d.class, ErrorClass::DailyQuota);
+        assert_eq!((d.limit_dim, d.limit_value), (None, None));
     }
 
     #[test]

@@ -18,6 +18,24 @@ pub struct Cost {
     pub input_tokens: u64,
 }
 
+impl Cost {
+    pub fn plus(self, o: Cost) -> Cost {
+        Cost {
+            requests: self.requests.saturating_add(o.requests),
+            tokens: self.tokens.saturating_add(o.tokens),
+            input_tokens: self.input_tokens.saturating_add(o.input_tokens),
+        }
+    }
+
+    pub fn minus(self, o: Cost) -> Cost {
+        Cost {
+            requests: self.requests.saturating_sub(o.requests),
+            tokens: self.tokens.saturating_sub(o.tokens),
+            input_tokens: self.input_tokens.saturating_sub(o.input_tokens),
+        }
+    }
+}
+
 /// The configured limits that apply to one model.
 pub fn limits_for<'a>(spec: &'a RateLimitSpec, model: &str) -> &'a [RateLimit] {
     match spec {
@@ -52,6 +70,17 @@ impl Dim {
             Dim::InputTokens => "input_tokens",
             Dim::OutputTokens => "output_tokens",
         }
+    }
+
+    pub fn named(name: &str) -> Option<Dim> {
+        [
+            Dim::Requests,
+            Dim::Tokens,
+            Dim::InputTokens,
+            Dim::OutputTokens,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == name)
     }
 }
 

@@ -3,13 +3,15 @@
 //!
 //! Pure logic on an injected [`clock::Clock`] — no I/O, no tokio — so tests and the
 //! simulation run on virtual time: `clock` (time), `gcra` (token buckets), `limits` (configured
-//! limits), `ratelimit_headers` and `classify` (reading upstream answers), `health` (key state
+//! limits), `estimate` (limits learned from 429s when no header reports them),
+//! `ratelimit_headers` and `classify` (reading upstream answers), `health` (key state
 //! machine), `pool` (admission, selection, feedback, leases), `persist` (slow state across
 //! restarts). The exception is `shared`: the Redis transport that lets several instances share
 //! one pool's state and limits (the pool's side of it, `pool::remote`, stays pure).
 
 pub mod classify;
 pub mod clock;
+pub mod estimate;
 pub mod gcra;
 pub mod health;
 pub mod limits;
@@ -22,5 +24,5 @@ mod tests;
 
 pub use pool::{
     Acquire, Algorithm, Event, Fact, KeyPool, KeySpec, KeyStatus, Lease, Observed, Peers,
-    PoolSettings,
+    PoolSettings, Ticket,
 };

@@ -1,5 +1,5 @@
 //! Slow key-pool state that must survive a restart: disabled keys, daily and billing
-//! exhaustion, learned scopes. Per-minute counters are not kept (they are stale after a restart
+//! exhaustion, learned scopes, limits estimated from 429s. Per-minute counters are not kept (they are stale after a restart
 //! anyway). Keys are identified by a non-reversible fingerprint, never by the secret.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::classify::ErrorClass;
 use super::health::Health;
+use super::limits::Dim;
 use super::pool::KeyPool;
 
 fn class_named(name: &str) -> Option<ErrorClass> {
@@ -19,6 +20,21 @@ fn class_named(name: &str) -> Option<ErrorClass> {
 pub struct PoolSnapshot {
     pub keys: Vec<KeySnapshot>,
     pub blocks: Vec<BlockSnapshot>,
+    /// Limits estimated from 429s (`keypool::estimate`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub estimates: Vec<EstimateSnapshot>,
+}
+
+/// A scope's (named by one of its keys) estimated per-minute limit for a model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EstimateSnapshot {
+    pub fingerprint: String,
+    pub model: String,
+    pub dim: String,
+    pub per_minute: u64,
+    /// Counted in fixed minute windows (Gemini), not a continuous bucket.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fixed_window: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,7 +108,24 @@ impl KeyPool {
                     why,
                 })
                 .collect();
-            PoolSnapshot { keys, blocks }
+            let estimates = v
+                .estimates()
+                .into_iter()
+                .map(
+                    |(key, model, dim, per_minute, fixed_window)| EstimateSnapshot {
+                        fingerprint: fps[key].clone(),
+                        model,
+                        dim: dim.as_str().to_string(),
+                        per_minute,
+                        fixed_window,
+                    },
+                )
+                .collect();
+            PoolSnapshot {
+                keys,
+                blocks,
+                estimates,
+            }
         })
     }
 
@@ -136,6 +169,12 @@ impl KeyPool {
                 }
                 let until = v.clock.instant_of_unix_ms(b.until_unix_ms);
                 v.block_scope(i, &b.model, until, class, b.why.clone());
+            }
+            for e in &snap.estimates {
+                let (Some(&i), Some(dim)) = (index.get(&e.fingerprint), Dim::named(&e.dim)) else {
+                    continue;
+                };
+                v.restore_estimate(i, &e.model, dim, e.per_minute, e.fixed_window);
             }
         });
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::classify::{Classified, ErrorClass, Flavor};
 use super::clock::{Clock, Nanos, nanos};
+use super::estimate::{Estimator, Limit429};
 use super::gcra::Bucket;
 use super::health::{AUTH_REVALIDATE, BILLING_REVALIDATE, Health, backoff, jitter};
 use super::limits::{BucketSet, Cost, Dim, limits_for};
@@ -29,6 +30,9 @@ const HOUR: Nanos = 60 * MINUTE;
 const EPSILON: f64 = 0.02;
 /// In-flight count at which a key's score halves.
 const KAPPA: f64 = 4.0;
+/// Rather than wait longer than this for a limit only estimated from 429s, send the request
+/// beyond it when the limit may well be higher (`Estimator::may_probe`).
+const PROBE_AFTER: Nanos = 5 * SECOND;
 /// A key over its concurrency cap is looked at again this soon.
 const INFLIGHT_RECHECK: Nanos = 50_000_000;
 
@@ -69,6 +73,9 @@ pub struct PoolSettings {
     pub max_inflight: Option<u32>,
     /// All keys drain one quota.
     pub shared_scope: bool,
+    /// Seed of the pool's own random choices (exploration, shuffles, jitter), for
+    /// reproducible runs; none: seeded from the system.
+    pub seed: Option<u64>,
 }
 
 /// What the response told about limits and scope (every response, success or not).
@@ -81,10 +88,13 @@ pub struct Observed {
 #[derive(Debug)]
 pub enum Acquire {
     Granted(Lease),
-    /// Nothing admissible now; the earliest key frees at `until`.
+    /// Nothing admissible now; the earliest key frees at `until`. With a ticket, that slot
+    /// is booked for this waiter (later waiters are told later slots): pass it back to
+    /// [`KeyPool::acquire_with`] at `until`, or drop it to give the slot up.
     Wait {
         until: Nanos,
         why: String,
+        ticket: Option<Ticket>,
     },
     /// Nothing will free within any sensible wait.
     Exhausted {
@@ -139,6 +149,11 @@ struct ScopeModel {
     /// Reservations of leases still in flight, by grant sequence; a snapshot taken when lease
     /// N started cannot include the ones granted after it, so they are re-applied.
     inflight: std::collections::BTreeMap<u64, Cost>,
+    /// Slots booked by waiters' tickets (taken from `learned`, not yet sent: no snapshot
+    /// includes them).
+    booked: Cost,
+    /// Limits estimated from 429s (their buckets are among `learned`) and the send rate.
+    est: Estimator,
 }
 
 #[derive(Debug)]
@@ -253,7 +268,9 @@ impl KeyPool {
                 auth_failed_at: None,
             });
         }
-        let mut rng = fastrand::Rng::new();
+        let mut rng = settings
+            .seed
+            .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
         let mut order: Vec<usize> = (0..built.len()).collect();
         if settings.algorithm == Algorithm::Random {
             rng.shuffle(&mut order);
@@ -338,6 +355,7 @@ impl KeyPool {
         st.scopes.iter().any(|s| {
             s.models.get(model).is_some_and(|m| {
                 m.max_request_tokens.is_some()
+                    || m.est.wants_tokens
                     || m.learned.buckets.iter().any(|(d, _)| *d != Dim::Requests)
             })
         })
@@ -357,10 +375,56 @@ impl KeyPool {
 
     /// Pick a key for `model`, never one of `tried`.
     pub fn acquire(&self, model: &str, cost: Cost, tried: &[usize]) -> Acquire {
+        self.acquire_with(model, cost, tried, None)
+    }
+
+    /// As [`KeyPool::acquire`], redeeming the [`Ticket`] an earlier `Wait` booked: when its
+    /// time has come and its key can still serve, the booked slot is granted; otherwise the
+    /// booking is released and a key is picked as usual.
+    pub fn acquire_with(
+        &self,
+        model: &str,
+        cost: Cost,
+        tried: &[usize],
+        ticket: Option<Ticket>,
+    ) -> Acquire {
+        let mut ticket = ticket;
+        if let Some(t) = &ticket
+            && !Arc::ptr_eq(&t.shared, &self.shared)
+        {
+            // Another pool's booking: it releases itself there.
+            ticket = None;
+        }
         let now = self.shared.clock.now();
         let settings = &self.shared.settings;
         let mut guard = self.shared.lock();
         let st = &mut *guard;
+        if let Some(b) = ticket.as_mut().and_then(|t| t.booking.take()) {
+            if b.model.as_ref() == model
+                && !tried.contains(&b.index)
+                && st.keys.get(b.index).is_some_and(|k| k.scope == b.scope)
+            {
+                if now < b.until {
+                    return Acquire::Wait {
+                        until: b.until,
+                        why: format!("waiting for the slot booked on {}", st.keys[b.index].masked),
+                        ticket: Some(Ticket::new(&self.shared, b)),
+                    };
+                }
+                if let Verdict::Ok { .. } =
+                    admissible(st, settings, b.index, model, &b.cost, now, true)
+                {
+                    if let Some(sm) = st.scopes[b.scope].models.get_mut(model) {
+                        sm.booked = sm.booked.minus(b.cost);
+                    }
+                    return self.grant(st, b.index, model, b.cost, now, false);
+                }
+            }
+            // The key cannot serve any more (a 429, a cool-down, a reload moved it): give the
+            // slot back and look again.
+            release(st, &b, now);
+        }
+        drop(ticket);
         if tried.is_empty() {
             st.retry_tokens = (st.retry_tokens + 0.2).min(20.0);
         }
@@ -376,21 +440,34 @@ impl KeyPool {
             return Acquire::Wait {
                 until: m.blocked_until,
                 why: m.why.clone(),
+                ticket: None,
             };
         }
         let mut candidates: Vec<(usize, f64, f64)> = Vec::new();
-        let mut earliest: Option<(Nanos, String)> = None;
+        // The earliest a key frees, and that key when a booking can hold its slot.
+        let mut earliest: Option<(Nanos, Option<usize>)> = None;
+        // The key to send beyond its estimated limit rather than wait long for it.
+        let mut probe: Option<(Nanos, usize)> = None;
         let mut reasons: Vec<String> = Vec::new();
         let mut too_large: Option<String> = None;
         for i in 0..st.keys.len() {
             if tried.contains(&i) {
                 continue;
             }
-            match admissible(st, settings, i, model, &cost, now) {
+            match admissible(st, settings, i, model, &cost, now, false) {
                 Verdict::Ok { score, weight } => candidates.push((i, score, weight)),
-                Verdict::Later { at, why } => {
-                    if earliest.as_ref().is_none_or(|(t, _)| at < *t) {
-                        earliest = Some((at, why.clone()));
+                Verdict::Later {
+                    at,
+                    why,
+                    bookable,
+                    soft,
+                } => {
+                    let better = earliest.is_none_or(|(t, k)| at < t || (at == t && k.is_none()));
+                    if better {
+                        earliest = Some((at, bookable.then_some(i)));
+                    }
+                    if soft && probe.is_none_or(|(t, _)| at < t) {
+                        probe = Some((at, i));
                     }
                     reasons.push(why);
                 }
@@ -409,6 +486,11 @@ impl KeyPool {
             }
         };
         let Some(index) = pick else {
+            if let (Some((_, key)), Some((at, _))) = (probe, earliest)
+                && at > now + PROBE_AFTER
+            {
+                return self.grant(st, key, model, cost, now, true);
+            }
             if candidates.is_empty()
                 && let Some(why) = too_large
                 && earliest.is_none()
@@ -417,9 +499,13 @@ impl KeyPool {
             }
             let summary = summarize(&settings.name, model, &reasons);
             return match earliest {
-                Some((until, _)) => Acquire::Wait {
+                Some((until, key)) => Acquire::Wait {
                     until,
                     why: summary,
+                    ticket: key.map(|index| {
+                        let b = book(st, index, model, cost, until);
+                        Ticket::new(&self.shared, b)
+                    }),
                 },
                 None => Acquire::Exhausted {
                     retry_after: None,
@@ -427,7 +513,19 @@ impl KeyPool {
                 },
             };
         };
-        // Reserve.
+        self.grant(st, index, model, cost, now, true)
+    }
+
+    /// Reserve `index` for one attempt (its buckets too, unless a booking already holds them).
+    fn grant(
+        &self,
+        st: &mut State,
+        index: usize,
+        model: &str,
+        cost: Cost,
+        now: Nanos,
+        take: bool,
+    ) -> Acquire {
         let key = &mut st.keys[index];
         key.inflight += 1;
         let probe = matches!(key.health, Health::Probation { .. });
@@ -436,16 +534,25 @@ impl KeyPool {
                 probe_in_flight: true,
             };
         }
-        if let Some(set) = key.limits.get_mut(model) {
+        if take && let Some(set) = key.limits.get_mut(model) {
             set.take(&cost, now);
         }
         let secret = Arc::clone(&key.secret);
         let scope = key.scope;
         st.grant_seq += 1;
         let seq = st.grant_seq;
-        let sm = st.scopes[scope].models.entry(Box::from(model)).or_default();
-        sm.learned.take(&cost, now);
-        sm.inflight.insert(seq, cost);
+        // No key allocation per grant once the model is known.
+        let models = &mut st.scopes[scope].models;
+        if !models.contains_key(model) {
+            models.insert(Box::from(model), ScopeModel::default());
+        }
+        if let Some(sm) = models.get_mut(model) {
+            if take {
+                sm.learned.take(&cost, now);
+            }
+            sm.est.granted(&sm.learned, &cost, now);
+            sm.inflight.insert(seq, cost);
+        }
         Acquire::Granted(Lease {
             seq,
             scope_at_grant: scope,
@@ -556,7 +663,11 @@ impl KeyPool {
                         limits.push(LimitStatus {
                             model: model.to_string(),
                             dim: dim.as_str(),
-                            source: "learned",
+                            source: if sm.est.is_estimated(*dim) {
+                                "estimated"
+                            } else {
+                                "learned"
+                            },
                             available: b.available(now),
                             capacity: b.capacity(),
                             blocked_until_unix_ms: None,
@@ -651,12 +762,17 @@ impl PoolView<'_> {
         join_scope(self.st, index, name);
     }
 
+    /// Each scope that has keys, with the first of them (persisted state names scopes so).
+    fn scopes_by_first_key(&self) -> impl Iterator<Item = (usize, &Scope)> {
+        self.st.scopes.iter().enumerate().filter_map(|(si, s)| {
+            let first = self.st.keys.iter().position(|k| k.scope == si)?;
+            Some((first, s))
+        })
+    }
+
     pub fn scope_blocks(&self) -> Vec<(usize, String, Nanos, ErrorClass, String)> {
         let mut out = Vec::new();
-        for (si, s) in self.st.scopes.iter().enumerate() {
-            let Some(first) = self.st.keys.iter().position(|k| k.scope == si) else {
-                continue;
-            };
+        for (first, s) in self.scopes_by_first_key() {
             for (m, sm) in &s.models {
                 if let Some(c) = sm.block_class {
                     out.push((
@@ -679,6 +795,41 @@ impl PoolView<'_> {
             }
         }
         out
+    }
+
+    /// Estimated limits per scope (named by its first key), model and dimension, and whether
+    /// they count in fixed windows.
+    pub fn estimates(&self) -> Vec<(usize, String, Dim, u64, bool)> {
+        let mut out = Vec::new();
+        for (first, s) in self.scopes_by_first_key() {
+            for (m, sm) in &s.models {
+                for (dim, per_minute, windowed) in sm.est.estimates(&sm.learned) {
+                    out.push((first, m.to_string(), dim, per_minute, windowed));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn restore_estimate(
+        &mut self,
+        key: usize,
+        model: &str,
+        dim: Dim,
+        per_minute: u64,
+        windowed: bool,
+    ) {
+        let Some(scope) = self.st.keys.get(key).map(|k| k.scope) else {
+            return;
+        };
+        let now = self.clock.now();
+        let window_end = windowed.then(|| next_minute(&**self.clock));
+        let sm = self.st.scopes[scope]
+            .models
+            .entry(Box::from(model))
+            .or_default();
+        sm.est
+            .restore(&mut sm.learned, dim, per_minute, window_end, now);
     }
 
     pub fn block_scope(
@@ -727,12 +878,25 @@ fn join_scope(st: &mut State, index: usize, name: &str) {
 }
 
 enum Verdict {
-    Ok { score: f64, weight: f64 },
-    Later { at: Nanos, why: String },
+    Ok {
+        score: f64,
+        weight: f64,
+    },
+    /// Not before `at`; `bookable` when only the key's rate buckets stand in the way, so a
+    /// waiter can book that slot; `soft` when only limits estimated from 429s do, and going
+    /// beyond them now would narrow the estimate (`Estimator::may_probe`).
+    Later {
+        at: Nanos,
+        why: String,
+        bookable: bool,
+        soft: bool,
+    },
     Never(String),
     TooLarge(String),
 }
 
+/// Can key `i` serve `cost` now? With `booked`, the key's rate buckets already hold a slot
+/// for this request (a ticket) and are not consulted.
 fn admissible(
     st: &mut State,
     settings: &PoolSettings,
@@ -740,6 +904,7 @@ fn admissible(
     model: &str,
     cost: &Cost,
     now: Nanos,
+    booked: bool,
 ) -> Verdict {
     let configured = settings.limits.as_ref().map(|spec| limits_for(spec, model));
     let key = &mut st.keys[i];
@@ -747,20 +912,20 @@ fn admissible(
     // Reasons are only built for keys that cannot serve (the happy path allocates nothing).
     let name = key.masked.as_str();
     let mut probation = false;
+    let later = |at: Nanos, why: String| Verdict::Later {
+        at,
+        why,
+        bookable: false,
+        soft: false,
+    };
     match &key.health {
         Health::Healthy => {}
         Health::Cooling { until, class } => {
-            return Verdict::Later {
-                at: *until,
-                why: format!("{name} cooling ({})", class.as_str()),
-            };
+            return later(*until, format!("{name} cooling ({})", class.as_str()));
         }
         Health::Probation { probe_in_flight } => {
             if *probe_in_flight {
-                return Verdict::Later {
-                    at: now + SECOND,
-                    why: format!("{name} is being probed"),
-                };
+                return later(now + SECOND, format!("{name} is being probed"));
             }
             probation = true;
         }
@@ -770,20 +935,20 @@ fn admissible(
     }
     if let Some((until, class)) = key.excluded.get(model) {
         if *until > now {
-            return Verdict::Later {
-                at: *until,
-                why: format!("{name} cannot serve {model} ({})", class.as_str()),
-            };
+            return later(
+                *until,
+                format!("{name} cannot serve {model} ({})", class.as_str()),
+            );
         }
         key.excluded.remove(model);
     }
     if let Some(cap) = key.max_inflight
         && key.inflight >= cap
     {
-        return Verdict::Later {
-            at: now + INFLIGHT_RECHECK,
-            why: format!("{name} at its concurrency cap ({cap})"),
-        };
+        return later(
+            now + INFLIGHT_RECHECK,
+            format!("{name} at its concurrency cap ({cap})"),
+        );
     }
     if let Some(limits) = configured
         && !limits.is_empty()
@@ -794,6 +959,9 @@ fn admissible(
     }
     let mut headroom = 1.0f64;
     let mut weight = None;
+    // The rate buckets' wait is decided last: only a key nothing else holds back is bookable.
+    let mut bucket_wait: Option<(Nanos, Binding, bool)> = None;
+    let (mut soft, mut estimated) = (false, false);
     if let Some(set) = key.limits.get(model) {
         if let Some(tpr) = set.tokens_per_request
             && cost.input_tokens > tpr
@@ -803,37 +971,34 @@ fn admissible(
                 cost.input_tokens
             ));
         }
-        let (wait, binding) = set.wait(cost, now);
-        if wait > 0 {
-            return Verdict::Later {
-                at: now + wait,
-                why: format!("{name}: {} exhausted", describe_binding(binding)),
-            };
+        if !booked {
+            let (wait, binding) = set.wait(cost, now);
+            if wait > 0 {
+                bucket_wait = Some((wait, binding, false));
+            }
+            headroom = headroom.min(set.headroom(cost, now));
         }
-        headroom = headroom.min(set.headroom(cost, now));
         weight = set.requests_per_minute();
     }
     let success = key.success;
     let inflight = key.inflight;
     let scope_index = key.scope;
-    let scope = &mut st.scopes[scope_index];
+    let scope = &st.scopes[scope_index];
+    let mut billing_over = false;
     if let Some((until, _, why)) = &scope.billing {
         if *until > now {
-            return Verdict::Later {
-                at: *until,
-                why: format!("{}: {why}", st.keys[i].masked),
-            };
+            return later(*until, format!("{}: {why}", st.keys[i].masked));
         }
-        // The scope gets one probe; until it answers, the billing block holds.
-        scope.billing = None;
+        // The scope gets one probe (cleared below, once this key is picked as admissible).
+        billing_over = true;
         probation = true;
     }
     if let Some(sm) = scope.models.get(model) {
         if sm.blocked_until > now {
-            return Verdict::Later {
-                at: sm.blocked_until,
-                why: format!("{}: {}", st.keys[i].masked, sm.block_why),
-            };
+            return later(
+                sm.blocked_until,
+                format!("{}: {}", st.keys[i].masked, sm.block_why),
+            );
         }
         if let Some(max) = sm.max_request_tokens
             && cost.tokens > max
@@ -843,20 +1008,48 @@ fn admissible(
                 cost.tokens, st.keys[i].masked
             ));
         }
-        let (wait, binding) = sm.learned.wait(cost, now);
-        if wait > 0 {
-            return Verdict::Later {
-                at: now + wait,
-                why: format!(
-                    "{name}: {} exhausted (reported by the provider)",
-                    describe_binding(binding)
-                ),
-            };
+        if !booked {
+            let (wait, binding) = sm.learned.wait(cost, now);
+            if wait > 0 {
+                // Only estimates hold it back, and going beyond them would teach something.
+                let hard = sm
+                    .learned
+                    .buckets
+                    .iter()
+                    .filter(|(d, _)| !sm.est.is_estimated(*d))
+                    .any(|(d, b)| b.wait_for(BucketSet::cost_of(*d, cost), now) > 0);
+                soft = bucket_wait.is_none() && !hard && sm.est.may_probe(&sm.learned, cost, now);
+                estimated = binding.is_some_and(|b| sm.est.is_estimated(b.0));
+                if bucket_wait.is_none_or(|(w, _, _)| wait > w) {
+                    bucket_wait = Some((wait, binding, true));
+                }
+            }
+            headroom = headroom.min(sm.learned.headroom(cost, now));
         }
-        headroom = headroom.min(sm.learned.headroom(cost, now));
         if weight.is_none() {
             weight = sm.learned.requests_per_minute();
         }
+    }
+    if let Some((wait, binding, learned)) = bucket_wait {
+        return Verdict::Later {
+            bookable: true,
+            soft,
+            at: now + wait,
+            why: format!(
+                "{}: {} exhausted{}",
+                st.keys[i].masked,
+                describe_binding(binding),
+                match (learned, estimated) {
+                    (true, true) => " (estimated from the provider's 429s)",
+                    (true, false) => " (reported by the provider)",
+                    _ => "",
+                }
+            ),
+        };
+    }
+    if billing_over {
+        // Until the probe answers, the billing block holds (a failure sets it again).
+        st.scopes[scope_index].billing = None;
     }
     let mut score = headroom.max(0.01) * success.max(0.01) / (1.0 + f64::from(inflight) / KAPPA);
     if probation {
@@ -868,7 +1061,10 @@ fn admissible(
     }
 }
 
-fn describe_binding(binding: Option<(Dim, u64, Nanos)>) -> String {
+/// The limit that holds a key back: dimension, capacity, period.
+type Binding = Option<(Dim, u64, Nanos)>;
+
+fn describe_binding(binding: Binding) -> String {
     match binding {
         None => "limit".to_string(),
         Some((dim, cap, period)) => {
@@ -1046,15 +1242,11 @@ impl Lease {
         }
         sm.snap_seq = self.seq;
         // The snapshot is the provider's view when this request arrived, not now: re-apply
-        // what was granted after it.
+        // what was granted after it, and the slots booked for waiters.
         let later = sm
             .inflight
             .range(self.seq + 1..)
-            .fold(Cost::default(), |a, (_, c)| Cost {
-                requests: a.requests + c.requests,
-                tokens: a.tokens + c.tokens,
-                input_tokens: a.input_tokens + c.input_tokens,
-            });
+            .fold(sm.booked, |a, (_, c)| a.plus(*c));
         let at = self.started;
         let dims = [
             (Dim::Requests, obs.limits.requests),
@@ -1070,6 +1262,8 @@ impl Lease {
             if limit == 0 {
                 continue;
             }
+            // The provider reports this limit: no estimate needed.
+            sm.est.forget(dim);
             let period =
                 if dim == Dim::Requests && obs.limits.requests_window == RequestsWindow::Day {
                     Duration::from_secs(86_400)
@@ -1122,6 +1316,9 @@ impl Lease {
         let scope = key.scope;
         if let Some(sm) = st.scopes[scope].models.get_mut(&*self.model) {
             sm.block_strikes = 0;
+            if sm.est.succeeded(&mut sm.learned, now) {
+                st.dirty = true;
+            }
         }
         let m = st.models.entry(self.model.clone()).or_default();
         record_model_outcome(m, now, true);
@@ -1184,6 +1381,8 @@ impl Lease {
         let masked = st.keys[self.index].masked.clone();
         match c.class {
             ErrorClass::RateLimited => {
+                let keys = &st.keys;
+                let configured = |dim: Dim| configured_per_minute(keys, scope_index, model, dim);
                 let sm = st.scopes[scope_index]
                     .models
                     .entry(Box::from(model))
@@ -1193,8 +1392,34 @@ impl Lease {
                     .retry_after
                     .map(nanos)
                     .or_else(|| exhausted_reset(&sm.learned, now));
+                // Google counts per-minute quotas in fixed windows; the retry delay runs to
+                // the end of the current one (else it is the wall-clock minute).
+                let window_end = matches!(settings.flavor, Some(Flavor::Gemini | Flavor::Vertex))
+                    .then(|| match c.retry_after.map(nanos) {
+                        Some(d) if d <= MINUTE => now + d,
+                        _ => next_minute(&*shared.clock),
+                    });
+                let limit = Limit429 {
+                    dim: c.limit_dim,
+                    stated: c.limit_value,
+                    refused: BucketSet::cost_of(c.limit_dim.unwrap_or(Dim::Requests), &self.cost),
+                };
+                // A refused request did not count against the limit it hit.
+                sm.est.sent.unrecord(&self.cost, self.started, now);
+                if sm
+                    .est
+                    .rate_limited(&mut sm.learned, limit, configured, window_end, now)
+                {
+                    st.dirty = true;
+                }
                 let wait = stated.unwrap_or_else(|| backoff(SECOND, sm.block_strikes, MINUTE));
-                let wait = jitter(wait, &mut st.rng);
+                // A fixed window ends for every key at once and the estimate paces the
+                // return; elsewhere, jitter keeps keys and instances from coming back in step.
+                let wait = if window_end.is_some() {
+                    wait
+                } else {
+                    jitter(wait, &mut st.rng)
+                };
                 sm.blocked_until = sm.blocked_until.max(now + wait);
                 sm.block_class = Some(ErrorClass::RateLimited);
                 sm.block_why = format!("rate-limited by the provider for {}", fmt_secs(wait));
@@ -1417,12 +1642,118 @@ impl Drop for Lease {
     }
 }
 
+/// A waiter's booked slot: the cost it will send at `until`, already taken from the key's
+/// rate buckets so that waiters after it are told later slots instead of all waking for the
+/// same freed token. Redeem it with [`KeyPool::acquire_with`]; dropping it gives the slot back.
+#[derive(Debug)]
+pub struct Ticket {
+    shared: Arc<Shared>,
+    booking: Option<Booking>,
+}
+
+#[derive(Debug)]
+struct Booking {
+    index: usize,
+    scope: usize,
+    model: Box<str>,
+    cost: Cost,
+    until: Nanos,
+}
+
+impl Ticket {
+    fn new(shared: &Arc<Shared>, booking: Booking) -> Ticket {
+        Ticket {
+            shared: Arc::clone(shared),
+            booking: Some(booking),
+        }
+    }
+
+    /// When the booked slot comes.
+    pub fn until(&self) -> Option<Nanos> {
+        self.booking.as_ref().map(|b| b.until)
+    }
+
+    /// The booked key.
+    pub fn index(&self) -> Option<usize> {
+        self.booking.as_ref().map(|b| b.index)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(b) = self.booking.take() {
+            let now = self.shared.clock.now();
+            release(&mut self.shared.lock(), &b, now);
+        }
+    }
+}
+
+/// Take `cost` from key `index`'s buckets at `until` for a waiter.
+fn book(st: &mut State, index: usize, model: &str, cost: Cost, until: Nanos) -> Booking {
+    let key = &mut st.keys[index];
+    if let Some(set) = key.limits.get_mut(model) {
+        set.take(&cost, until);
+    }
+    let scope = key.scope;
+    let sm = st.scopes[scope].models.entry(Box::from(model)).or_default();
+    sm.learned.take(&cost, until);
+    sm.booked = sm.booked.plus(cost);
+    Booking {
+        index,
+        scope,
+        model: Box::from(model),
+        cost,
+        until,
+    }
+}
+
+/// Give a booked slot back.
+fn release(st: &mut State, b: &Booking, now: Nanos) {
+    if let Some(set) = st
+        .keys
+        .get_mut(b.index)
+        .and_then(|k| k.limits.get_mut(&*b.model))
+    {
+        set.refund(&b.cost, now);
+    }
+    if let Some(sm) = st
+        .scopes
+        .get_mut(b.scope)
+        .and_then(|s| s.models.get_mut(&*b.model))
+    {
+        sm.learned.refund(&b.cost, now);
+        sm.booked = sm.booked.minus(b.cost);
+    }
+}
+
 fn cool(key: &mut Key, until: Nanos, class: ErrorClass) {
     let until = match key.health {
         Health::Cooling { until: u, .. } => u.max(until),
         _ => until,
     };
     key.health = Health::Cooling { until, class };
+}
+
+/// The configured per-minute limit of a scope in `dim`: the sum over its keys, when every one
+/// has such a limit.
+fn configured_per_minute(keys: &[Key], scope: usize, model: &str, dim: Dim) -> Option<u64> {
+    let mut sum = 0u64;
+    for k in keys.iter().filter(|k| k.scope == scope) {
+        let (_, b) = k
+            .limits
+            .get(model)?
+            .buckets
+            .iter()
+            .find(|(d, b)| *d == dim && b.period() == MINUTE)?;
+        sum = sum.saturating_add(b.capacity());
+    }
+    (sum > 0).then_some(sum)
+}
+
+/// The next wall-clock minute (:00), as an instant.
+fn next_minute(clock: &dyn Clock) -> Nanos {
+    let minute_ms = 60_000;
+    clock.instant_of_unix_ms((clock.unix_ms() / minute_ms + 1) * minute_ms)
 }
 
 /// Reset time of a learned dimension the provider reported empty.

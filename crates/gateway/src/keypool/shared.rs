@@ -445,8 +445,9 @@ impl Inner {
         if wire.v != VERSION || wire.origin == self.instance {
             return;
         }
-        bump(&self.stats.received);
         self.apply(&wire);
+        // Counted once applied, so that a count seen means the pools have it.
+        bump(&self.stats.received);
     }
 
     /// Apply every recorded fact, with its remaining TTL, to the attached pools.
@@ -493,6 +494,11 @@ impl Inner {
                 return Ok(());
             }
         }
+    }
+
+    /// An attach asked for a load no completed load has served yet.
+    fn load_pending(&self) -> bool {
+        self.load_requested.load(Ordering::SeqCst) > *self.load_done.borrow()
     }
 
     /// Load, and mark every attach that asked before it as served.
@@ -702,8 +708,13 @@ async fn subscriber(inner: Arc<Inner>) {
                                     None => break,
                                 },
                                 () = inner.load_wanted.notified() => {
-                                    loaded = inner.load_all().await;
-                                    retry.as_mut().reset(tokio::time::Instant::now() + LOAD_RETRY);
+                                    // The permit an attach leaves asks for nothing new when
+                                    // the load at (re)connection already covered it: a second
+                                    // load would re-apply every fact later than it arrived.
+                                    if inner.load_pending() {
+                                        loaded = inner.load_all().await;
+                                        retry.as_mut().reset(tokio::time::Instant::now() + LOAD_RETRY);
+                                    }
                                 }
                                 () = &mut retry, if !loaded => {
                                     loaded = inner.load_all().await;

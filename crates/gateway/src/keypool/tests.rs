@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::classify::{Classified, ErrorClass};
+use super::classify::{Classified, ErrorClass, Flavor};
 use super::clock::{Clock, ManualClock};
-use super::limits::Cost;
+use super::limits::{Cost, Dim};
 use super::pool::{Acquire, Algorithm, KeyPool, KeySpec, Lease, Observed, PoolSettings};
 use super::ratelimit_headers::{DimSnapshot, LimitSnapshot};
 use crate::config::schema::{RateLimit, RateLimitSpec, RatePeriod};
@@ -164,7 +164,7 @@ fn nothing_available_says_when_and_why() {
     l.failure(&c);
     drop(l);
     match p.acquire("gpt", REQ, &[]) {
-        Acquire::Wait { until, why } => {
+        Acquire::Wait { until, why, .. } => {
             let wait = until - clock.now();
             assert!((30 * S..=33 * S).contains(&wait), "{wait}");
             assert!(why.contains("rate-limited") && why.contains("gpt"), "{why}");
@@ -519,4 +519,161 @@ fn retry_budget_limits_storms() {
         let _ = grant(&p, "m", &[]);
     }
     assert!(p.allow_retry(), "first attempts refill the budget");
+}
+
+fn two_per_minute() -> PoolSettings {
+    PoolSettings {
+        limits: Some(RateLimitSpec::All(vec![RateLimit {
+            count: 2,
+            period: RatePeriod::Window(60),
+        }])),
+        ..rr()
+    }
+}
+
+/// A `Wait` with its booked slot.
+fn wait(a: Acquire) -> (u64, super::pool::Ticket) {
+    match a {
+        Acquire::Wait {
+            until,
+            ticket: Some(t),
+            ..
+        } => (until, t),
+        other => panic!("expected a booked wait, got {other:?}"),
+    }
+}
+
+#[test]
+fn waiters_are_told_successive_slots_and_get_the_one_they_booked() {
+    // One token every 30 s, both spent at t = 0.
+    let (p, clock) = pool(1, two_per_minute());
+    let _a = grant(&p, "m", &[]);
+    let _b = grant(&p, "m", &[]);
+    let (first, t1) = wait(p.acquire("m", REQ, &[]));
+    let (second, t2) = wait(p.acquire("m", REQ, &[]));
+    assert_eq!((first, second), (30 * S, 60 * S));
+    assert_eq!(t1.until(), Some(30 * S));
+    clock.set(30 * S);
+    // A newcomer cannot take the slot the first waiter booked.
+    let (later, t3) = wait(p.acquire("m", REQ, &[]));
+    assert_eq!(later, 90 * S);
+    drop(t3);
+    // The second waiter, woken early, keeps its place.
+    let (again, t2) = wait(p.acquire_with("m", REQ, &[], Some(t2)));
+    assert_eq!(again, 60 * S);
+    let Acquire::Granted(l) = p.acquire_with("m", REQ, &[], Some(t1)) else {
+        panic!("the first waiter's slot")
+    };
+    assert_eq!(l.index(), 0);
+    clock.set(60 * S);
+    assert!(matches!(
+        p.acquire_with("m", REQ, &[], Some(t2)),
+        Acquire::Granted(_)
+    ));
+    // Every slot up to 90 s is spent; the bucket is exactly where four grants leave it.
+    let (next, _) = wait(p.acquire("m", REQ, &[]));
+    assert_eq!(next, 90 * S);
+}
+
+#[test]
+fn an_abandoned_ticket_gives_its_slot_back() {
+    let (p, clock) = pool(1, two_per_minute());
+    let _a = grant(&p, "m", &[]);
+    let _b = grant(&p, "m", &[]);
+    let (_, t1) = wait(p.acquire("m", REQ, &[]));
+    let (second, t2) = wait(p.acquire("m", REQ, &[]));
+    assert_eq!(second, 60 * S);
+    // The first waiter gives up (its client went away): the next waiter moves up a slot.
+    drop(t1);
+    let (moved_up, t3) = wait(p.acquire("m", REQ, &[]));
+    assert_eq!(moved_up, 60 * S);
+    drop((t2, t3));
+    // With nobody waiting, nothing is held: the token of t = 30 s is free at 30 s.
+    clock.set(30 * S);
+    assert!(matches!(p.acquire("m", REQ, &[]), Acquire::Granted(_)));
+}
+
+#[test]
+fn a_ticket_whose_key_was_rate_limited_meanwhile_is_released() {
+    let (p, clock) = pool(2, two_per_minute());
+    let mut held: Vec<Lease> = (0..4).map(|_| grant(&p, "m", &[])).collect();
+    let (until, t) = wait(p.acquire("m", REQ, &[]));
+    assert_eq!(until, 30 * S);
+    let booked = t.index().unwrap();
+    // Before the slot comes, an earlier request on the booked key answers a 429 (50 s).
+    clock.set(10 * S);
+    held.retain(|l| l.index() == booked);
+    let mut other = held.pop().unwrap();
+    let mut c = class(ErrorClass::RateLimited);
+    c.retry_after = Some(Duration::from_secs(50));
+    other.failure(&c);
+    drop(other);
+    clock.set(30 * S);
+    // The slot is not honoured on the blocked key; the other key's next token is.
+    match p.acquire_with("m", REQ, &[], Some(t)) {
+        Acquire::Granted(l) => assert_ne!(l.index(), booked),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn booked_slots_survive_a_header_snapshot() {
+    // Limits learned from headers: 2 per minute, both spent.
+    let (p, clock) = pool(1, rr());
+    let l = grant(&p, "m", &[]);
+    observe_requests(&l, 2, 1, Duration::from_secs(30));
+    let _l2 = grant(&p, "m", &[]);
+    let (until, t) = wait(p.acquire("m", REQ, &[]));
+    assert_eq!(until, 30 * S);
+    // A snapshot from the first lease (taken before the wait was booked) arrives late.
+    clock.set(5 * S);
+    observe_requests(&l, 2, 1, Duration::from_secs(30));
+    // The booked slot still counts: the next waiter is told a later one.
+    let (next, _) = wait(p.acquire("m", REQ, &[]));
+    assert!(next > until, "{next} <= {until}");
+    drop(t);
+}
+
+#[test]
+fn a_header_less_scope_learns_its_limit_from_429s_in_fixed_windows() {
+    let gemini = || PoolSettings {
+        flavor: Some(Flavor::Gemini),
+        ..rr()
+    };
+    // Virtual 0 is 00:00:00 on the wall clock: Google's windows end at 60 s, 120 s, ...
+    let (p, clock) = pool(1, gemini());
+    for i in 0..10 {
+        clock.set(i * 2 * S);
+        grant(&p, "m", &[]).success();
+    }
+    clock.set(30 * S);
+    let mut l = grant(&p, "m", &[]);
+    let mut c = class(ErrorClass::RateLimited);
+    c.retry_after = Some(Duration::from_secs(30));
+    c.limit_dim = Some(Dim::Requests);
+    l.failure(&c);
+    drop(l);
+    let estimated = |p: &KeyPool| {
+        p.status()[0]
+            .limits
+            .iter()
+            .find(|l| l.source == "estimated")
+            .map(|l| (l.dim, l.capacity))
+    };
+    // 10 admitted in the window, the 11th refused: 10 per minute.
+    assert_eq!(estimated(&p), Some(("requests", 10)));
+    // The next window admits 10, at once; the 11th is told the window after.
+    clock.set(60 * S);
+    for _ in 0..10 {
+        grant(&p, "m", &[]);
+    }
+    let (until, _) = wait(p.acquire("m", REQ, &[]));
+    assert_eq!(until, 120 * S);
+    // The estimate survives a restart.
+    let snap = p.export();
+    assert_eq!(snap.estimates.len(), 1);
+    assert!(snap.estimates[0].fixed_window);
+    let q = pool_on(1, gemini(), clock.clone());
+    q.import(&snap);
+    assert_eq!(estimated(&q), Some(("requests", 10)));
 }

@@ -21,7 +21,7 @@ use crate::config::schema::AutoRetry;
 use crate::error::ApiError;
 use crate::keypool::classify::{self, Classified, ErrorClass};
 use crate::keypool::limits::Cost;
-use crate::keypool::{Acquire, Lease, Observed, ratelimit_headers};
+use crate::keypool::{Acquire, Lease, Observed, Ticket, ratelimit_headers};
 use crate::providers::demo;
 use crate::providers::engine::Engine;
 use crate::providers::upstream::Wire;
@@ -624,6 +624,8 @@ pub async fn run_attempts(
     // use them again once, after the pool says they are free.
     let mut transient = vec![false; candidates.len()];
     let mut reopened = vec![false; candidates.len()];
+    // Slots booked for this request while it waits (at most one kept between passes).
+    let mut tickets: Vec<Option<Ticket>> = candidates.iter().map(|_| None).collect();
     let mut attempts = 0usize;
     let mut last: Option<Failure> = None;
     loop {
@@ -644,7 +646,12 @@ pub async fn run_attempts(
             } else {
                 match channel
                     .keys
-                    .acquire_shared(&cand.upstream_model, cost_of(cand), &tried[pos])
+                    .acquire_shared(
+                        &cand.upstream_model,
+                        cost_of(cand),
+                        &tried[pos],
+                        tickets[pos].take(),
+                    )
                     .await
                 {
                     Acquire::Granted(lease) => {
@@ -655,7 +662,8 @@ pub async fn run_attempts(
                         tried[pos].push(lease.index());
                         Some(lease)
                     }
-                    Acquire::Wait { until, why } => {
+                    Acquire::Wait { until, why, ticket } => {
+                        tickets[pos] = ticket;
                         blocked.push(Blocked::Until(until, why));
                         continue;
                     }
@@ -804,6 +812,12 @@ pub async fn run_attempts(
                 .code("no_available_keys")
                 .into_response(client);
         };
+        // Keep only the slot this request wakes for; the others go back to other waiters.
+        for t in &mut tickets {
+            if t.as_ref().is_some_and(|t| t.until() != Some(until)) {
+                *t = None;
+            }
+        }
         let clock_now = rt.key_clock.now();
         let wait = Duration::from_nanos(until.saturating_sub(clock_now));
         let allowance = candidates

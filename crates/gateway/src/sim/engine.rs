@@ -217,6 +217,7 @@ impl Sim<'_> {
     }
 
     fn finish(&mut self, r: usize, status: u16, retry_after: Option<u64>) {
+        self.sched.done(r);
         let now = self.now;
         self.state[r].outcome = Some(Outcome {
             status,
@@ -244,7 +245,7 @@ impl Sim<'_> {
             max_tokens: req.max_tokens,
         };
         let attempt = self.attempts.len();
-        let pick = self.sched.acquire(attempt, &info, &self.state[r].tried);
+        let pick = self.sched.acquire(r, attempt, &info, &self.state[r].tried);
         let attempted = self.state[r].attempts > 0;
         match pick {
             Pick::Granted(key) => {

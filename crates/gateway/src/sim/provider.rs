@@ -34,14 +34,21 @@ const GEMINI_MODEL: &str = "gemini-2.0-flash";
 pub enum Dialect {
     OpenAi,
     Gemini,
+    /// Gemini whose 429s do not state the limit's value (no `quotaValue`, no "limit: N"), as
+    /// some of Google's answers and most header-less vendors: the limit must be estimated.
+    GeminiUnstated,
 }
 
 impl Dialect {
     pub fn flavor(self) -> Flavor {
         match self {
             Dialect::OpenAi => Flavor::OpenAi,
-            Dialect::Gemini => Flavor::Gemini,
+            Dialect::Gemini | Dialect::GeminiUnstated => Flavor::Gemini,
         }
+    }
+
+    pub fn is_gemini(self) -> bool {
+        self.flavor() == Flavor::Gemini
     }
 }
 
@@ -222,7 +229,7 @@ impl Provider {
 
     /// One chat completion attempt arriving now; `draw` is uniform in [0, 1) (storm lottery).
     pub fn request(&mut self, key: usize, shape: Shape, now: Nanos, draw: f64) -> Answer {
-        if self.dialect == Dialect::Gemini {
+        if self.dialect.is_gemini() {
             return self.gemini(key, shape, now, draw);
         }
         let mut headers = HeaderMap::new();
@@ -423,21 +430,30 @@ impl Provider {
         };
         if let Some((metric, quota_id, limit, wait)) = exhausted {
             let delay = format!("{wait:.3}s");
+            let mut violation = serde_json::json!({
+                "quotaMetric": format!("generativelanguage.googleapis.com/{metric}"),
+                "quotaId": quota_id,
+                "quotaDimensions": {"location": "global", "model": GEMINI_MODEL},
+            });
+            // A zero limit (model not in the tier) is always stated; per-minute values only
+            // in the `Gemini` dialect.
+            let stated = limit == 0 || self.dialect == Dialect::Gemini;
+            let named = if stated {
+                violation["quotaValue"] = serde_json::Value::from(limit.to_string());
+                format!(", limit: {limit}")
+            } else {
+                String::new()
+            };
             return reject(
                 429,
                 serde_json::json!({"error": {
                     "code": 429,
-                    "message": format!("You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n* Quota exceeded for metric: generativelanguage.googleapis.com/{metric}, limit: {limit}, model: {GEMINI_MODEL}\nPlease retry in {delay}."),
+                    "message": format!("You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n* Quota exceeded for metric: generativelanguage.googleapis.com/{metric}{named}, model: {GEMINI_MODEL}\nPlease retry in {delay}."),
                     "status": "RESOURCE_EXHAUSTED",
                     "details": [
                         {
                             "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                            "violations": [{
-                                "quotaMetric": format!("generativelanguage.googleapis.com/{metric}"),
-                                "quotaId": quota_id,
-                                "quotaDimensions": {"location": "global", "model": GEMINI_MODEL},
-                                "quotaValue": limit.to_string()
-                            }]
+                            "violations": [violation]
                         },
                         {
                             "@type": "type.googleapis.com/google.rpc.Help",
@@ -460,7 +476,7 @@ impl Provider {
 
     /// The admitted request finished having used `actual` tokens: reconcile the charge.
     pub fn settle(&mut self, key: usize, charged: u64, actual: u64, now: Nanos) {
-        if self.dialect == Dialect::Gemini {
+        if self.dialect.is_gemini() {
             // Input tokens were counted at admission; the window is not reconciled.
             return;
         }

@@ -180,6 +180,14 @@ impl Scenario {
         s
     }
 
+    /// S9: S8 with 429s that do not state the limit's value: only the send rate at each 429
+    /// teaches (AIMD), as with header-less OpenAI-compatible vendors.
+    pub fn s9(t: &Timeline) -> Scenario {
+        let mut s = Scenario::base("S9", "Gemini as S8, 429s without the limit's value", t);
+        s.dialect = Dialect::GeminiUnstated;
+        s
+    }
+
     pub fn all(t: &Timeline) -> Vec<Scenario> {
         vec![
             Scenario::s1(t),
@@ -188,6 +196,7 @@ impl Scenario {
             Scenario::s4(t),
             Scenario::s5(t),
             Scenario::s8(t),
+            Scenario::s9(t),
         ]
     }
 

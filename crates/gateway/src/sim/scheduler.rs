@@ -16,7 +16,7 @@ use crate::keypool::classify::{Classified, ErrorClass, Flavor};
 use crate::keypool::clock::{Clock, ManualClock, Nanos, nanos};
 use crate::keypool::limits::Cost;
 use crate::keypool::ratelimit_headers::{parse_limits, scope_id};
-use crate::keypool::{Acquire, Algorithm, KeyPool, KeySpec, Lease, Observed, PoolSettings};
+use crate::keypool::{Acquire, Algorithm, KeyPool, KeySpec, Lease, Observed, PoolSettings, Ticket};
 
 use super::provider::MODEL;
 
@@ -48,8 +48,16 @@ pub enum Pick {
 
 pub trait Scheduler {
     fn name(&self) -> &'static str;
-    /// A key for attempt `attempt` of a request that already tried `tried`.
-    fn acquire(&mut self, attempt: usize, req: &RequestInfo, tried: &[usize]) -> Pick;
+    /// A key for attempt `attempt` of client request `request`, which already tried `tried`.
+    fn acquire(
+        &mut self,
+        request: usize,
+        attempt: usize,
+        req: &RequestInfo,
+        tried: &[usize],
+    ) -> Pick;
+    /// Client request `request` is answered: nothing it waited for is needed any more.
+    fn done(&mut self, _request: usize) {}
     /// Global retry budget (checked before every attempt after the first).
     fn allow_retry(&mut self) -> bool {
         true
@@ -132,6 +140,8 @@ pub struct PoolScheduler {
     flavor: Flavor,
     clock: Arc<ManualClock>,
     leases: BTreeMap<usize, Lease>,
+    /// Slots booked for waiting requests, by request.
+    tickets: BTreeMap<usize, Ticket>,
 }
 
 impl PoolScheduler {
@@ -147,17 +157,16 @@ impl PoolScheduler {
             name: "sim".into(),
             flavor: Some(flavor),
             algorithm: Algorithm::Smart,
+            seed: Some(seed),
             ..PoolSettings::default()
         };
-        // `KeyPool::new` forks its RNG from the thread's fastrand generator: seed that so a run
-        // is reproducible (the pool has no seed parameter).
-        fastrand::seed(seed);
         let pool = KeyPool::new(specs, settings, clock.clone());
         PoolScheduler {
             pool,
             flavor,
             clock,
             leases: BTreeMap::new(),
+            tickets: BTreeMap::new(),
         }
     }
 
@@ -171,7 +180,13 @@ impl Scheduler for PoolScheduler {
         Kind::Ours.name()
     }
 
-    fn acquire(&mut self, attempt: usize, req: &RequestInfo, tried: &[usize]) -> Pick {
+    fn acquire(
+        &mut self,
+        request: usize,
+        attempt: usize,
+        req: &RequestInfo,
+        tried: &[usize],
+    ) -> Pick {
         // routing::attempt::forward_json: a token estimate only when the pool needs one.
         let cost = if self.pool.needs_tokens(MODEL) {
             Cost {
@@ -185,13 +200,19 @@ impl Scheduler for PoolScheduler {
                 ..Cost::default()
             }
         };
-        match self.pool.acquire(MODEL, cost, tried) {
+        let ticket = self.tickets.remove(&request);
+        match self.pool.acquire_with(MODEL, cost, tried, ticket) {
             Acquire::Granted(lease) => {
                 let index = lease.index();
                 self.leases.insert(attempt, lease);
                 Pick::Granted(index)
             }
-            Acquire::Wait { until, .. } => Pick::Wait { until },
+            Acquire::Wait { until, ticket, .. } => {
+                if let Some(t) = ticket {
+                    self.tickets.insert(request, t);
+                }
+                Pick::Wait { until }
+            }
             Acquire::Exhausted { .. } => Pick::Exhausted,
             Acquire::TooLarge { .. } => Pick::TooLarge,
         }
@@ -199,6 +220,10 @@ impl Scheduler for PoolScheduler {
 
     fn allow_retry(&mut self) -> bool {
         self.pool.allow_retry()
+    }
+
+    fn done(&mut self, request: usize) {
+        self.tickets.remove(&request);
     }
 
     fn abandon(&mut self, attempt: usize) {
@@ -262,7 +287,13 @@ impl Scheduler for RoundRobin {
         Kind::RoundRobin.name()
     }
 
-    fn acquire(&mut self, _attempt: usize, _req: &RequestInfo, tried: &[usize]) -> Pick {
+    fn acquire(
+        &mut self,
+        _request: usize,
+        _attempt: usize,
+        _req: &RequestInfo,
+        tried: &[usize],
+    ) -> Pick {
         for step in 0..self.keys {
             let k = (self.cursor + step) % self.keys;
             if !tried.contains(&k) {
@@ -285,7 +316,13 @@ impl Scheduler for Random {
         Kind::Random.name()
     }
 
-    fn acquire(&mut self, _attempt: usize, _req: &RequestInfo, tried: &[usize]) -> Pick {
+    fn acquire(
+        &mut self,
+        _request: usize,
+        _attempt: usize,
+        _req: &RequestInfo,
+        tried: &[usize],
+    ) -> Pick {
         let free: Vec<usize> = (0..self.keys).filter(|k| !tried.contains(k)).collect();
         if free.is_empty() {
             Pick::Exhausted
@@ -309,7 +346,13 @@ impl Scheduler for UniApiLike {
         Kind::UniApiLike.name()
     }
 
-    fn acquire(&mut self, _attempt: usize, _req: &RequestInfo, tried: &[usize]) -> Pick {
+    fn acquire(
+        &mut self,
+        _request: usize,
+        _attempt: usize,
+        _req: &RequestInfo,
+        tried: &[usize],
+    ) -> Pick {
         let now = self.clock.now();
         let n = self.cooling_until.len();
         for step in 0..n {

@@ -112,7 +112,7 @@ impl Workload {
     pub fn billed(&self, r: &ClientRequest, dialect: Dialect) -> u64 {
         match dialect {
             Dialect::OpenAi => r.actual_tokens(),
-            Dialect::Gemini => r.prompt + self.prompt_overhead,
+            Dialect::Gemini | Dialect::GeminiUnstated => r.prompt + self.prompt_overhead,
         }
     }
 

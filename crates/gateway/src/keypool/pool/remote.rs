@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Acquire, KeyPool, Lease, Shared, State, join_scope};
+use super::{Acquire, KeyPool, Lease, Shared, State, Ticket, join_scope};
 use crate::keypool::classify::{Classified, ErrorClass};
 use crate::keypool::clock::{Nanos, nanos};
 use crate::keypool::health::Health;
@@ -307,14 +307,22 @@ impl KeyPool {
     /// As [`KeyPool::acquire`], and with peers and configured limits for `model`, the grant
     /// is also admitted against the limits all instances share. A key the shared limits
     /// refuse is held back locally until they would admit it, and another one is tried.
-    pub async fn acquire_shared(&self, model: &str, cost: Cost, tried: &[usize]) -> Acquire {
+    /// A `ticket` from an earlier `Wait` is redeemed as [`KeyPool::acquire_with`] does.
+    pub async fn acquire_shared(
+        &self,
+        model: &str,
+        cost: Cost,
+        tried: &[usize],
+        ticket: Option<Ticket>,
+    ) -> Acquire {
         let peers = match self.shared.peers.get() {
             Some(p) if self.shared.settings.limits.is_some() => Arc::clone(p),
-            _ => return self.acquire(model, cost, tried),
+            _ => return self.acquire_with(model, cost, tried, ticket),
         };
         let mut soonest: Option<Nanos> = None;
+        let mut ticket = ticket;
         for _ in 0..=self.len() {
-            let mut lease = match self.acquire(model, cost, tried) {
+            let mut lease = match self.acquire_with(model, cost, tried, ticket.take()) {
                 Acquire::Granted(lease) => lease,
                 // Refusals of the shared store are local holds now: the pool's own answer
                 // already accounts for them.
@@ -342,6 +350,7 @@ impl KeyPool {
                 "the keys of provider `{}` are at their configured limits for `{model}` across instances",
                 self.shared.settings.name
             ),
+            ticket: None,
         }
     }
 

@@ -441,7 +441,7 @@ fn configured_limits_hold_across_instances() {
     let mut held = Vec::new();
     for i in 0..30 {
         let p = if i % 2 == 0 { &a } else { &b };
-        match now_or_never(p.acquire_shared("m", REQ, &[])) {
+        match now_or_never(p.acquire_shared("m", REQ, &[], None)) {
             Acquire::Granted(l) => {
                 granted += 1;
                 held.push(l);
@@ -467,7 +467,7 @@ fn configured_limits_hold_across_instances() {
         .iter()
         .filter(|p| {
             matches!(
-                now_or_never(p.acquire_shared("m", REQ, &[])),
+                now_or_never(p.acquire_shared("m", REQ, &[], None)),
                 Acquire::Granted(_)
             )
         })
@@ -480,15 +480,17 @@ fn a_refused_key_gives_way_to_another_with_room() {
     let (a, b, _bus, _clock) = instances(2, limited(2));
     // B uses up key 0's shared bucket (round robin: 0, 1, 0, 1).
     let used: Vec<usize> = (0..4)
-        .map(|_| match now_or_never(b.acquire_shared("m", REQ, &[])) {
-            Acquire::Granted(l) => l.index(),
-            other => panic!("{other:?}"),
-        })
+        .map(
+            |_| match now_or_never(b.acquire_shared("m", REQ, &[], None)) {
+                Acquire::Granted(l) => l.index(),
+                other => panic!("{other:?}"),
+            },
+        )
         .collect();
     assert_eq!(used.iter().filter(|k| **k == 0).count(), 2);
     // A still has local room on both keys but the store refuses both: it waits, without
     // counting a failure, and says why.
-    match now_or_never(a.acquire_shared("m", REQ, &[])) {
+    match now_or_never(a.acquire_shared("m", REQ, &[], None)) {
         Acquire::Wait { why, .. } => assert!(why.contains("2 requests per minute"), "{why}"),
         other => panic!("{other:?}"),
     }
@@ -520,12 +522,12 @@ fn token_reservations_are_settled_and_refunded_in_the_store() {
         tokens: 1_500,
         input_tokens: 500,
     };
-    let Acquire::Granted(l) = now_or_never(a.acquire_shared("m", cost, &[])) else {
+    let Acquire::Granted(l) = now_or_never(a.acquire_shared("m", cost, &[], None)) else {
         panic!()
     };
     l.settle_tokens(700);
     drop(l);
-    let Acquire::Granted(mut l) = now_or_never(a.acquire_shared("m", cost, &[])) else {
+    let Acquire::Granted(mut l) = now_or_never(a.acquire_shared("m", cost, &[], None)) else {
         panic!()
     };
     l.failure(&Classified::new(ErrorClass::TransportPreSend, "refused"));
@@ -556,14 +558,14 @@ fn without_peers_or_limits_nothing_is_asked() {
     );
     assert!(!p.has_peers());
     assert!(matches!(
-        now_or_never(p.acquire_shared("m", REQ, &[])),
+        now_or_never(p.acquire_shared("m", REQ, &[], None)),
         Acquire::Granted(_)
     ));
     // Peers but no configured limit: granted without an admission.
     let (a, _b, bus, _clock) = instances(1, rr());
     for _ in 0..3 {
         assert!(matches!(
-            now_or_never(a.acquire_shared("m", REQ, &[])),
+            now_or_never(a.acquire_shared("m", REQ, &[], None)),
             Acquire::Granted(_)
         ));
     }
