@@ -101,7 +101,8 @@ pub enum Acquire {
 struct Key {
     secret: Arc<str>,
     masked: String,
-    fingerprint: String,
+    /// Shared with leases: usage records carry it without copying.
+    fingerprint: Arc<str>,
     scope: usize,
     scope_learned: bool,
     max_inflight: Option<u32>,
@@ -231,7 +232,7 @@ impl KeyPool {
             };
             let scope = scope_of(&scope_name, &mut scopes);
             built.push(Key {
-                fingerprint: fp,
+                fingerprint: Arc::from(fp),
                 secret: Arc::from(spec.secret.as_str()),
                 masked,
                 scope,
@@ -306,7 +307,7 @@ impl KeyPool {
             .lock()
             .keys
             .iter()
-            .map(|k| k.fingerprint.clone())
+            .map(|k| k.fingerprint.to_string())
             .collect()
     }
 
@@ -440,6 +441,7 @@ impl KeyPool {
             set.take(&cost, now);
         }
         let secret = Arc::clone(&key.secret);
+        let fingerprint = Arc::clone(&key.fingerprint);
         let scope = key.scope;
         st.grant_seq += 1;
         let seq = st.grant_seq;
@@ -457,6 +459,7 @@ impl KeyPool {
             reported: false,
             started: now,
             secret,
+            fingerprint,
             remote: None,
         })
     }
@@ -633,7 +636,7 @@ impl PoolView<'_> {
         self.st.keys.iter().enumerate().map(|(i, k)| {
             (
                 i,
-                k.fingerprint.as_str(),
+                &*k.fingerprint,
                 &k.health,
                 self.st.scopes[k.scope].name.as_str(),
                 k.scope_learned,
@@ -986,6 +989,7 @@ pub struct Lease {
     reported: bool,
     started: Nanos,
     secret: Arc<str>,
+    fingerprint: Arc<str>,
     /// What the shared limits reserved for this attempt (several instances).
     remote: Option<Box<dyn Reservation>>,
 }
@@ -1005,8 +1009,8 @@ impl Lease {
     }
 
     /// The key's stable, non-reversible name ([`fingerprint`]), as usage records store it.
-    pub fn fingerprint(&self) -> String {
-        fingerprint(&self.secret)
+    pub fn fingerprint(&self) -> &Arc<str> {
+        &self.fingerprint
     }
 
     pub fn reserved_tokens(&self) -> u64 {
