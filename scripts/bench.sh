@@ -17,12 +17,15 @@
 #                  request and answer is converted (the translation lane)
 # and drives POST /v1/chat/completions with wrk for every
 #   target {direct, limitproxy, llmux} x mode {nonstream, stream} x concurrency {1, 50}
-# (one warm-up run each, then one measured run), prints a Markdown table and the
+# (one warm-up run each, then ROUNDS measured runs, the targets of one mode and concurrency
+# back to back), prints a Markdown table of medians and the
 # llmux/limitproxy ratios (and llmux/llmux-nodb, the usage store's cost, when both run), and
 # saves it to bench-results/latest.md.
 #
 # Environment (all optional):
 #   DURATION=10s        measured run length (wrk -d)
+#   ROUNDS=1            measure every cell this many times (targets interleaved); medians are
+#                       reported. Use ROUNDS=5 or more when the machine is not quiet.
 #   WARMUP=3s           warm-up run length; WARMUP=0 skips warm-ups
 #   TARGETS="direct limitproxy llmux"   subset of targets to run (also: llmux-nodb;
 #                       `store` sets TARGETS="llmux llmux-nodb" CONCS=50 unless given)
@@ -55,6 +58,7 @@ if [ "${1:-}" = translate ]; then
 fi
 
 DURATION="${DURATION:-10s}"
+ROUNDS="${ROUNDS:-1}"
 WARMUP="${WARMUP:-3s}"
 TARGETS="${TARGETS:-direct limitproxy llmux}"
 MODES="${MODES:-nonstream stream}"
@@ -268,7 +272,8 @@ for t in $TARGETS; do
 done
 
 # ---------------------------------------------------------------- load
-declare -A RPS P50 P99 ERRS
+declare -A RPS P50 P99 ERRS RPS_ALL P50_ALL P99_ALL
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 run_wrk() { # target mode conc duration
   local threads=1
   [ "$3" -gt 1 ] && threads=2
@@ -277,39 +282,59 @@ run_wrk() { # target mode conc duration
 }
 field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -n1; }
 
-for t in $TARGETS; do
+median() { tr -s ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END {
+  if (NR == 0) { print 0; exit }
+  if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Targets are interleaved per mode and concurrency, so the rows compared with each other are
+# measured back to back; with ROUNDS > 1 every cell is measured that many times and reported
+# as the median (and the SQLite/DISABLE_DATABASE ratio as the median of the per-round ratios).
+declare -A ROUND_RPS
+for r in $(seq 1 "$ROUNDS"); do
   for m in $MODES; do
     for c in $CONCS; do
-      key="$t/$m/$c"
-      if [ "$WARMUP" != 0 ]; then
-        log "warm-up $key ($WARMUP)"
-        run_wrk "$t" "$m" "$c" "$WARMUP" >>"$RAW" || true
-      fi
-      log "measure $key ($DURATION)"
-      out="$(run_wrk "$t" "$m" "$c" "$DURATION" || true)"
-      printf '### %s\n%s\n\n' "$key" "$out" >>"$RAW"
-      line="$(grep '^BENCH ' <<<"$out" | tail -n1 || true)"
-      if [ -z "$line" ]; then
-        log "wrk produced no result for $key:"
-        printf '%s\n' "$out" >&2
-        RPS[$key]=0 P50[$key]=0 P99[$key]=0 ERRS[$key]="wrk failed"
-        continue
-      fi
-      RPS[$key]="$(field rps "$line")"
-      P50[$key]="$(field p50_us "$line")"
-      P99[$key]="$(field p99_us "$line")"
-      non200="$(field non200 "$line")"
-      sock=$(($(field sock_connect "$line") + $(field sock_read "$line") + $(field sock_write "$line") + $(field sock_timeout "$line")))
-      reqs="$(field requests "$line")"
-      err=""
-      [ "$non200" != 0 ] && err="$non200 non-200 (first: $(field first_bad_status "$line"))"
-      [ "$sock" != 0 ] && err="${err:+$err, }$sock socket errors"
-      [ "$reqs" = 0 ] && err="${err:+$err, }no requests completed"
-      ERRS[$key]="$err"
-      log "  rps=${RPS[$key]} p50=${P50[$key]}us p99=${P99[$key]}us ${err:+ERRORS: $err}"
+      for t in $TARGETS; do
+        key="$t/$m/$c"
+        if [ "$WARMUP" != 0 ] && [ "$r" = 1 ]; then
+          log "warm-up $key ($WARMUP)"
+          run_wrk "$t" "$m" "$c" "$WARMUP" >>"$RAW" || true
+        fi
+        log "measure $key ($DURATION, round $r of $ROUNDS)"
+        out="$(run_wrk "$t" "$m" "$c" "$DURATION" || true)"
+        printf '### %s round %s\n%s\n\n' "$key" "$r" "$out" >>"$RAW"
+        line="$(grep '^BENCH ' <<<"$out" | tail -n1 || true)"
+        if [ -z "$line" ]; then
+          log "wrk produced no result for $key:"
+          printf '%s\n' "$out" >&2
+          ROUND_RPS[$key/$r]=0
+          RPS_ALL[$key]+=" 0" P50_ALL[$key]+=" 0" P99_ALL[$key]+=" 0"
+          ERRS[$key]="${ERRS[$key]:+${ERRS[$key]}; }wrk failed"
+          continue
+        fi
+        rps="$(field rps "$line")"
+        ROUND_RPS[$key/$r]="$rps"
+        RPS_ALL[$key]+=" $rps"
+        P50_ALL[$key]+=" $(field p50_us "$line")"
+        P99_ALL[$key]+=" $(field p99_us "$line")"
+        non200="$(field non200 "$line")"
+        sock=$(($(field sock_connect "$line") + $(field sock_read "$line") + $(field sock_write "$line") + $(field sock_timeout "$line")))
+        reqs="$(field requests "$line")"
+        err=""
+        [ "$non200" != 0 ] && err="$non200 non-200 (first: $(field first_bad_status "$line"))"
+        [ "$sock" != 0 ] && err="${err:+$err, }$sock socket errors"
+        [ "$reqs" = 0 ] && err="${err:+$err, }no requests completed"
+        [ -n "$err" ] && ERRS[$key]="${ERRS[$key]:+${ERRS[$key]}; }$err"
+        log "  rps=$rps p50=$(field p50_us "$line")us p99=$(field p99_us "$line")us ${err:+ERRORS: $err}"
+      done
     done
   done
 done
+for key in "${!RPS_ALL[@]}"; do
+  RPS[$key]="$(median <<<"${RPS_ALL[$key]}")"
+  P50[$key]="$(median <<<"${P50_ALL[$key]}")"
+  P99[$key]="$(median <<<"${P99_ALL[$key]}")"
+done
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 AFTER_RSS=0 PEAK_RSS=0
 if needs_llmux; then
@@ -329,7 +354,8 @@ REPORT="$OUT_DIR/latest.md"
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- machine: $(nproc) cores, shared by wrk, mock-upstream and the proxy under test (nothing pinned)"
-  echo "- load: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), duration $DURATION per run after $([ "$WARMUP" = 0 ] && echo "no warm-up" || echo "a $WARMUP warm-up"); threads 1 at c=1, else 2"
+  echo "- load: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), duration $DURATION per run after $([ "$WARMUP" = 0 ] && echo "no warm-up" || echo "a $WARMUP warm-up"); threads 1 at c=1, else 2; $ROUNDS round(s), medians reported"
+  echo "- machine load average (1, 5, 15 min) before the runs: $LOAD_BEFORE; after: $LOAD_AFTER"
   echo "- request: POST /v1/chat/completions $(tr -d '\n' <"$BENCH_DIR/chat.json") (stream mode adds \"stream\":true)"
   [ -n "$MOCK_ARGS" ] && echo "- mock-upstream args: $MOCK_ARGS"
   [ -n "$LIMITPROXY_NOTE" ] && echo "- NOTE: $LIMITPROXY_NOTE"
@@ -362,7 +388,7 @@ REPORT="$OUT_DIR/latest.md"
       lo="$(tr -s ' ' '\n' <<<"$CONCS" | grep . | sort -n | head -n1)"
       for m in $MODES; do
         d="${P50[direct/$m/$lo]:-0}" lp="${P50[limitproxy/$m/$lo]:-0}" lx="${P50[llmux/$m/$lo]:-0}"
-        echo "- added p50 latency $m c=$lo: llmux $(sms $((lx - d))) ms, limitproxy $(sms $((lp - d))) ms;" \
+        echo "- added p50 latency $m c=$lo: llmux $(sms "$(awk -v a="$lx" -v b="$d" 'BEGIN { print a - b }')") ms, limitproxy $(sms "$(awk -v a="$lp" -v b="$d" 'BEGIN { print a - b }')") ms;" \
           "$(awk -v d="$d" -v lp="$lp" -v lx="$lx" 'BEGIN {
               if (lp - d <= 0) { print "ratio n/a (limitproxy added no measurable latency)"; exit }
               r = (lx - d) / (lp - d); printf "ratio %.2f (target <= 1.3): %s", r, (r <= 1.3) ? "PASS" : "FAIL"
@@ -384,9 +410,14 @@ REPORT="$OUT_DIR/latest.md"
     for m in $MODES; do
       hi="$(tr -s ' ' '\n' <<<"$CONCS" | grep . | sort -n | tail -n1)"
       db="${RPS[llmux/$m/$hi]:-0}" nodb="${RPS[llmux-nodb/$m/$hi]:-0}"
-      ratio="$(awk -v a="$db" -v b="$nodb" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')"
+      ratios=""
+      for r in $(seq 1 "$ROUNDS"); do
+        ratios+=" $(awk -v a="${ROUND_RPS[llmux/$m/$hi/$r]:-0}" -v b="${ROUND_RPS[llmux-nodb/$m/$hi/$r]:-0}" \
+          'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')"
+      done
+      ratio="$(grep -q n/a <<<"$ratios" && echo n/a || awk '{ printf "%.3f", $1 }' <<<"$(median <<<"$ratios")")"
       ok="$(awk -v r="$ratio" 'BEGIN { print (r != "n/a" && r + 0 >= 0.95) ? 1 : 0 }')"
-      echo "- $m c=$hi: SQLite $(awk -v r="$db" 'BEGIN { printf "%.0f", r }') rps, DISABLE_DATABASE $(awk -v r="$nodb" 'BEGIN { printf "%.0f", r }') rps: ratio $ratio (target >= 0.95): $(verdict "$ok")"
+      echo "- $m c=$hi: SQLite $(awk -v r="$db" 'BEGIN { printf "%.0f", r }') rps, DISABLE_DATABASE $(awk -v r="$nodb" 'BEGIN { printf "%.0f", r }') rps: ratio $ratio (target >= 0.95): $(verdict "$ok")$([ "$ROUNDS" -gt 1 ] && echo "; per round:$ratios")"
     done
     if [ -f "$BENCH_DB" ] && command -v sqlite3 >/dev/null 2>&1; then
       echo "- rows written: $(sqlite3 "$BENCH_DB" 'SELECT COUNT(*) FROM llmux_requests') requests, $(sqlite3 "$BENCH_DB" 'SELECT COUNT(*) FROM llmux_attempts') attempts"

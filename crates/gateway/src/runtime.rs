@@ -94,7 +94,8 @@ fn pool_settings(p: &ProviderConfig, flavor: crate::keypool::classify::Flavor) -
 #[derive(Debug)]
 pub struct Channel {
     pub index: usize,
-    pub name: String,
+    /// Shared with usage records (no copy per attempt).
+    pub name: Arc<str>,
     pub base_url: String,
     /// OpenAI-style API root (`https://host/v1`) the endpoint suffixes are appended to.
     pub api_root: String,
@@ -587,7 +588,7 @@ fn build_channel(
         })
         .collect();
     let pool_sig = pool_signature(p, flavor);
-    let old = previous.and_then(|rt| rt.channels.iter().find(|c| c.name == p.provider));
+    let old = previous.and_then(|rt| rt.channels.iter().find(|c| *c.name == *p.provider));
     let keys = match old {
         Some(old) if old.pool_sig == pool_sig => old.keys.clone(),
         _ => {
@@ -606,7 +607,7 @@ fn build_channel(
     Ok((
         Channel {
             index,
-            name: p.provider.clone(),
+            name: Arc::from(p.provider.as_str()),
             api_root: urls::api_root(&base_url),
             base_url,
             forced_engine,
@@ -816,8 +817,8 @@ fn resolve_rules(
                         }
                     }
                 }
-            } else if channels.iter().any(|c| c.name == prefix) {
-                for ch in channels.iter().filter(|c| c.name == prefix) {
+            } else if channels.iter().any(|c| &*c.name == prefix) {
+                for ch in channels.iter().filter(|c| &*c.name == prefix) {
                     for m in ch.models.iter().filter(|m| rest == "*" || m.alias == rest) {
                         add(direct(ch, m, rule.weight), &mut table);
                     }

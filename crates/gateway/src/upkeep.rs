@@ -25,7 +25,7 @@ pub fn restore(rt: &Runtime, path: &Path) {
         return;
     };
     for ch in &rt.channels {
-        if let Some(snap) = file.providers.get(&ch.name) {
+        if let Some(snap) = file.providers.get(&*ch.name) {
             ch.keys.import(snap);
         }
     }
@@ -39,7 +39,7 @@ pub fn save(rt: &Runtime, path: &Path) {
             .channels
             .iter()
             .filter(|c| !c.keys.is_empty())
-            .map(|c| (c.name.clone(), c.keys.export()))
+            .map(|c| (c.name.to_string(), c.keys.export()))
             .collect(),
     };
     if let Err(e) = persist::save(path, &file) {

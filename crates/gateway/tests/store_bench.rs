@@ -1,7 +1,11 @@
 //! What usage logging costs the gateway, per request, with SQLite: the request path's
 //! `record` calls and the writer's CPU time. Ignored by default (a measurement, not a check):
 //!
-//!     cargo test --release -p llmux --test store_bench -- --ignored --nocapture
+//!     cargo test --release -p llmux --test store_bench -- --ignored --nocapture --test-threads=1
+//!
+//! One test at a time: the CPU time measured is the whole process's. Knobs (environment):
+//! `LLMUX_BENCH_RATE` (requests per second handed over; default: a burst),
+//! `LLMUX_BENCH_BATCH` (writer batch size), `LLMUX_BENCH_DROP` (indexes to drop first).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod store_common;
@@ -35,7 +39,7 @@ fn cpu_seconds() -> f64 {
 const REQUESTS: i64 = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement; run with --release --ignored --nocapture"]
+#[ignore = "measurement; run with --release --ignored --nocapture --test-threads=1"]
 async fn sqlite_logging_cost_per_request() {
     let dir = TempDir::new();
     let store = Arc::new(sqlite(&dir).await);
@@ -59,7 +63,7 @@ async fn sqlite_logging_cost_per_request() {
 
 /// The same without a database: the queue, batching and record handling alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement; run with --release --ignored --nocapture"]
+#[ignore = "measurement; run with --release --ignored --nocapture --test-threads=1"]
 async fn writer_overhead_without_a_database() {
     measure("no-op store", Arc::new(NoopStore)).await;
 }
@@ -130,20 +134,40 @@ async fn measure<S: UsageStore>(label: &str, store: Arc<S>) {
             )
         })
         .collect();
+    // LLMUX_BENCH_RATE=n: hand over n requests per second, in 1 ms steps, as a busy gateway
+    // would (the queue then stays short); unset or 0: as fast as possible (a burst).
+    let rate: u64 = std::env::var("LLMUX_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let cpu0 = cpu_seconds();
     let started = Instant::now();
-    for (a, r) in work {
+    let mut busy = Duration::ZERO;
+    for (i, (a, r)) in work.into_iter().enumerate() {
+        let t = Instant::now();
         sink.record_attempt(a);
         sink.record(r);
+        busy += t.elapsed();
+        if rate > 0 && (i as u64 + 1).is_multiple_of((rate / 1000).max(1)) {
+            let due = Duration::from_micros((i as u64 + 1) * 1_000_000 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
     }
-    let queued = started.elapsed();
+    let queued = busy;
     let s = writer.shutdown(Duration::from_secs(600)).await;
     let total = started.elapsed();
     let cpu = cpu_seconds() - cpu0;
     assert_eq!(s.written, 2 * u64::try_from(REQUESTS).unwrap());
     let per_request_us = |d: f64| d * 1e6 / REQUESTS as f64;
+    let pace = if rate > 0 {
+        format!("{rate}/s")
+    } else {
+        "burst".to_owned()
+    };
     println!(
-        "{label} (batches of {}): {REQUESTS} requests (2 rows each): record() {:.2} µs/request on the request path; \
+        "{label} (batches of {}, {pace}): {REQUESTS} requests (2 rows each): record() {:.2} µs/request on the request path; \
          all written in {total:?}; process CPU {:.1} µs/request in total (request path + writer)",
         cfg.batch_size,
         per_request_us(queued.as_secs_f64()),

@@ -631,11 +631,12 @@ async fn sqlite_reopen_keeps_rows_and_migrates_once() {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path("stats.db").display()))
         .await
         .unwrap();
-    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM llmux_migrations")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    assert_eq!(versions, vec![1]);
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM llmux_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(versions, vec![1, 2]);
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&pool)
         .await
@@ -643,6 +644,76 @@ async fn sqlite_reopen_keeps_rows_and_migrates_once() {
     assert_eq!(mode, "wal");
     pool.close().await;
     again.close().await;
+}
+
+/// A database made before migration 2 is brought up to date in place: rows kept, the two
+/// unneeded indexes gone.
+#[tokio::test]
+async fn sqlite_upgrades_a_version_1_database() {
+    use llmux::store::{Batch, SqliteStore, UsageStore};
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+    let dir = TempDir::new();
+    let path = dir.path("stats.db");
+    let pool = SqlitePool::connect_with(
+        SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql(include_str!(
+        "../src/store/migrations/sqlite/0001_usage.sql"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE llmux_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+           applied_at_ms BIGINT NOT NULL); \
+         INSERT INTO llmux_migrations VALUES (1, 'usage tables', 0); \
+         INSERT INTO llmux_requests (at_ms, request_id, client_key, endpoint, model, status, \
+           attempts, stream, latency_ms, prompt_tokens, completion_tokens, cached_tokens, \
+           reasoning_tokens, tokens_estimated, prompt_price, completion_price, cost) \
+         VALUES (1714564800000, 'r1', 'k', 'POST /v1/chat/completions', 'm', 200, 1, 0, 5, \
+           3, 4, 0, 0, 0, 0, 0, 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let s = SqliteStore::open(&path).await.unwrap();
+    s.insert(&Batch {
+        requests: vec![request("k", "m", T0, 1, 2)],
+        attempts: vec![attempt("p", "m", Some("fp"), T0, true)],
+    })
+    .await
+    .unwrap();
+    let usage = s.token_usage(&Default::default()).await.unwrap();
+    assert_eq!(
+        (usage.len(), usage[0].prompt_tokens, usage[0].requests),
+        (1, 4, 2)
+    );
+    s.close().await;
+    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+        .await
+        .unwrap();
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'llmux%' ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "llmux_attempts_at",
+            "llmux_credits_key",
+            "llmux_requests_at",
+            "llmux_requests_key_at"
+        ]
+    );
+    pool.close().await;
 }
 
 #[tokio::test]
@@ -666,9 +737,10 @@ async fn postgres_reopen_migrates_once() {
     assert_eq!(x.token_usage(&Default::default()).await.unwrap().len(), 1);
     assert_eq!(y.token_usage(&Default::default()).await.unwrap().len(), 1);
     let mut conn = opts.connect().await.unwrap();
-    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM llmux_migrations")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(versions, vec![1]);
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM llmux_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(versions, vec![1, 2]);
 }

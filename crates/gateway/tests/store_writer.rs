@@ -321,7 +321,7 @@ async fn no_secret_reaches_the_database_file_or_the_logs() {
     let sink = usage.sink();
     for i in 0..50 {
         let mut r = request(&key_id(client_secret), "gpt-4o", T0 + i, 10, 10);
-        r.key_fingerprint = Some(key_id(upstream_secret));
+        r.key_fingerprint = Some(key_id(upstream_secret).into());
         sink.record(r);
         let mut a = attempt(
             "openai",
@@ -330,7 +330,7 @@ async fn no_secret_reaches_the_database_file_or_the_logs() {
             T0 + i,
             true,
         );
-        a.client_key = key_id(client_secret);
+        a.client_key = key_id(client_secret).into();
         sink.record_attempt(a);
         tokio::task::yield_now().await;
     }

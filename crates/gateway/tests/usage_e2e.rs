@@ -823,14 +823,14 @@ async fn smart_round_robin_orders_keys_by_the_stores_success_rates() {
         sink.record_attempt(llmux::usage::AttemptRecord {
             at_ms: now - 3_600_000,
             request_id: "history".into(),
-            client_key: key_id(USER),
+            client_key: key_id(USER).into(),
             provider: "smart".into(),
             model: "gpt-4o-mini".into(),
             upstream_model: "gpt-4o-mini".into(),
-            key_fingerprint: Some(key_id(keys3[k])),
+            key_fingerprint: Some(key_id(keys3[k]).into()),
             success: ok,
             status: Some(if ok { 200 } else { 429 }),
-            error_class: (!ok).then(|| "rate_limited_transient".into()),
+            error_class: (!ok).then_some("rate_limited_transient"),
             latency_ms: 10,
         });
     }

@@ -111,7 +111,8 @@ pub enum Acquire {
 struct Key {
     secret: Arc<str>,
     masked: String,
-    fingerprint: String,
+    /// Shared with leases: usage records carry it without copying.
+    fingerprint: Arc<str>,
     scope: usize,
     scope_learned: bool,
     max_inflight: Option<u32>,
@@ -246,7 +247,7 @@ impl KeyPool {
             };
             let scope = scope_of(&scope_name, &mut scopes);
             built.push(Key {
-                fingerprint: fp,
+                fingerprint: Arc::from(fp),
                 secret: Arc::from(spec.secret.as_str()),
                 masked,
                 scope,
@@ -323,7 +324,7 @@ impl KeyPool {
             .lock()
             .keys
             .iter()
-            .map(|k| k.fingerprint.clone())
+            .map(|k| k.fingerprint.to_string())
             .collect()
     }
 
@@ -538,6 +539,7 @@ impl KeyPool {
             set.take(&cost, now);
         }
         let secret = Arc::clone(&key.secret);
+        let fingerprint = Arc::clone(&key.fingerprint);
         let scope = key.scope;
         st.grant_seq += 1;
         let seq = st.grant_seq;
@@ -564,6 +566,7 @@ impl KeyPool {
             reported: false,
             started: now,
             secret,
+            fingerprint,
             remote: None,
         })
     }
@@ -744,7 +747,7 @@ impl PoolView<'_> {
         self.st.keys.iter().enumerate().map(|(i, k)| {
             (
                 i,
-                k.fingerprint.as_str(),
+                &*k.fingerprint,
                 &k.health,
                 self.st.scopes[k.scope].name.as_str(),
                 k.scope_learned,
@@ -1182,6 +1185,7 @@ pub struct Lease {
     reported: bool,
     started: Nanos,
     secret: Arc<str>,
+    fingerprint: Arc<str>,
     /// What the shared limits reserved for this attempt (several instances).
     remote: Option<Box<dyn Reservation>>,
 }
@@ -1201,8 +1205,8 @@ impl Lease {
     }
 
     /// The key's stable, non-reversible name ([`fingerprint`]), as usage records store it.
-    pub fn fingerprint(&self) -> String {
-        fingerprint(&self.secret)
+    pub fn fingerprint(&self) -> &Arc<str> {
+        &self.fingerprint
     }
 
     pub fn reserved_tokens(&self) -> u64 {

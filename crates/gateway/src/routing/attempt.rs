@@ -694,7 +694,7 @@ pub async fn run_attempts(
             let fingerprint = lease
                 .as_ref()
                 .filter(|_| ctx.log.is_on())
-                .map(Lease::fingerprint);
+                .map(|l| Arc::clone(l.fingerprint()));
             let (outcome, reached) = match prepared {
                 Prepared::Answer(resp) => (Outcome::Done(resp, None), true),
                 Prepared::Upstream(send) => (
@@ -727,7 +727,7 @@ pub async fn run_attempts(
                 ctx.log.attempt(AttemptOutcome {
                     provider: &channel.name,
                     upstream_model: &cand.upstream_model,
-                    key_fingerprint: fingerprint.as_deref(),
+                    key_fingerprint: fingerprint.as_ref(),
                     success,
                     status,
                     error_class: class.map(ErrorClass::as_str),

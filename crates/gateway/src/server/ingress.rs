@@ -211,7 +211,7 @@ pub fn providers(rt: &Runtime, key: &ClientKey) -> Response<RespBody> {
                 crate::providers::engine::detect(&ch.base_url, ch.forced_engine, "gpt").name();
             let base_url = ch.base_url.split('?').next().unwrap_or_default();
             json!({
-                "provider": ch.name,
+                "provider": &*ch.name,
                 "engine": engine,
                 "base_url": base_url,
                 "models": models,

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -22,15 +23,48 @@ use crate::usage::{Api, RequestInfo, RequestLog};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// A fresh request id: 32 hex digits.
-pub fn new_request_id() -> String {
-    format!("{:032x}", fastrand::u128(..))
+/// A fresh request id: 32 hex digits, shared by the request's usage rows.
+pub fn new_request_id() -> Arc<str> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut v = fastrand::u128(..);
+    let mut digits = [b'0'; 32];
+    for d in digits.iter_mut().rev() {
+        *d = HEX.get((v & 15) as usize).copied().unwrap_or(b'0');
+        v >>= 4;
+    }
+    // ASCII digits: always UTF-8.
+    Arc::from(std::str::from_utf8(&digits).unwrap_or_default())
+}
+
+/// `"POST /v1/chat/completions"`. The fixed-path endpoints are made once and shared.
+fn endpoint(method: &Method, path: &str) -> Arc<str> {
+    static FIXED: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| {
+        [
+            "/v1/chat/completions",
+            "/v1/responses",
+            "/v1/messages",
+            "/v1/embeddings",
+            "/v1/images/generations",
+            "/v1/audio/speech",
+            "/v1/audio/transcriptions",
+            "/v1/moderations",
+        ]
+        .iter()
+        .map(|p| Arc::from(format!("POST {p}")))
+        .collect()
+    });
+    if method == Method::POST
+        && let Some(e) = FIXED.iter().find(|e| e.strip_prefix("POST ") == Some(path))
+    {
+        return Arc::clone(e);
+    }
+    Arc::from(format!("{method} {path}"))
 }
 
 /// The client's address as uni-api takes it: the first hop of `X-Forwarded-For`, else
 /// `X-Real-IP`, `CF-Connecting-IP`, `True-Client-IP`, else the peer. Header values are
 /// client-chosen: bounded in length and kept only when they are printable text.
-pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Arc<str>> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -38,13 +72,13 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String
             .and_then(|v| v.split(',').next())
             .map(str::trim)
             .filter(|v| !v.is_empty() && v.len() <= 64)
-            .map(str::to_owned)
+            .map(Arc::from)
     };
     header("x-forwarded-for")
         .or_else(|| header("x-real-ip"))
         .or_else(|| header("cf-connecting-ip"))
         .or_else(|| header("true-client-ip"))
-        .or_else(|| peer.map(|p| p.ip().to_string()))
+        .or_else(|| peer.map(|p| Arc::from(p.ip().to_string())))
 }
 
 /// Open the usage record of a model request.
@@ -53,7 +87,7 @@ pub fn open(
     app: &App,
     key: &ClientKey,
     api: Api,
-    request_id: String,
+    request_id: Arc<str>,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
@@ -67,8 +101,8 @@ pub fn open(
         RequestInfo {
             at_ms: crate::usage::time::now_ms(),
             request_id,
-            client_key: key.id.to_string(),
-            endpoint: format!("{method} {path}"),
+            client_key: Arc::clone(&key.id),
+            endpoint: endpoint(method, path),
             api,
             client_ip: client_ip(headers, peer),
         },

@@ -4,21 +4,17 @@
 //! so several gateways sharing one database migrate once. Batches are one `INSERT ... SELECT
 //! FROM UNNEST(arrays)` per table: one round trip however many rows.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::OnceCell;
 
 use super::schema::{self, CREATE_MIGRATIONS_TABLE};
-use super::{
-    Batch, HourlyCost, KeyCounts, NameCount, StoreError, SuccessCount, Summary, UsageFilter,
-    UsageRow, UsageStore, clean, clean_opt, sql_i64,
-};
+use super::{Batch, StoreError, UsageStore, clean, clean_opt, sql, sql_i64};
 use crate::usage::time::now_ms;
 
-const PURGE_CHUNK: i64 = 5000;
 const FIRST_CONTACT: Duration = Duration::from_secs(2);
 /// Arbitrary constant naming llmux's migration lock among the database's advisory locks.
 const MIGRATION_LOCK: i64 = 0x6c6c_6d75_7800;
@@ -62,6 +58,12 @@ impl PgStore {
             .map(|_| ())
     }
 
+    /// The pool once migrated ([`sql::shared_queries`]).
+    async fn pool_ready(&self) -> Result<&PgPool, StoreError> {
+        self.ready().await?;
+        Ok(&self.pool)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -79,11 +81,11 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM llmux_migrations")
         .fetch_all(&mut *tx)
         .await?;
-    for m in schema::POSTGRES {
+    for m in schema::MIGRATIONS {
         if applied.contains(&m.version) {
             continue;
         }
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+        sqlx::raw_sql(m.postgres).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO llmux_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
         )
@@ -102,23 +104,9 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn text(s: &str) -> String {
-    clean(s).into_owned()
-}
-
-fn opt_text(s: &Option<String>) -> Option<String> {
-    clean_opt(s).map(std::borrow::Cow::into_owned)
-}
-
-fn name_counts(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<NameCount>, StoreError> {
-    rows.iter()
-        .map(|r| {
-            Ok(NameCount {
-                name: r.try_get(0)?,
-                count: r.try_get(1)?,
-            })
-        })
-        .collect()
+/// Text borrowed from the records (no copy unless it held a NUL).
+fn text(s: &str) -> Cow<'_, str> {
+    clean(s)
 }
 
 fn i32_of(v: u32) -> i32 {
@@ -147,9 +135,9 @@ impl UsageStore for PgStore {
             .bind(rs.iter().map(|r| text(&r.client_key)).collect::<Vec<_>>())
             .bind(rs.iter().map(|r| text(&r.endpoint)).collect::<Vec<_>>())
             .bind(rs.iter().map(|r| text(&r.model)).collect::<Vec<_>>())
-            .bind(rs.iter().map(|r| opt_text(&r.provider)).collect::<Vec<_>>())
-            .bind(rs.iter().map(|r| opt_text(&r.upstream_model)).collect::<Vec<_>>())
-            .bind(rs.iter().map(|r| opt_text(&r.key_fingerprint)).collect::<Vec<_>>())
+            .bind(rs.iter().map(|r| clean_opt(&r.provider)).collect::<Vec<_>>())
+            .bind(rs.iter().map(|r| clean_opt(&r.upstream_model)).collect::<Vec<_>>())
+            .bind(rs.iter().map(|r| clean_opt(&r.key_fingerprint)).collect::<Vec<_>>())
             .bind(rs.iter().map(|r| i32::from(r.status)).collect::<Vec<_>>())
             .bind(rs.iter().map(|r| i32_of(r.attempts)).collect::<Vec<_>>())
             .bind(rs.iter().map(|r| r.stream).collect::<Vec<_>>())
@@ -163,7 +151,7 @@ impl UsageStore for PgStore {
             .bind(rs.iter().map(|r| r.price.input_per_million).collect::<Vec<_>>())
             .bind(rs.iter().map(|r| r.price.output_per_million).collect::<Vec<_>>())
             .bind(rs.iter().map(|r| r.cost()).collect::<Vec<_>>())
-            .bind(rs.iter().map(|r| opt_text(&r.client_ip)).collect::<Vec<_>>())
+            .bind(rs.iter().map(|r| clean_opt(&r.client_ip)).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }
@@ -181,10 +169,10 @@ impl UsageStore for PgStore {
             .bind(at.iter().map(|a| text(&a.provider)).collect::<Vec<_>>())
             .bind(at.iter().map(|a| text(&a.model)).collect::<Vec<_>>())
             .bind(at.iter().map(|a| text(&a.upstream_model)).collect::<Vec<_>>())
-            .bind(at.iter().map(|a| opt_text(&a.key_fingerprint)).collect::<Vec<_>>())
+            .bind(at.iter().map(|a| clean_opt(&a.key_fingerprint)).collect::<Vec<_>>())
             .bind(at.iter().map(|a| a.success).collect::<Vec<_>>())
             .bind(at.iter().map(|a| a.status.map(i32::from)).collect::<Vec<_>>())
-            .bind(at.iter().map(|a| opt_text(&a.error_class)).collect::<Vec<_>>())
+            .bind(at.iter().map(|a| a.error_class).collect::<Vec<_>>())
             .bind(at.iter().map(|a| sql_i64(a.latency_ms)).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
@@ -193,262 +181,5 @@ impl UsageStore for PgStore {
         Ok(())
     }
 
-    async fn summary(&self, since_ms: i64) -> Result<Summary, StoreError> {
-        self.ready().await?;
-        let success_counts = |rows: Vec<sqlx::postgres::PgRow>, with_model: bool| {
-            rows.iter()
-                .map(|r| {
-                    let model = if with_model { r.try_get(1)? } else { None };
-                    let at = if with_model { 2 } else { 1 };
-                    Ok(SuccessCount {
-                        provider: r.try_get(0)?,
-                        model,
-                        total: r.try_get(at)?,
-                        success: r.try_get(at + 1)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()
-        };
-        let channel_model = sqlx::query(
-            "SELECT provider, model, COUNT(*), COUNT(*) FILTER (WHERE success) \
-             FROM llmux_attempts WHERE at_ms >= $1 GROUP BY provider, model",
-        )
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let channel = sqlx::query(
-            "SELECT provider, COUNT(*), COUNT(*) FILTER (WHERE success) \
-             FROM llmux_attempts WHERE at_ms >= $1 GROUP BY provider",
-        )
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let models = sqlx::query(
-            "SELECT model, COUNT(*) FROM llmux_requests WHERE at_ms >= $1 GROUP BY model",
-        )
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let endpoints = sqlx::query(
-            "SELECT endpoint, COUNT(*) FROM llmux_requests WHERE at_ms >= $1 GROUP BY endpoint",
-        )
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let ips = sqlx::query(
-            "SELECT client_ip, COUNT(*) FROM llmux_requests WHERE at_ms >= $1 GROUP BY client_ip",
-        )
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Summary {
-            channel_model: success_counts(channel_model, true)?,
-            channel: success_counts(channel, false)?,
-            models: name_counts(models)?,
-            endpoints: name_counts(endpoints)?,
-            ips: name_counts(ips)?,
-        })
-    }
-
-    async fn token_usage(&self, f: &UsageFilter) -> Result<Vec<UsageRow>, StoreError> {
-        self.ready().await?;
-        let rows = sqlx::query(
-            "SELECT client_key, model, SUM(p)::BIGINT, SUM(c)::BIGINT, SUM(n)::BIGINT FROM ( \
-               SELECT client_key, model, prompt_tokens AS p, completion_tokens AS c, 1::BIGINT AS n \
-               FROM llmux_requests \
-               WHERE ($1::TEXT IS NULL OR client_key = $1) AND ($2::TEXT IS NULL OR model = $2) \
-                 AND ($2::TEXT IS NOT NULL OR model <> '') \
-                 AND ($3::BIGINT IS NULL OR at_ms >= $3) AND ($4::BIGINT IS NULL OR at_ms < $4) \
-               UNION ALL \
-               SELECT client_key, model, prompt_tokens, completion_tokens, requests \
-               FROM llmux_daily \
-               WHERE ($1::TEXT IS NULL OR client_key = $1) AND ($2::TEXT IS NULL OR model = $2) \
-                 AND ($2::TEXT IS NOT NULL OR model <> '') \
-                 AND ($3::BIGINT IS NULL OR (day + 1) * 86400000 > $3) \
-                 AND ($4::BIGINT IS NULL OR day * 86400000 < $4) \
-             ) AS u GROUP BY client_key, model ORDER BY client_key, model",
-        )
-        .bind(f.client_key.as_deref().map(text))
-        .bind(f.model.as_deref().map(text))
-        .bind(f.start_ms)
-        .bind(f.end_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let (p, c): (i64, i64) = (r.try_get(2)?, r.try_get(3)?);
-                Ok(UsageRow {
-                    client_key: r.try_get(0)?,
-                    model: r.try_get(1)?,
-                    prompt_tokens: p,
-                    completion_tokens: c,
-                    total_tokens: p.saturating_add(c),
-                    requests: r.try_get(4)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn key_rankings(
-        &self,
-        provider: &str,
-        start_ms: i64,
-        end_ms: Option<i64>,
-    ) -> Result<Vec<KeyCounts>, StoreError> {
-        self.ready().await?;
-        let rows = sqlx::query(
-            "SELECT key_fingerprint, COUNT(*), COUNT(*) FILTER (WHERE success) \
-             FROM llmux_attempts \
-             WHERE provider = $1 AND at_ms >= $2 AND ($3::BIGINT IS NULL OR at_ms < $3) \
-               AND key_fingerprint IS NOT NULL \
-             GROUP BY key_fingerprint",
-        )
-        .bind(text(provider))
-        .bind(start_ms)
-        .bind(end_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(KeyCounts {
-                    key_fingerprint: r.try_get(0)?,
-                    total: r.try_get(1)?,
-                    success: r.try_get(2)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        super::sort_rankings(&mut out);
-        Ok(out)
-    }
-
-    async fn cost_since(&self, client_key: &str, since_ms: i64) -> Result<f64, StoreError> {
-        self.ready().await?;
-        Ok(sqlx::query_scalar(
-            "SELECT COALESCE((SELECT SUM(cost) FROM llmux_requests \
-                              WHERE client_key = $1 AND at_ms >= $2), 0.0) \
-                  + COALESCE((SELECT SUM(cost) FROM llmux_daily \
-                              WHERE client_key = $1 AND (day + 1) * 86400000 > $2), 0.0)",
-        )
-        .bind(text(client_key))
-        .bind(since_ms)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn hourly_costs(&self) -> Result<Vec<HourlyCost>, StoreError> {
-        self.ready().await?;
-        let rows = sqlx::query(
-            "SELECT client_key, at_ms / 3600000 AS hour, SUM(cost) FROM llmux_requests \
-             WHERE cost > 0 GROUP BY client_key, hour \
-             UNION ALL \
-             SELECT client_key, day * 24 + 23, SUM(cost) FROM llmux_daily \
-             WHERE cost > 0 GROUP BY client_key, day",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HourlyCost {
-                    client_key: r.try_get(0)?,
-                    hour: r.try_get(1)?,
-                    dollars: r.try_get(2)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn add_credits(
-        &self,
-        client_key: &str,
-        amount: f64,
-        at_ms: i64,
-    ) -> Result<f64, StoreError> {
-        self.ready().await?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO llmux_credits (at_ms, client_key, amount) VALUES ($1, $2, $3)")
-            .bind(at_ms)
-            .bind(text(client_key))
-            .bind(amount)
-            .execute(&mut *tx)
-            .await?;
-        let total: f64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0.0) FROM llmux_credits WHERE client_key = $1",
-        )
-        .bind(text(client_key))
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(total)
-    }
-
-    async fn credit_grants(&self) -> Result<Vec<(String, f64)>, StoreError> {
-        self.ready().await?;
-        let rows = sqlx::query(
-            "SELECT client_key, SUM(amount) FROM llmux_credits GROUP BY client_key ORDER BY client_key",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
-    }
-
-    async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        self.ready().await?;
-        let mut deleted = 0u64;
-        loop {
-            let mut tx = self.pool.begin().await?;
-            let bound: Option<i64> = sqlx::query_scalar(
-                "SELECT MAX(id) FROM (SELECT id FROM llmux_requests WHERE at_ms < $1 \
-                 ORDER BY id LIMIT $2) AS chunk",
-            )
-            .bind(cutoff_ms)
-            .bind(PURGE_CHUNK)
-            .fetch_one(&mut *tx)
-            .await?;
-            let Some(bound) = bound else {
-                break;
-            };
-            sqlx::query(
-                "INSERT INTO llmux_daily (day, client_key, model, requests, prompt_tokens, \
-                   completion_tokens, cost) \
-                 SELECT at_ms / 86400000, client_key, model, COUNT(*), SUM(prompt_tokens)::BIGINT, \
-                   SUM(completion_tokens)::BIGINT, SUM(cost) \
-                 FROM llmux_requests WHERE at_ms < $1 AND id <= $2 \
-                 GROUP BY at_ms / 86400000, client_key, model \
-                 ON CONFLICT (day, client_key, model) DO UPDATE SET \
-                   requests = llmux_daily.requests + excluded.requests, \
-                   prompt_tokens = llmux_daily.prompt_tokens + excluded.prompt_tokens, \
-                   completion_tokens = llmux_daily.completion_tokens + excluded.completion_tokens, \
-                   cost = llmux_daily.cost + excluded.cost",
-            )
-            .bind(cutoff_ms)
-            .bind(bound)
-            .execute(&mut *tx)
-            .await?;
-            let done = sqlx::query("DELETE FROM llmux_requests WHERE at_ms < $1 AND id <= $2")
-                .bind(cutoff_ms)
-                .bind(bound)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            deleted += done.rows_affected();
-        }
-        loop {
-            let done = sqlx::query(
-                "DELETE FROM llmux_attempts WHERE id IN \
-                 (SELECT id FROM llmux_attempts WHERE at_ms < $1 LIMIT $2)",
-            )
-            .bind(cutoff_ms)
-            .bind(PURGE_CHUNK)
-            .execute(&self.pool)
-            .await?;
-            if done.rows_affected() == 0 {
-                break;
-            }
-            deleted += done.rows_affected();
-        }
-        Ok(deleted)
-    }
+    sql::shared_queries!();
 }

@@ -140,10 +140,12 @@ impl WriterStats {
     }
 }
 
+/// Unboxed: the channel stores entries in blocks it reuses, so a record costs no allocation
+/// of its own on the way to the writer.
 #[derive(Debug)]
 enum Entry {
-    Request(Box<UsageRecord>),
-    Attempt(Box<AttemptRecord>),
+    Request(UsageRecord),
+    Attempt(AttemptRecord),
 }
 
 #[derive(Debug)]
@@ -177,12 +179,12 @@ impl UsageSink {
         self.inner
             .ledger
             .add_spend(&rec.client_key, rec.at_ms, rec.cost());
-        self.send(Entry::Request(Box::new(rec)));
+        self.send(Entry::Request(rec));
     }
 
     /// Record one upstream attempt.
     pub fn record_attempt(&self, rec: AttemptRecord) {
-        self.send(Entry::Attempt(Box::new(rec)));
+        self.send(Entry::Attempt(rec));
     }
 
     fn send(&self, entry: Entry) {
@@ -286,6 +288,8 @@ async fn run<S: UsageStore>(
 ) {
     let batch_size = cfg.batch_size.max(1);
     let mut buf: Vec<Entry> = Vec::with_capacity(batch_size);
+    // Reused: a fresh batch of a few hundred kilobytes per write costs page faults.
+    let mut batch = Batch::default();
     let mut closing = false;
     loop {
         if buf.is_empty() {
@@ -336,20 +340,21 @@ async fn run<S: UsageStore>(
                 }
             }
         }
-        let batch = into_batch(&mut buf);
-        write(&*store, batch, &cfg, &stats, closing).await;
+        fill(&mut batch, &mut buf);
+        write(&*store, &batch, &cfg, &stats, closing).await;
     }
 }
 
-fn into_batch(buf: &mut Vec<Entry>) -> Batch {
-    let mut batch = Batch::default();
+/// Move the gathered entries into the (empty) batch, keeping both allocations.
+fn fill(batch: &mut Batch, buf: &mut Vec<Entry>) {
+    batch.requests.clear();
+    batch.attempts.clear();
     for e in buf.drain(..) {
         match e {
-            Entry::Request(r) => batch.requests.push(*r),
-            Entry::Attempt(a) => batch.attempts.push(*a),
+            Entry::Request(r) => batch.requests.push(r),
+            Entry::Attempt(a) => batch.attempts.push(a),
         }
     }
-    batch
 }
 
 fn count(batch: &Batch) -> u64 {
@@ -369,12 +374,12 @@ async fn try_insert<S: UsageStore>(
 
 async fn write<S: UsageStore>(
     store: &S,
-    batch: Batch,
+    batch: &Batch,
     cfg: &WriterConfig,
     stats: &WriterStats,
     closing: bool,
 ) {
-    let n = count(&batch);
+    let n = count(batch);
     // At shutdown one retry is enough: the deadline bounds the rest.
     let retries = if closing {
         cfg.retries.min(1)
@@ -383,7 +388,7 @@ async fn write<S: UsageStore>(
     };
     let mut tries = 0u32;
     loop {
-        match try_insert(store, &batch, cfg.write_timeout).await {
+        match try_insert(store, batch, cfg.write_timeout).await {
             Ok(()) => {
                 add(&stats.written, n);
                 sub(&stats.pending, n);
@@ -416,20 +421,21 @@ async fn write<S: UsageStore>(
 
 async fn write_singly<S: UsageStore>(
     store: &S,
-    batch: Batch,
+    batch: &Batch,
     cfg: &WriterConfig,
     stats: &WriterStats,
 ) {
+    // Clones share their text: a row costs a few reference counts.
     let singles = batch
         .requests
-        .into_iter()
+        .iter()
         .map(|r| Batch {
-            requests: vec![r],
+            requests: vec![r.clone()],
             attempts: vec![],
         })
-        .chain(batch.attempts.into_iter().map(|a| Batch {
+        .chain(batch.attempts.iter().map(|a| Batch {
             requests: vec![],
-            attempts: vec![a],
+            attempts: vec![a.clone()],
         }));
     for one in singles {
         match try_insert(store, &one, cfg.write_timeout).await {

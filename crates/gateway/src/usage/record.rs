@@ -1,6 +1,10 @@
 //! What the request path hands to the usage store: one [`UsageRecord`] per client request and
-//! one [`AttemptRecord`] per upstream attempt. Plain owned data, built after the fact, so
-//! recording never borrows from the request.
+//! one [`AttemptRecord`] per upstream attempt. Owned data, built after the fact, so recording
+//! never borrows from the request. Text is `Arc<str>`: names come shared from the runtime
+//! config (provider, upstream model, key ids) or are made once per request and shared by its
+//! rows, and the SQLite writer binds them without copying.
+
+use std::sync::Arc;
 
 use crate::config::schema::Price;
 
@@ -63,19 +67,19 @@ impl Tokens {
 pub struct UsageRecord {
     /// When the request arrived, unix milliseconds ([`super::time::now_ms`]).
     pub at_ms: i64,
-    pub request_id: String,
+    pub request_id: Arc<str>,
     /// The client key's id ([`super::keys::key_id`]), never the secret.
-    pub client_key: String,
+    pub client_key: Arc<str>,
     /// `"POST /v1/chat/completions"` (uni-api's form).
-    pub endpoint: String,
+    pub endpoint: Arc<str>,
     /// The model alias the client asked for.
-    pub model: String,
+    pub model: Arc<str>,
     /// Provider, upstream model and upstream key of the attempt that answered (or the last one
     /// tried); `None` when no upstream was reached.
-    pub provider: Option<String>,
-    pub upstream_model: Option<String>,
+    pub provider: Option<Arc<str>>,
+    pub upstream_model: Option<Arc<str>>,
     /// [`super::keys::key_id`] of the upstream key.
-    pub key_fingerprint: Option<String>,
+    pub key_fingerprint: Option<Arc<str>>,
     /// HTTP status sent to the client.
     pub status: u16,
     /// Upstream attempts made (0 when rejected before routing).
@@ -90,7 +94,7 @@ pub struct UsageRecord {
     /// stored with the row so later price changes do not rewrite history.
     pub price: Price,
     /// X-Forwarded-For first hop, else X-Real-IP, else the peer (uni-api's order).
-    pub client_ip: Option<String>,
+    pub client_ip: Option<Arc<str>>,
 }
 
 impl UsageRecord {
@@ -109,18 +113,18 @@ impl UsageRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRecord {
     pub at_ms: i64,
-    pub request_id: String,
-    pub client_key: String,
-    pub provider: String,
+    pub request_id: Arc<str>,
+    pub client_key: Arc<str>,
+    pub provider: Arc<str>,
     /// The alias requested (what `/v1/stats` groups by, with the provider).
-    pub model: String,
-    pub upstream_model: String,
-    pub key_fingerprint: Option<String>,
+    pub model: Arc<str>,
+    pub upstream_model: Arc<str>,
+    pub key_fingerprint: Option<Arc<str>>,
     pub success: bool,
     /// Upstream HTTP status; `None` when no response came (connect error, timeout).
     pub status: Option<u16>,
     /// The key pool's error class name (`rate_limit`, `timeout`, ...) for failures.
-    pub error_class: Option<String>,
+    pub error_class: Option<&'static str>,
     pub latency_ms: u64,
 }
 

@@ -23,21 +23,21 @@ pub const CLIENT_CLOSED: u16 = 499;
 pub struct RequestInfo {
     /// Unix milliseconds of arrival.
     pub at_ms: i64,
-    pub request_id: String,
+    pub request_id: Arc<str>,
     /// [`super::key_id`] of the client key.
-    pub client_key: String,
+    pub client_key: Arc<str>,
     /// `"POST /v1/chat/completions"`: method and path, never the query (it may carry a key).
-    pub endpoint: String,
+    pub endpoint: Arc<str>,
     pub api: Api,
-    pub client_ip: Option<String>,
+    pub client_ip: Option<Arc<str>>,
 }
 
 /// One finished upstream attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct AttemptOutcome<'a> {
-    pub provider: &'a str,
-    pub upstream_model: &'a str,
-    pub key_fingerprint: Option<&'a str>,
+    pub provider: &'a Arc<str>,
+    pub upstream_model: &'a Arc<str>,
+    pub key_fingerprint: Option<&'a Arc<str>>,
     pub success: bool,
     /// The upstream's HTTP status, when it answered.
     pub status: Option<u16>,
@@ -82,7 +82,8 @@ impl Inner {
                 d.rec.tokens = t;
             }
             self.metrics.observe(d.api, &d.rec);
-            std::mem::replace(&mut d.rec, blank(0, String::new()))
+            let id = Arc::clone(&d.rec.request_id);
+            std::mem::replace(&mut d.rec, blank(0, id))
         };
         self.sink.record(rec);
     }
@@ -95,14 +96,20 @@ impl Drop for Inner {
     }
 }
 
-/// A record with nothing known yet but its arrival and request id (no allocation beyond those).
-fn blank(at_ms: i64, request_id: String) -> UsageRecord {
+/// The empty text of fields not known yet, shared (no allocation per request).
+fn empty() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    Arc::clone(&EMPTY)
+}
+
+/// A record with nothing known yet but its arrival and request id.
+fn blank(at_ms: i64, request_id: Arc<str>) -> UsageRecord {
     UsageRecord {
         at_ms,
         request_id,
-        client_key: String::new(),
-        endpoint: String::new(),
-        model: String::new(),
+        client_key: empty(),
+        endpoint: empty(),
+        model: empty(),
         provider: None,
         upstream_model: None,
         key_fingerprint: None,
@@ -176,7 +183,9 @@ impl RequestLog {
     /// rewrite history) and whether it asked for a stream.
     pub fn set_model(&self, model: &str, price: Price, stream: bool) {
         self.with(|d| {
-            model.clone_into(&mut d.rec.model);
+            if *d.rec.model != *model {
+                d.rec.model = Arc::from(model);
+            }
             d.rec.price = price;
             d.rec.stream = stream;
         });
@@ -191,20 +200,20 @@ impl RequestLog {
         let row = {
             let mut d = inner.draft();
             d.rec.attempts = d.rec.attempts.saturating_add(1);
-            d.rec.provider = Some(a.provider.to_owned());
-            d.rec.upstream_model = Some(a.upstream_model.to_owned());
-            d.rec.key_fingerprint = a.key_fingerprint.map(str::to_owned);
+            d.rec.provider = Some(Arc::clone(a.provider));
+            d.rec.upstream_model = Some(Arc::clone(a.upstream_model));
+            d.rec.key_fingerprint = a.key_fingerprint.cloned();
             AttemptRecord {
                 at_ms: d.rec.at_ms,
-                request_id: d.rec.request_id.clone(),
-                client_key: d.rec.client_key.clone(),
-                provider: a.provider.to_owned(),
-                model: d.rec.model.clone(),
-                upstream_model: a.upstream_model.to_owned(),
-                key_fingerprint: a.key_fingerprint.map(str::to_owned),
+                request_id: Arc::clone(&d.rec.request_id),
+                client_key: Arc::clone(&d.rec.client_key),
+                provider: Arc::clone(a.provider),
+                model: Arc::clone(&d.rec.model),
+                upstream_model: Arc::clone(a.upstream_model),
+                key_fingerprint: a.key_fingerprint.cloned(),
                 success: a.success,
                 status: a.status,
-                error_class: a.error_class.map(str::to_owned),
+                error_class: a.error_class,
                 latency_ms: millis(a.latency),
             }
         };
@@ -274,10 +283,15 @@ mod tests {
             output_per_million: 1_000_000.0,
         };
         log.set_model("gpt-4o", price, true);
+        let (provider, upstream_model, fp) = (
+            Arc::from("p"),
+            Arc::from("gpt-4o-2024"),
+            Arc::from("sk-...up01#02"),
+        );
         log.attempt(AttemptOutcome {
-            provider: "p",
-            upstream_model: "gpt-4o-2024",
-            key_fingerprint: Some("sk-...up01#02"),
+            provider: &provider,
+            upstream_model: &upstream_model,
+            key_fingerprint: Some(&fp),
             success: true,
             status: Some(200),
             error_class: None,

@@ -41,13 +41,13 @@ pub fn price(i: f64, o: f64) -> Price {
 pub fn request(key: &str, model: &str, at_ms: i64, prompt: u64, completion: u64) -> UsageRecord {
     UsageRecord {
         at_ms,
-        request_id: format!("req-{at_ms}-{model}"),
-        client_key: key.to_owned(),
-        endpoint: "POST /v1/chat/completions".to_owned(),
-        model: model.to_owned(),
-        provider: Some("openai".to_owned()),
-        upstream_model: Some(format!("{model}-2024")),
-        key_fingerprint: Some("sk-...up01#00000000000000aa".to_owned()),
+        request_id: format!("req-{at_ms}-{model}").into(),
+        client_key: key.into(),
+        endpoint: "POST /v1/chat/completions".into(),
+        model: model.into(),
+        provider: Some("openai".into()),
+        upstream_model: Some(format!("{model}-2024").into()),
+        key_fingerprint: Some("sk-...up01#00000000000000aa".into()),
         status: 200,
         attempts: 1,
         stream: true,
@@ -61,7 +61,7 @@ pub fn request(key: &str, model: &str, at_ms: i64, prompt: u64, completion: u64)
             estimated: false,
         },
         price: price(1.0, 2.0),
-        client_ip: Some("203.0.113.7".to_owned()),
+        client_ip: Some("203.0.113.7".into()),
     }
 }
 
@@ -74,15 +74,15 @@ pub fn attempt(
 ) -> AttemptRecord {
     AttemptRecord {
         at_ms,
-        request_id: format!("req-{at_ms}"),
-        client_key: "sk-...cli1#00000000000000c1".to_owned(),
-        provider: provider.to_owned(),
-        model: model.to_owned(),
-        upstream_model: format!("{model}-up"),
-        key_fingerprint: key_fp.map(str::to_owned),
+        request_id: format!("req-{at_ms}").into(),
+        client_key: "sk-...cli1#00000000000000c1".into(),
+        provider: provider.into(),
+        model: model.into(),
+        upstream_model: format!("{model}-up").into(),
+        key_fingerprint: key_fp.map(Into::into),
         success,
         status: Some(if success { 200 } else { 429 }),
-        error_class: (!success).then(|| "rate_limit".to_owned()),
+        error_class: (!success).then_some("rate_limit"),
         latency_ms: 300,
     }
 }

@@ -197,7 +197,7 @@ pub(super) fn publish_changes(
             );
         }
     };
-    let fp = Some(key.fingerprint.as_str());
+    let fp = Some(&*key.fingerprint);
     match (&before.health, &key.health) {
         (Health::Cooling { until: old, .. }, Health::Cooling { until, .. }) if old >= until => {}
         (_, Health::Cooling { until, class }) => send(
@@ -363,7 +363,7 @@ impl KeyPool {
         }
         Some(Admission {
             pool: self.shared.settings.name.clone(),
-            key: key.fingerprint.clone(),
+            key: key.fingerprint.to_string(),
             model: lease.model.to_string(),
             buckets: set
                 .buckets
@@ -400,7 +400,7 @@ impl KeyPool {
         let Some(index) = ev
             .key
             .as_deref()
-            .and_then(|fp| st.keys.iter().position(|k| k.fingerprint == fp))
+            .and_then(|fp| st.keys.iter().position(|k| &*k.fingerprint == fp))
         else {
             return false;
         };
