@@ -1,9 +1,17 @@
 //! Limits estimated from 429s, for quota scopes whose provider reports none (Gemini sends no
-//! rate-limit headers; some OpenAI-compatible vendors neither): AIMD on the scope's send rate.
-//! A 429 that names a per-minute limit cuts the estimate to a fraction of what was sent over
-//! the last minute (never above what the provider or the configuration says the limit is);
-//! every minute in which the estimate held traffic back without a 429 raises it by 5 %. The
-//! estimate is a bucket among the scope's learned ones, so selection headroom, waits and
+//! rate-limit headers; some OpenAI-compatible vendors neither).
+//!
+//! A 429 that states its limit (Gemini `quotaValue`) is taken at its word. Otherwise the
+//! estimate comes from what the scope was sent. Where the provider counts in fixed minute
+//! windows (Google), a 429 bounds the limit: at least what the window admitted, less than that
+//! plus the refused request; every further 429 narrows the bounds and the estimate sits in the
+//! middle. Elsewhere a 429 cuts the estimate to 85 % of the last minute's send rate. Every
+//! minute in which the estimate held traffic back without a 429 raises it by 5 % (or half the
+//! way to the upper bound), and a request that would wait long on the estimate may go beyond it
+//! while the upper bound leaves room ([`Estimator::may_probe`]): if the provider admits it, the
+//! estimate rises to what the window admitted. Never above a stated or configured limit.
+//!
+//! The estimate is a bucket among the scope's learned ones, so selection headroom, waits and
 //! waiters' bookings treat it like a limit read from headers; headers for the same dimension
 //! replace it.
 
@@ -280,8 +288,10 @@ impl Estimator {
         }
     }
 
-    /// A success: every estimate that held traffic back for a whole minute without a 429
-    /// grows by 5 % (at least 1), never above its ceiling. Returns whether one grew.
+    /// A success: a fixed-window estimate below what its window admitted rises to that;
+    /// every estimate that held traffic back for a whole minute without a 429 grows by 5 %
+    /// (at least 1; below a known upper bound, half the way to it), never above its ceiling.
+    /// Returns whether one grew.
     pub fn succeeded(&mut self, learned: &mut BucketSet, now: Nanos) -> bool {
         let mut grew = false;
         for e in &mut self.dims {
@@ -291,6 +301,7 @@ impl Estimator {
                 && let Some(from) = b.window_start(now)
             {
                 let admitted = self.sent.since(from, slot_of(e.dim), now) as u64;
+                let admitted = e.ceiling.map_or(admitted, |c| admitted.min(c));
                 if admitted > b.capacity() {
                     b.rescale(admitted, now);
                     e.bounds = match e.bounds {

@@ -1173,7 +1173,6 @@ fn resort_by_success(st: &mut State) {
 
 /// One upstream attempt holding a key. Dropping it releases the key (a stream holds it until
 /// the client has the last byte or goes away).
-#[derive(Debug)]
 pub struct Lease {
     seq: u64,
     scope_at_grant: usize,
@@ -1649,7 +1648,6 @@ impl Drop for Lease {
 /// A waiter's booked slot: the cost it will send at `until`, already taken from the key's
 /// rate buckets so that waiters after it are told later slots instead of all waking for the
 /// same freed token. Redeem it with [`KeyPool::acquire_with`]; dropping it gives the slot back.
-#[derive(Debug)]
 pub struct Ticket {
     shared: Arc<Shared>,
     booking: Option<Booking>,
@@ -1680,6 +1678,29 @@ impl Ticket {
     /// The booked key.
     pub fn index(&self) -> Option<usize> {
         self.booking.as_ref().map(|b| b.index)
+    }
+}
+
+// Not derived: the pool's state holds the secrets.
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("pool", &self.shared.settings.name)
+            .field("booking", &self.booking)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("pool", &self.shared.settings.name)
+            .field("key", &self.index)
+            .field("masked", &mask(&self.secret))
+            .field("model", &self.model)
+            .field("seq", &self.seq)
+            .field("probe", &self.probe)
+            .finish_non_exhaustive()
     }
 }
 
