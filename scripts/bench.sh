@@ -420,7 +420,7 @@ REPORT="$OUT_DIR/latest.md"
       echo "- $m c=$hi: SQLite $(awk -v r="$db" 'BEGIN { printf "%.0f", r }') rps, DISABLE_DATABASE $(awk -v r="$nodb" 'BEGIN { printf "%.0f", r }') rps: ratio $ratio (target >= 0.95): $(verdict "$ok")$([ "$ROUNDS" -gt 1 ] && echo "; per round:$ratios")"
     done
     if [ -f "$BENCH_DB" ] && command -v sqlite3 >/dev/null 2>&1; then
-      echo "- rows written: $(sqlite3 "$BENCH_DB" 'SELECT COUNT(*) FROM llmux_requests') requests, $(sqlite3 "$BENCH_DB" 'SELECT COUNT(*) FROM llmux_attempts') attempts"
+      echo "- rows written: $(sqlite3 "$BENCH_DB" 'SELECT COUNT(*) FROM llmux_requests') requests, $(sqlite3 "$BENCH_DB" 'SELECT COUNT(*) FROM llmux_all_attempts') attempts"
     fi
     echo "- store counters after the load: $(curl -fsS --max-time 5 -H "Authorization: Bearer $CLIENT_KEY" "http://127.0.0.1:$LLMUX_PORT/metrics" 2>/dev/null |
       grep -E '^llmux_usage_(written|dropped)_total' | tr '\n' ' ' || echo unavailable)"

@@ -119,19 +119,16 @@ async fn measure<S: UsageStore>(label: &str, store: Arc<S>) {
     }
     let writer = UsageWriter::spawn(Arc::clone(&store), cfg, Arc::new(CostLedger::new()));
     let sink = writer.sink();
-    // Build the records first: the request path has them anyway.
+    // Build the records first: the request path has them anyway. The common request: answered
+    // at the first try, its attempt kept in its own row.
     let work: Vec<_> = (0..REQUESTS)
         .map(|i| {
-            (
-                attempt(
-                    "openai",
-                    "gpt-4o",
-                    Some("sk-...up01#00000000000000aa"),
-                    T0 + i,
-                    true,
-                ),
-                request("sk-...cli1#00000000000000c1", "gpt-4o", T0 + i, 1200, 300),
-            )
+            let mut r = request("sk-...cli1#00000000000000c1", "gpt-4o", T0 + i, 1200, 300);
+            r.inline_attempt = Some(llmux::usage::InlineAttempt {
+                status: Some(200),
+                latency_ms: 840,
+            });
+            r
         })
         .collect();
     // LLMUX_BENCH_RATE=n: hand over n requests per second, in 1 ms steps, as a busy gateway
@@ -143,9 +140,8 @@ async fn measure<S: UsageStore>(label: &str, store: Arc<S>) {
     let cpu0 = cpu_seconds();
     let started = Instant::now();
     let mut busy = Duration::ZERO;
-    for (i, (a, r)) in work.into_iter().enumerate() {
+    for (i, r) in work.into_iter().enumerate() {
         let t = Instant::now();
-        sink.record_attempt(a);
         sink.record(r);
         busy += t.elapsed();
         if rate > 0 && (i as u64 + 1).is_multiple_of((rate / 1000).max(1)) {
@@ -159,7 +155,7 @@ async fn measure<S: UsageStore>(label: &str, store: Arc<S>) {
     let s = writer.shutdown(Duration::from_secs(600)).await;
     let total = started.elapsed();
     let cpu = cpu_seconds() - cpu0;
-    assert_eq!(s.written, 2 * u64::try_from(REQUESTS).unwrap());
+    assert_eq!(s.written, u64::try_from(REQUESTS).unwrap());
     let per_request_us = |d: f64| d * 1e6 / REQUESTS as f64;
     let pace = if rate > 0 {
         format!("{rate}/s")
@@ -167,7 +163,7 @@ async fn measure<S: UsageStore>(label: &str, store: Arc<S>) {
         "burst".to_owned()
     };
     println!(
-        "{label} (batches of {}, {pace}): {REQUESTS} requests (2 rows each): record() {:.2} µs/request on the request path; \
+        "{label} (batches of {}, {pace}): {REQUESTS} requests (1 row each, attempt inline): record() {:.2} µs/request on the request path; \
          all written in {total:?}; process CPU {:.1} µs/request in total (request path + writer)",
         cfg.batch_size,
         per_request_us(queued.as_secs_f64()),

@@ -47,6 +47,7 @@ contract!(
     token_usage_endpoint_views,
     retention_folds_old_rows_into_daily_totals,
     text_is_stored_verbatim_except_nul,
+    inline_attempts_count_as_attempts,
 );
 
 mod cases {
@@ -245,6 +246,45 @@ mod cases {
         assert_eq!(wide.model_request_counts.len(), 3);
         let e = endpoints::stats(s, 721, now).await.unwrap_err();
         assert_eq!(e.status, 422);
+    }
+
+    /// A request answered at its first try keeps its attempt in its own row; stats and key
+    /// rankings count it like a row of `llmux_attempts`.
+    pub async fn inline_attempts_count_as_attempts<S: UsageStore>(s: &S) {
+        let inline = |at_ms: i64, status: Option<u16>| {
+            let mut r = request(A, "m1", at_ms, 1, 1);
+            r.inline_attempt = Some(llmux::usage::InlineAttempt {
+                status,
+                latency_ms: 700,
+            });
+            r
+        };
+        let fp = "sk-...up01#00000000000000aa";
+        put(
+            s,
+            // Two answered at the first try, one (failed over) whose attempts have rows.
+            vec![
+                inline(T0, Some(200)),
+                inline(T0 + 1, None),
+                request(A, "m1", T0 + 2, 1, 1),
+            ],
+            vec![
+                attempt("openai", "m1", Some(fp), T0 + 2, false),
+                attempt("openai", "m1", Some("k2"), T0 + 2, true),
+            ],
+        )
+        .await;
+        let stats = endpoints::stats(s, 24, T0 + HOUR).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&stats.channel_model_success_rates).unwrap(),
+            json!([{"provider": "openai", "model": "m1", "success_rate": 0.75, "total_requests": 4}])
+        );
+        let got = s.key_rankings("openai", T0 - HOUR, None).await.unwrap();
+        let order: Vec<(&str, i64, i64)> = got
+            .iter()
+            .map(|k| (k.key_fingerprint.as_str(), k.success, k.total))
+            .collect();
+        assert_eq!(order, vec![("k2", 1, 1), (fp, 2, 3)]);
     }
 
     pub async fn channel_key_rankings_order_and_window<S: UsageStore>(s: &S) {
@@ -636,7 +676,7 @@ async fn sqlite_reopen_keeps_rows_and_migrates_once() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&pool)
         .await
@@ -742,5 +782,5 @@ async fn postgres_reopen_migrates_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
 }

@@ -80,6 +80,11 @@ impl SseFramer {
         Some(frame)
     }
 
+    /// No bytes are held (every pushed byte was handed out in a frame).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// Bytes left without a terminating blank line (the stream ended
     /// mid-event), plus any frames not yet taken. Resets the framer.
     pub fn take_rest(&mut self) -> Bytes {
@@ -221,6 +226,57 @@ pub fn parse_frame(frame: &[u8]) -> Option<SseEvent> {
         }
     }
     any.then_some(ev)
+}
+
+/// The `data` of one frame as raw bytes, without decoding the rest: the lines joined with
+/// `\n` as [`parse_frame`] joins them, borrowed from the frame when it has a single `data`
+/// line (the usual case). For inspecting a relayed stream cheaply; `None` when the frame has
+/// no `data` line. Bytes are not checked for UTF-8 (a JSON parser checks what it reads).
+pub fn frame_data(frame: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let mut found: Option<std::borrow::Cow<'_, [u8]>> = None;
+    let mut any = false;
+    let mut rest = frame;
+    while !rest.is_empty() {
+        let (line, next) = match memchr::memchr2(b'\n', b'\r', rest) {
+            Some(i) => {
+                let skip = if rest[i..].starts_with(b"\r\n") { 2 } else { 1 };
+                (&rest[..i], &rest[i + skip..])
+            }
+            None => (rest, &[][..]),
+        };
+        rest = next;
+        if line.is_empty() {
+            if any {
+                break;
+            }
+            continue;
+        }
+        let (name, value) = match memchr::memchr(b':', line) {
+            Some(0) => continue,
+            Some(i) => (
+                &line[..i],
+                line[i + 1..].strip_prefix(b" ").unwrap_or(&line[i + 1..]),
+            ),
+            None => (line, &[][..]),
+        };
+        match name {
+            b"data" => {
+                found = Some(match found.take() {
+                    None => std::borrow::Cow::Borrowed(value),
+                    Some(prev) => {
+                        let mut joined = prev.into_owned();
+                        joined.push(b'\n');
+                        joined.extend_from_slice(value);
+                        std::borrow::Cow::Owned(joined)
+                    }
+                });
+                any = true;
+            }
+            b"event" => any = true,
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Incremental decoder: [`SseFramer`] plus [`parse_frame`].

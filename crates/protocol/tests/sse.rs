@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use protocol::sse::{
-    DONE_FRAME, SseDecoder, SseError, SseEvent, SseFramer, encode_comment, encode_data, parse_frame,
+    DONE_FRAME, SseDecoder, SseError, SseEvent, SseFramer, encode_comment, encode_data, frame_data,
+    parse_frame,
 };
 
 const OPENAI_STREAM: &str = concat!(
@@ -278,6 +279,26 @@ fn encoders() {
     assert_eq!(parse_frame(DONE_FRAME), Some(data("[DONE]")));
 }
 
+#[test]
+fn frame_data_borrows_one_line_and_joins_several() {
+    let one = b"event: delta\ndata: {\"a\":1}\n\n";
+    let got = frame_data(one).unwrap();
+    assert!(matches!(got, std::borrow::Cow::Borrowed(_)));
+    assert_eq!(&got[..], b"{\"a\":1}");
+    assert_eq!(
+        &frame_data(b"data:x\r\ndata: y\r\n\r\n").unwrap()[..],
+        b"x\ny"
+    );
+    assert_eq!(
+        &frame_data(b": c\ndata:  two spaces\n\n").unwrap()[..],
+        b" two spaces"
+    );
+    assert_eq!(frame_data(b": keep-alive\n\n"), None);
+    assert_eq!(frame_data(b"event: ping\n\n"), None);
+    // Invalid UTF-8 is handed on as it is.
+    assert_eq!(&frame_data(b"data: \xff\n\n").unwrap()[..], b"\xff");
+}
+
 fn stream_strategy() -> impl Strategy<Value = Vec<u8>> {
     let line = prop_oneof![
         "[a-z {}\":,é]{0,20}".prop_map(|s| format!("data: {s}")),
@@ -324,6 +345,11 @@ proptest! {
         // Every frame but the last ends with a blank line's line end.
         for f in &frames {
             prop_assert!(f.ends_with(b"\n") || f.ends_with(b"\r"));
+        }
+        // The cheap data view agrees with the full decoder.
+        for f in frames.iter().chain([&rest]) {
+            let cheap = frame_data(f).map(|d| String::from_utf8_lossy(&d).into_owned());
+            prop_assert_eq!(cheap.unwrap_or_default(), parse_frame(f).map(|e| e.data).unwrap_or_default());
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use super::classify::Flavor;
 
@@ -53,6 +53,56 @@ impl LimitSnapshot {
     }
 }
 
+/// The header triples (limit, remaining, reset) of each dimension, named once: a lookup by a
+/// `HeaderName` skips parsing and lower-casing the name on every response.
+const fn triple(
+    limit: &'static str,
+    remaining: &'static str,
+    reset: &'static str,
+) -> [HeaderName; 3] {
+    [
+        HeaderName::from_static(limit),
+        HeaderName::from_static(remaining),
+        HeaderName::from_static(reset),
+    ]
+}
+
+static OPENAI_DIMS: [[HeaderName; 3]; 2] = [
+    triple(
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests",
+    ),
+    triple(
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-tokens",
+    ),
+];
+
+static ANTHROPIC_DIMS: [[HeaderName; 3]; 4] = [
+    triple(
+        "anthropic-ratelimit-requests-limit",
+        "anthropic-ratelimit-requests-remaining",
+        "anthropic-ratelimit-requests-reset",
+    ),
+    triple(
+        "anthropic-ratelimit-tokens-limit",
+        "anthropic-ratelimit-tokens-remaining",
+        "anthropic-ratelimit-tokens-reset",
+    ),
+    triple(
+        "anthropic-ratelimit-input-tokens-limit",
+        "anthropic-ratelimit-input-tokens-remaining",
+        "anthropic-ratelimit-input-tokens-reset",
+    ),
+    triple(
+        "anthropic-ratelimit-output-tokens-limit",
+        "anthropic-ratelimit-output-tokens-remaining",
+        "anthropic-ratelimit-output-tokens-reset",
+    ),
+];
+
 /// Parse OpenAI/Azure/Groq `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (Go durations like
 /// "1s", "6m0s", "12ms", "2m59.56s", "1h2m3s"), Anthropic
 /// `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}` (RFC 3339
@@ -65,29 +115,30 @@ pub fn parse_limits(headers: &HeaderMap, flavor: Flavor, now_unix_ms: u64) -> Li
     let mut snap = LimitSnapshot::default();
     if flavor == Flavor::Anthropic {
         let reference = date_header_ms(headers).unwrap_or(now_unix_ms);
-        let dim = |name: &str| {
+        let dim = |[limit, remaining, reset]: &[HeaderName; 3]| {
             dim_from(
-                header_str(headers, &format!("anthropic-ratelimit-{name}-limit")),
-                header_str(headers, &format!("anthropic-ratelimit-{name}-remaining")),
-                header_str(headers, &format!("anthropic-ratelimit-{name}-reset"))
-                    .and_then(|v| absolute_reset(v, reference)),
+                header_str(headers, limit),
+                header_str(headers, remaining),
+                header_str(headers, reset).and_then(|v| absolute_reset(v, reference)),
             )
         };
-        snap.requests = dim("requests");
-        snap.tokens = dim("tokens");
-        snap.input_tokens = dim("input-tokens");
-        snap.output_tokens = dim("output-tokens");
+        let [requests, tokens, input, output] = &ANTHROPIC_DIMS;
+        snap.requests = dim(requests);
+        snap.tokens = dim(tokens);
+        snap.input_tokens = dim(input);
+        snap.output_tokens = dim(output);
         return snap;
     }
-    let dim = |name: &str| {
+    let dim = |[limit, remaining, reset]: &[HeaderName; 3]| {
         dim_from(
-            header_str(headers, &format!("x-ratelimit-limit-{name}")),
-            header_str(headers, &format!("x-ratelimit-remaining-{name}")),
-            header_str(headers, &format!("x-ratelimit-reset-{name}")).and_then(relative_reset),
+            header_str(headers, limit),
+            header_str(headers, remaining),
+            header_str(headers, reset).and_then(relative_reset),
         )
     };
-    snap.requests = dim("requests");
-    snap.tokens = dim("tokens");
+    let [requests, tokens] = &OPENAI_DIMS;
+    snap.requests = dim(requests);
+    snap.tokens = dim(tokens);
     if snap.requests.is_none() && flavor == Flavor::OpenAiCompatible {
         snap.requests = dim_from(
             header_str(headers, "x-ratelimit-limit"),
@@ -385,7 +436,7 @@ fn checked_days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
     Some(days_from_civil(year, month, day))
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
     let v = headers.get(name)?.to_str().ok()?.trim();
     (!v.is_empty()).then_some(v)
 }

@@ -416,37 +416,82 @@ fn usage_object(u: &Value) -> Option<Tokens> {
 /// The usage an upstream JSON object (whole answer or stream event) reports, in any format.
 pub fn tokens_in(v: &Value) -> Option<Tokens> {
     if let Some(m) = v.get("usageMetadata").filter(|m| m.is_object()) {
-        return Some(Tokens {
-            prompt: count(m, "promptTokenCount"),
-            completion: count(m, "candidatesTokenCount") + count(m, "thoughtsTokenCount"),
-            cached: count(m, "cachedContentTokenCount"),
-            reasoning: count(m, "thoughtsTokenCount"),
-            estimated: false,
-        });
+        return Some(gemini_tokens(m));
     }
-    let mut found: Option<Tokens> = None;
-    for u in [
-        v.get("usage"),
-        v.get("message").and_then(|m| m.get("usage")),
-        v.get("response").and_then(|r| r.get("usage")),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let Some(t) = usage_object(u) {
-            found.get_or_insert_with(Tokens::default).merge(t);
-        }
-    }
-    found
+    let nested = |key: &str| v.get(key).and_then(|m| m.get("usage"));
+    usage_objects([v.get("usage"), nested("message"), nested("response")]).map(|(t, _)| t)
 }
 
-/// As [`tokens_in`], for raw bytes; cheap for the common event without usage.
-pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
+fn gemini_tokens(m: &Value) -> Tokens {
+    Tokens {
+        prompt: count(m, "promptTokenCount"),
+        completion: count(m, "candidatesTokenCount") + count(m, "thoughtsTokenCount"),
+        cached: count(m, "cachedContentTokenCount"),
+        reasoning: count(m, "thoughtsTokenCount"),
+        estimated: false,
+    }
+}
+
+/// The `usage` objects found (top level, in `message`, in `response`) merged, and OpenAI's own
+/// `total_tokens` when one says it.
+fn usage_objects(found: [Option<&Value>; 3]) -> Option<(Tokens, Option<u64>)> {
+    let mut tokens: Option<Tokens> = None;
+    let mut total = None;
+    for u in found.into_iter().flatten() {
+        if let Some(t) = usage_object(u) {
+            tokens.get_or_insert_with(Tokens::default).merge(t);
+            total = total.or(u
+                .get("total_tokens")
+                .and_then(Value::as_u64)
+                .filter(|n| *n > 0));
+        }
+    }
+    tokens.map(|t| (t, total))
+}
+
+/// The members of an answer or event that can hold usage. Only these are built when parsing:
+/// the rest (choices, text) is skipped, and `message` / `response` are kept as raw slices,
+/// parsed further only for their own `usage`.
+#[derive(serde::Deserialize)]
+struct UsageProbe<'a> {
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default, rename = "usageMetadata")]
+    usage_metadata: Option<Value>,
+    #[serde(default, borrow)]
+    message: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    response: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct NestedUsage {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+/// As [`tokens_in`], for raw bytes, with OpenAI's `total_tokens` when present; cheap for the
+/// common event without usage (a byte search), and without building the rest of the object
+/// for the one with usage.
+pub fn usage_in_bytes(data: &[u8]) -> Option<(Tokens, Option<u64>)> {
     if !has_usage_value(data) {
         return None;
     }
-    let v: Value = serde_json::from_slice(data).ok()?;
-    tokens_in(&v)
+    let probe: UsageProbe<'_> = serde_json::from_slice(data).ok()?;
+    if let Some(m) = probe.usage_metadata.as_ref().filter(|m| m.is_object()) {
+        return Some((gemini_tokens(m), None));
+    }
+    let nested = |raw: Option<&serde_json::value::RawValue>| {
+        raw.and_then(|r| serde_json::from_str::<NestedUsage>(r.get()).ok())
+            .and_then(|n| n.usage)
+    };
+    let (message, response) = (nested(probe.message), nested(probe.response));
+    usage_objects([probe.usage.as_ref(), message.as_ref(), response.as_ref()])
+}
+
+/// As [`usage_in_bytes`], tokens only.
+pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
+    usage_in_bytes(data).map(|(t, _)| t)
 }
 
 /// Some `"usage…"` key (`usage`, `usageMetadata`) in `data` has a value other than `null`.
@@ -468,6 +513,48 @@ fn has_usage_value(data: &[u8]) -> bool {
     })
 }
 
+/// Where the JSON string starting at `from` (just past its opening quote) ends: the index of
+/// its closing quote, or the end of `data` when it is cut off. `\uXXXX` skips six bytes, any
+/// other escape two.
+fn string_end(data: &[u8], mut from: usize) -> usize {
+    while let Some(k) = data
+        .get(from..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        let at = from + k;
+        if data.get(at) == Some(&b'"') {
+            return at;
+        }
+        from = at
+            + if data.get(at + 1) == Some(&b'u') {
+                6
+            } else {
+                2
+            };
+    }
+    data.len()
+}
+
+/// Characters in a JSON string's raw contents: UTF-8 lead bytes, an escape as one.
+fn string_chars(raw: &[u8]) -> u64 {
+    let lead = |b: &u8| (b & 0xC0) != 0x80;
+    if memchr::memchr(b'\\', raw).is_none() {
+        return raw.iter().filter(|b| lead(b)).count() as u64;
+    }
+    let mut chars = 0u64;
+    let mut j = 0;
+    while let Some(b) = raw.get(j) {
+        if *b == b'\\' {
+            j += if raw.get(j + 1) == Some(&b'u') { 6 } else { 2 };
+            chars += 1;
+        } else {
+            chars += u64::from(lead(b));
+            j += 1;
+        }
+    }
+    chars
+}
+
 /// Characters of generated text in one stream event of any format (text, reasoning, refusal,
 /// tool-call arguments), for a usage estimate when the upstream reports none. A scan of the raw
 /// JSON rather than a parse: it runs on every event of every stream, so it must stay cheap. An
@@ -484,9 +571,8 @@ pub fn generated_chars(data: &[u8]) -> u64 {
         b"thinking",
         b"delta",
     ];
-    let at = |i: usize| data.get(i).copied();
     let skip_space = |mut i: usize| {
-        while at(i).is_some_and(|c| c.is_ascii_whitespace()) {
+        while data.get(i).is_some_and(u8::is_ascii_whitespace) {
             i += 1;
         }
         i
@@ -495,43 +581,23 @@ pub fn generated_chars(data: &[u8]) -> u64 {
     // The next string is the value of a text key.
     let mut counted = false;
     let mut i = 0;
-    while let Some(c) = at(i) {
-        if c != b'"' {
-            i += 1;
-            continue;
-        }
-        // A string: find its end, counting characters (UTF-8 lead bytes, escapes as one).
-        let start = i + 1;
-        let mut j = start;
-        let mut chars = 0u64;
-        while let Some(b) = at(j) {
-            match b {
-                b'"' => break,
-                b'\\' => {
-                    j += if at(j + 1) == Some(b'u') { 6 } else { 2 };
-                    chars += 1;
-                }
-                _ => {
-                    if b & 0xC0 != 0x80 {
-                        chars += 1;
-                    }
-                    j += 1;
-                }
-            }
-        }
-        let end = j.min(data.len());
+    // Jumps from quote to quote (memchr) rather than walking every byte: most of an event is
+    // ids, names and structure that only need skipping.
+    while let Some(q) = data.get(i..).and_then(|rest| memchr::memchr(b'"', rest)) {
+        let start = i + q + 1;
+        let end = string_end(data, start);
         i = end + 1;
         if counted {
-            total += chars;
+            total += string_chars(data.get(start..end).unwrap_or_default());
             counted = false;
             continue;
         }
         // A key is followed by `:`; its value counts when it is a string and the key names text.
         let after = skip_space(i);
-        if at(after) == Some(b':') {
+        if data.get(after) == Some(&b':') {
             let key = data.get(start..end).unwrap_or_default();
             let value = skip_space(after + 1);
-            counted = at(value) == Some(b'"') && TEXT.contains(&key);
+            counted = data.get(value) == Some(&b'"') && TEXT.contains(&key);
             i = value;
         }
     }
@@ -695,6 +761,108 @@ mod tests {
         assert_eq!(generated_chars(gemini), 8);
         assert_eq!(generated_chars(b""), 0);
         assert_eq!(generated_chars(br#"{"text":"unterminated"#), 12);
+    }
+
+    /// The byte-by-byte scan `generated_chars` replaced, as the reference for its answers.
+    fn generated_chars_walk(data: &[u8]) -> u64 {
+        const TEXT: &[&[u8]] = &[
+            b"content",
+            b"text",
+            b"reasoning_content",
+            b"reasoning",
+            b"refusal",
+            b"arguments",
+            b"partial_json",
+            b"thinking",
+            b"delta",
+        ];
+        let at = |i: usize| data.get(i).copied();
+        let skip_space = |mut i: usize| {
+            while at(i).is_some_and(|c| c.is_ascii_whitespace()) {
+                i += 1;
+            }
+            i
+        };
+        let (mut total, mut counted, mut i) = (0u64, false, 0usize);
+        while let Some(c) = at(i) {
+            if c != b'"' {
+                i += 1;
+                continue;
+            }
+            let start = i + 1;
+            let (mut j, mut chars) = (start, 0u64);
+            while let Some(b) = at(j) {
+                match b {
+                    b'"' => break,
+                    b'\\' => {
+                        j += if at(j + 1) == Some(b'u') { 6 } else { 2 };
+                        chars += 1;
+                    }
+                    _ => {
+                        chars += u64::from(b & 0xC0 != 0x80);
+                        j += 1;
+                    }
+                }
+            }
+            let end = j.min(data.len());
+            i = end + 1;
+            if counted {
+                total += chars;
+                counted = false;
+                continue;
+            }
+            let after = skip_space(i);
+            if at(after) == Some(b':') {
+                let key = data.get(start..end).unwrap_or_default();
+                let value = skip_space(after + 1);
+                counted = at(value) == Some(b'"') && TEXT.contains(&key);
+                i = value;
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn generated_chars_agrees_with_a_byte_by_byte_walk() {
+        let pieces: &[&[u8]] = &[
+            b"\"",
+            b"\\",
+            b"\\u00e9",
+            b"u",
+            b":",
+            b" ",
+            b",",
+            b"{",
+            b"}",
+            b"content",
+            b"text",
+            b"delta",
+            b"arguments",
+            "é".as_bytes(),
+            "😀".as_bytes(),
+            b"a",
+            b"null",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let mut data = Vec::new();
+            for _ in 0..rng.usize(0..40) {
+                data.extend_from_slice(pieces[rng.usize(..pieces.len())]);
+            }
+            assert_eq!(
+                generated_chars(&data),
+                generated_chars_walk(&data),
+                "{}",
+                String::from_utf8_lossy(&data)
+            );
+        }
+        let chunk =
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi \"x\" \u00e9t\u00e9 😀"}}]}"#;
+        assert_eq!(generated_chars(chunk.as_bytes()), 12);
+        assert_eq!(
+            generated_chars(chunk.as_bytes()),
+            generated_chars_walk(chunk.as_bytes())
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ async fn serve_boxed(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let _ticker = TimerAnchor::start();
     let accept_count = &ACCEPTED[WORKER_INDEX.with(|w| w.get()).min(ACCEPTED.len() - 1)];
     let mut shutdown = shutdown;
     loop {
@@ -108,6 +109,31 @@ async fn serve_boxed(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// Keeps a timer due within a second on this worker's runtime. Tokio wakes its own driver
+/// (an eventfd write, a syscall) whenever a timer is registered earlier than every pending one;
+/// on a worker whose only timers are per-request ones (hyper's header-read timeout, a relay's
+/// idle timeout) that was every request. With a near timer always pending, registering a
+/// request's timer is a plain insert. The ticker costs one wake-up per second.
+struct TimerAnchor(tokio::task::JoinHandle<()>);
+
+impl TimerAnchor {
+    fn start() -> TimerAnchor {
+        TimerAnchor(tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+            }
+        }))
+    }
+}
+
+impl Drop for TimerAnchor {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

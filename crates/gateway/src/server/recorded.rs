@@ -65,19 +65,23 @@ fn endpoint(method: &Method, path: &str) -> Arc<str> {
 /// `X-Real-IP`, `CF-Connecting-IP`, `True-Client-IP`, else the peer. Header values are
 /// client-chosen: bounded in length and kept only when they are printable text.
 pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Arc<str>> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && v.len() <= 64)
-            .map(Arc::from)
-    };
-    header("x-forwarded-for")
-        .or_else(|| header("x-real-ip"))
-        .or_else(|| header("cf-connecting-ip"))
-        .or_else(|| header("true-client-ip"))
+    static FORWARDING: [http::HeaderName; 4] = [
+        http::HeaderName::from_static("x-forwarded-for"),
+        http::HeaderName::from_static("x-real-ip"),
+        http::HeaderName::from_static("cf-connecting-ip"),
+        http::HeaderName::from_static("true-client-ip"),
+    ];
+    FORWARDING
+        .iter()
+        .find_map(|name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= 64)
+                .map(Arc::from)
+        })
         .or_else(|| peer.map(|p| Arc::from(p.ip().to_string())))
 }
 

@@ -41,66 +41,6 @@ pin_project_lite::pin_project! {
         keepalive_timer: Sleep,
         last_sent: Instant,
         meter: Option<Meter>,
-        // Set when llmux asked an OpenAI upstream for the usage chunk the client did not.
-        strip: Option<UsageStrip>,
-    }
-}
-
-/// Drops the usage-only chunk (`"choices":[]` with `usage`) of an OpenAI stream, after reading
-/// it: llmux asked for it for its own accounting, the client did not. Frames are handed on as
-/// zero-copy slices of what arrived.
-struct UsageStrip {
-    framer: protocol::sse::SseFramer,
-    pending: std::collections::VecDeque<Bytes>,
-    usage: Option<protocol::openai::Usage>,
-}
-
-impl UsageStrip {
-    fn feed(&mut self, data: &[u8]) {
-        if self.framer.push(data).is_err() {
-            // An oversized event: pass everything on untouched from here.
-            self.pending.push_back(self.framer.take_rest());
-            return;
-        }
-        // Frames that arrived together leave together (one write, not one per event).
-        let mut kept: Vec<Bytes> = Vec::new();
-        while let Some(frame) = self.framer.next_frame() {
-            static EMPTY_CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-                std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\":[]"));
-            if EMPTY_CHOICES.find(&frame).is_some()
-                && let Some(ev) = protocol::sse::parse_frame(&frame)
-                && let Some(u) = protocol::openai::usage_from_chunk(ev.data.as_bytes())
-            {
-                self.usage = Some(u);
-                continue;
-            }
-            kept.push(frame);
-        }
-        match kept.len() {
-            0 => {}
-            1 => self.pending.extend(kept),
-            _ => {
-                let mut joined = Vec::with_capacity(kept.iter().map(Bytes::len).sum());
-                for f in &kept {
-                    joined.extend_from_slice(f);
-                }
-                self.pending.push_back(Bytes::from(joined));
-            }
-        }
-    }
-
-    /// The stream ended: whatever is left goes out, and the usage goes to the tap.
-    fn finish(&mut self, tap: Option<&mut UsageTap>) {
-        let rest = self.framer.take_rest();
-        if !rest.is_empty() {
-            self.pending.push_back(rest);
-        }
-        if let (Some(tap), Some(u)) = (tap, self.usage.as_ref()) {
-            tap.tokens = Some(openai_tokens(u));
-            if u.total_tokens > 0 {
-                tap.total = Some(u.total_tokens);
-            }
-        }
     }
 }
 
@@ -124,9 +64,15 @@ fn openai_tokens(u: &protocol::openai::Usage) -> Tokens {
 }
 
 /// Watches the relayed bytes for the provider's token usage (any format's `usage` /
-/// `usageMetadata`), so the key's token reservation can be settled and the answer recorded.
+/// `usageMetadata`), so the key's token reservation can be settled and the answer recorded;
+/// and, when llmux asked an OpenAI upstream for the usage chunk the client did not, drops that
+/// chunk (`"choices":[]` with `usage`) after reading it. One pass: each event is framed and
+/// looked at once, and what goes on is a zero-copy slice of what arrived.
 struct UsageTap {
+    /// Stream: cuts events apart; `None` for a whole body, or after an oversized event.
     framer: Option<protocol::sse::SseFramer>,
+    /// Drop the usage-only chunk: only complete events go on, so the framer holds the rest.
+    strip: bool,
     /// Non-stream: the last bytes of the body, where `usage` sits.
     tail: Vec<u8>,
     tokens: Option<Tokens>,
@@ -142,7 +88,8 @@ const USAGE_TAIL: usize = 4096;
 impl UsageTap {
     fn new(sse: bool) -> Self {
         UsageTap {
-            framer: sse.then(|| protocol::sse::SseFramer::new(1024 * 1024)),
+            framer: sse.then(|| protocol::sse::SseFramer::new(8 * 1024 * 1024)),
+            strip: false,
             tail: Vec::new(),
             tokens: None,
             total: None,
@@ -150,37 +97,72 @@ impl UsageTap {
         }
     }
 
-    fn feed(&mut self, data: &[u8]) {
-        match &mut self.framer {
-            Some(framer) => {
-                if framer.push(data).is_err() {
-                    self.framer = None;
-                    return;
-                }
-                while let Some(frame) = framer.next_frame() {
-                    let Some(ev) = protocol::sse::parse_frame(&frame) else {
-                        continue;
-                    };
-                    if let Some(t) = answer::tokens_in_bytes(ev.data.as_bytes()) {
-                        self.tokens.get_or_insert_with(Tokens::default).merge(t);
-                    }
-                    if let Some(chars) = self.text_chars.as_mut() {
-                        *chars += answer::generated_chars(ev.data.as_bytes());
-                    }
-                    if let Some(u) = protocol::openai::usage_from_chunk(ev.data.as_bytes())
-                        && u.total_tokens > 0
-                    {
-                        self.total = Some(u.total_tokens);
-                    }
-                }
+    /// Look at bytes on their way to the client; returns what goes on now: all of `data`,
+    /// or, when stripping, the complete events other than the usage chunk (`None`: nothing
+    /// yet).
+    fn pass(&mut self, data: Bytes) -> Option<Bytes> {
+        let Some(framer) = self.framer.as_mut() else {
+            self.tail.extend_from_slice(&data);
+            if self.tail.len() > 2 * USAGE_TAIL {
+                self.tail.drain(..self.tail.len() - USAGE_TAIL);
             }
-            None => {
-                self.tail.extend_from_slice(data);
-                if self.tail.len() > 2 * USAGE_TAIL {
-                    self.tail.drain(..self.tail.len() - USAGE_TAIL);
+            return Some(data);
+        };
+        if framer.push(&data).is_err() {
+            // An oversized event: stop looking; what the framer held goes on untouched.
+            let held = framer.take_rest();
+            self.framer = None;
+            return Some(if self.strip { held } else { data });
+        }
+        // Frames that arrived together leave together (one write, not one per event).
+        let mut kept: Option<Bytes> = None;
+        let mut joined: Vec<u8> = Vec::new();
+        while let Some(frame) = framer.next_frame() {
+            let usage_chunk = look(
+                &frame,
+                &mut self.tokens,
+                &mut self.total,
+                &mut self.text_chars,
+            );
+            if !self.strip || usage_chunk {
+                continue;
+            }
+            match kept.take() {
+                None if joined.is_empty() => kept = Some(frame),
+                first => {
+                    if let Some(first) = first {
+                        joined.extend_from_slice(&first);
+                    }
+                    joined.extend_from_slice(&frame);
                 }
             }
         }
+        if !self.strip {
+            return Some(data);
+        }
+        if joined.is_empty() {
+            kept
+        } else {
+            Some(Bytes::from(joined))
+        }
+    }
+
+    /// The stream ended: bytes held without a closing blank line (stripping only) go on.
+    fn finish_stream(&mut self) -> Option<Bytes> {
+        let framer = self.framer.as_mut()?;
+        let rest = framer.take_rest();
+        look(
+            &rest,
+            &mut self.tokens,
+            &mut self.total,
+            &mut self.text_chars,
+        );
+        (self.strip && !rest.is_empty()).then_some(rest)
+    }
+
+    /// Bytes received but not yet passed on.
+    fn holds_bytes(&self) -> bool {
+        self.strip && self.framer.as_ref().is_some_and(|f| !f.is_empty())
     }
 
     /// Prompt/completion tokens seen, and the total to settle reservations with.
@@ -203,6 +185,32 @@ impl UsageTap {
         let total = self.total.or(self.tokens.map(|t| t.total()));
         (self.tokens, total)
     }
+}
+
+/// Reads one stream event: its usage (merged into `tokens`, OpenAI's total into `total`) and,
+/// when counted, its generated characters. True when it is OpenAI's usage-only chunk.
+fn look(
+    frame: &[u8],
+    tokens: &mut Option<Tokens>,
+    total: &mut Option<u64>,
+    text_chars: &mut Option<u64>,
+) -> bool {
+    static EMPTY_CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\":[]"));
+    let Some(data) = protocol::sse::frame_data(frame) else {
+        return false;
+    };
+    if let Some(chars) = text_chars.as_mut() {
+        *chars += answer::generated_chars(&data);
+    }
+    let Some((seen, said_total)) = answer::usage_in_bytes(&data) else {
+        return false;
+    };
+    tokens.get_or_insert_with(Tokens::default).merge(seen);
+    if said_total.is_some() {
+        *total = said_total;
+    }
+    EMPTY_CHOICES.find(&data).is_some()
 }
 
 /// Hands the answer's tokens to the request's usage record exactly once: when the answer ends,
@@ -253,14 +261,11 @@ impl Relay {
         transcode: Option<StreamTranscoder>,
     ) -> Self {
         let now = Instant::now();
+        // The prefix is looked at with the rest of the answer, when it is sent.
         let usage = lease
             .as_ref()
             .filter(|l| transcode.is_none() && l.reserved_tokens() > 0)
             .map(|_| UsageTap::new(sse));
-        let mut usage = usage;
-        if let (Some(tap), Some(p)) = (usage.as_mut(), prefix.as_ref()) {
-            tap.feed(p);
-        }
         let mut transcode = transcode;
         let prefix = match (transcode.as_mut(), prefix) {
             (Some(t), Some(p)) => {
@@ -285,17 +290,13 @@ impl Relay {
             keepalive_timer: tokio::time::sleep_until(now + idle_timeout),
             last_sent: now,
             meter: None,
-            strip: None,
         }
     }
 
-    /// Drop the usage-only chunk from the stream (see [`UsageStrip`]).
+    /// Drop the usage-only chunk from the stream (see [`UsageTap`]).
     pub fn strip_usage_chunk(mut self) -> Self {
-        self.strip = Some(UsageStrip {
-            framer: protocol::sse::SseFramer::new(8 * 1024 * 1024),
-            pending: std::collections::VecDeque::new(),
-            usage: None,
-        });
+        let sse = self.sse;
+        self.usage.get_or_insert_with(|| UsageTap::new(sse)).strip = true;
         self
     }
 
@@ -318,29 +319,19 @@ impl Relay {
             return self;
         }
         if self.transcode.is_none() {
-            // A fresh tap that sees the whole answer: nothing was relayed yet (the prefix is
-            // still unsent), so replacing a tap that only saw the prefix loses nothing.
-            let mut tap = UsageTap::new(self.sse);
-            if self.sse && estimate_from.is_some() {
+            let sse = self.sse;
+            let tap = self.usage.get_or_insert_with(|| UsageTap::new(sse));
+            if sse && estimate_from.is_some() {
                 tap.text_chars = Some(0);
             }
-            if let Some(p) = &self.prefix {
-                tap.feed(p);
-            }
-            self.usage = Some(tap);
         }
         self.meter = Some(Meter {
             log: log.clone(),
             request_len: estimate_from,
-            relayed: self.prefix.as_ref().map_or(0, |p| p.len() as u64),
-            text_chars: match &self.transcode {
-                // A converted stream's first event is already in `prefix`, converted.
-                Some(_) => {
-                    estimate_from.map(|_| self.prefix.as_deref().map_or(0, answer::generated_chars))
-                }
-                None => self.usage.as_ref().and_then(|u| u.text_chars),
-            },
-            tokens: self.usage.as_ref().and_then(|u| u.tokens),
+            relayed: 0,
+            // A converted stream has no tap: its text is counted in what the client gets.
+            text_chars: self.transcode.as_ref().and(estimate_from).map(|_| 0),
+            tokens: None,
             settled: false,
         });
         self
@@ -427,19 +418,21 @@ impl Body for Relay {
         if let Some(prefix) = this.prefix.take() {
             *this.last_activity = Instant::now();
             *this.last_sent = *this.last_activity;
-            match this.strip.as_mut() {
-                Some(strip) => strip.feed(&prefix),
-                None => return Poll::Ready(Some(Ok(Frame::data(prefix)))),
+            let out = match this.usage.as_mut() {
+                Some(tap) => tap.pass(prefix),
+                None => Some(prefix),
+            };
+            track(
+                this.meter,
+                this.usage,
+                this.transcode,
+                out.as_deref().unwrap_or_default(),
+            );
+            if let Some(out) = out {
+                return Poll::Ready(Some(Ok(Frame::data(out))));
             }
         }
         loop {
-            if let Some(frame) = this.strip.as_mut().and_then(|s| s.pending.pop_front()) {
-                if let Some(tap) = this.usage.as_mut() {
-                    tap.feed(&frame);
-                }
-                track(this.meter, this.usage, this.transcode, &frame);
-                return Poll::Ready(Some(Ok(Frame::data(frame))));
-            }
             if *this.done {
                 return Poll::Ready(None);
             }
@@ -447,24 +440,38 @@ impl Body for Relay {
                 Poll::Ready(Some(Ok(frame))) => {
                     *this.last_activity = Instant::now();
                     *this.last_sent = *this.last_activity;
-                    if let (Some(strip), Some(data)) = (this.strip.as_mut(), frame.data_ref()) {
-                        strip.feed(data);
-                        continue;
-                    }
                     let Some(t) = this.transcode.as_mut() else {
-                        if let (Some(tap), Some(data)) = (this.usage.as_mut(), frame.data_ref()) {
-                            tap.feed(data);
-                        }
-                        let sent = frame.data_ref().map_or(&[][..], |d| &d[..]);
-                        track(this.meter, this.usage, this.transcode, sent);
-                        if this.inner.is_end_stream() {
+                        let out = match frame.into_data() {
+                            Ok(data) => match this.usage.as_mut() {
+                                Some(tap) => tap.pass(data).map(Frame::data),
+                                None => Some(Frame::data(data)),
+                            },
+                            Err(other) => Some(other),
+                        };
+                        let sent = out.as_ref().and_then(Frame::data_ref);
+                        track(
+                            this.meter,
+                            this.usage,
+                            this.transcode,
+                            sent.map_or(&[][..], |d| &d[..]),
+                        );
+                        if this.inner.is_end_stream()
+                            && !this.usage.as_ref().is_some_and(UsageTap::holds_bytes)
+                        {
                             // The last frame (a sized body): hyper drops the relay without
                             // polling again, so settle now, while the tail can still be read.
                             *this.done = true;
+                            if let Some(tap) = this.usage.as_mut() {
+                                tap.finish_stream();
+                            }
                             settle(this.lease, this.usage, this.transcode, this.meter);
                             this.lease.take();
                         }
-                        return Poll::Ready(Some(Ok(frame)));
+                        match out {
+                            Some(frame) => return Poll::Ready(Some(Ok(frame))),
+                            // Held back (an incomplete event) or dropped (the usage chunk).
+                            None => continue,
+                        }
                     };
                     let Some(data) = frame.data_ref() else {
                         continue;
@@ -501,16 +508,18 @@ impl Body for Relay {
                     if let Some(t) = this.transcode.as_mut() {
                         t.finish(&mut out);
                     }
-                    if let Some(strip) = this.strip.as_mut() {
-                        strip.finish(this.usage.as_mut());
-                    }
+                    // An event cut off by the end: looked at, and sent when it was held.
+                    let held = this.usage.as_mut().and_then(UsageTap::finish_stream);
                     settle(this.lease, this.usage, this.transcode, this.meter);
                     this.lease.take();
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }
-                    // Frames still held by the strip go out on the next turns of the loop.
-                    continue;
+                    if let Some(held) = held {
+                        track(this.meter, this.usage, this.transcode, &held);
+                        return Poll::Ready(Some(Ok(Frame::data(held))));
+                    }
+                    return Poll::Ready(None);
                 }
                 Poll::Pending => {
                     if let Some(every) = *this.keepalive {
@@ -569,7 +578,7 @@ impl Body for Relay {
 
     fn is_end_stream(&self) -> bool {
         self.prefix.is_none()
-            && self.strip.as_ref().is_none_or(|s| s.pending.is_empty())
+            && !self.usage.as_ref().is_some_and(UsageTap::holds_bytes)
             && (self.done || self.inner.is_end_stream())
     }
 
@@ -586,5 +595,97 @@ impl Body for Relay {
                 hint
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const STREAM: &[u8] = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}],\"usage\":null}\n\n",
+        ": keep-alive\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo!\"}}],\"usage\":null}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n",
+        "data: [DONE]\n\n",
+    )
+    .as_bytes();
+
+    /// Everything `tap` passes on when `input` arrives cut at `cuts`, and the tokens it saw.
+    fn run(mut tap: UsageTap, input: &[u8], cuts: &[usize]) -> (Vec<u8>, UsageTap) {
+        let mut out = Vec::new();
+        let mut prev = 0;
+        for &cut in cuts.iter().chain([&input.len()]) {
+            if let Some(b) = tap.pass(Bytes::copy_from_slice(&input[prev..cut])) {
+                out.extend_from_slice(&b);
+            }
+            prev = cut;
+        }
+        if let Some(b) = tap.finish_stream() {
+            out.extend_from_slice(&b);
+        }
+        (out, tap)
+    }
+
+    fn counting(strip: bool) -> UsageTap {
+        let mut tap = UsageTap::new(true);
+        tap.strip = strip;
+        tap.text_chars = Some(0);
+        tap
+    }
+
+    #[test]
+    fn a_watched_stream_goes_on_unchanged_and_its_usage_is_read_once() {
+        for cuts in [vec![], vec![1, 70, 71, 200], (1..STREAM.len()).collect()] {
+            let (out, mut tap) = run(counting(false), STREAM, &cuts);
+            assert_eq!(out, STREAM);
+            assert_eq!(tap.text_chars, Some(6), "cuts {cuts:?}");
+            let (tokens, total) = tap.finish();
+            let tokens = tokens.unwrap();
+            assert_eq!((tokens.prompt, tokens.completion, total), (9, 3, Some(12)));
+        }
+    }
+
+    #[test]
+    fn the_usage_chunk_is_dropped_wherever_the_stream_is_cut() {
+        let want: Vec<u8> = String::from_utf8_lossy(STREAM)
+            .replace(
+                "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n",
+                "",
+            )
+            .into_bytes();
+        for cuts in [vec![], vec![5, 90, 91, 180], (1..STREAM.len()).collect()] {
+            let (out, mut tap) = run(counting(true), STREAM, &cuts);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&want)
+            );
+            assert_eq!(tap.text_chars, Some(6));
+            assert_eq!(tap.finish().1, Some(12));
+        }
+    }
+
+    #[test]
+    fn a_stream_cut_mid_event_keeps_its_last_bytes() {
+        let cut = b"data: {\"choices\":[{\"delta\":{\"content\":\"ab\"}}]}\n\ndata: {\"choi";
+        for strip in [false, true] {
+            let (out, tap) = run(counting(strip), cut, &[10]);
+            assert_eq!(out, cut, "strip {strip}");
+            assert!(!tap.holds_bytes());
+        }
+        // While the event is incomplete a stripping tap holds it, and says so.
+        let mut tap = counting(true);
+        assert_eq!(tap.pass(Bytes::from_static(b"data: {\"a\"")), None);
+        assert!(tap.holds_bytes());
+    }
+
+    #[test]
+    fn a_whole_body_is_read_from_its_tail() {
+        let body = br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#;
+        let (out, mut tap) = run(UsageTap::new(false), body, &[30]);
+        assert_eq!(out, body);
+        let (tokens, total) = tap.finish();
+        assert_eq!((tokens.unwrap().prompt, total), (4, Some(6)));
     }
 }

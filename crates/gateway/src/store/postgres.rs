@@ -123,12 +123,13 @@ impl UsageStore for PgStore {
                 "INSERT INTO llmux_requests (at_ms, request_id, client_key, endpoint, model, \
                    provider, upstream_model, key_fingerprint, status, attempts, stream, latency_ms, \
                    ttft_ms, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
-                   tokens_estimated, prompt_price, completion_price, cost, client_ip) \
+                   tokens_estimated, prompt_price, completion_price, cost, client_ip, \
+                   attempt_status, attempt_latency_ms) \
                  SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
                    $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::INTEGER[], $10::INTEGER[], $11::BOOLEAN[], \
                    $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[], \
                    $17::BIGINT[], $18::BOOLEAN[], $19::FLOAT8[], $20::FLOAT8[], $21::FLOAT8[], \
-                   $22::TEXT[])",
+                   $22::TEXT[], $23::INTEGER[], $24::BIGINT[])",
             )
             .bind(rs.iter().map(|r| r.at_ms).collect::<Vec<_>>())
             .bind(rs.iter().map(|r| text(&r.request_id)).collect::<Vec<_>>())
@@ -152,6 +153,16 @@ impl UsageStore for PgStore {
             .bind(rs.iter().map(|r| r.price.output_per_million).collect::<Vec<_>>())
             .bind(rs.iter().map(|r| r.cost()).collect::<Vec<_>>())
             .bind(rs.iter().map(|r| clean_opt(&r.client_ip)).collect::<Vec<_>>())
+            .bind(
+                rs.iter()
+                    .map(|r| r.inline_attempt.and_then(|a| a.status).map(i32::from))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rs.iter()
+                    .map(|r| r.inline_attempt.map(|a| sql_i64(a.latency_ms)))
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *tx)
             .await?;
         }

@@ -22,6 +22,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0002_fewer_indexes.sql"),
         postgres: include_str!("migrations/postgres/0002_fewer_indexes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "inline attempts",
+        sqlite: include_str!("migrations/sqlite/0003_inline_attempts.sql"),
+        postgres: include_str!("migrations/postgres/0003_inline_attempts.sql"),
+    },
 ];
 
 pub(crate) const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS llmux_migrations (\

@@ -11,12 +11,13 @@ use super::{HourlyCost, KeyCounts, NameCount, StoreError, SuccessCount, UsageRow
 /// Rows folded and deleted per purge transaction, so a purge never holds the write lock long.
 pub(crate) const PURGE_CHUNK: i64 = 5000;
 
-/// `/v1/stats`: attempts and successes per provider and model since `$1`.
+/// `/v1/stats`: attempts and successes per provider and model since `$1` (every attempt:
+/// `llmux_all_attempts` adds the ones kept inline in request rows).
 pub(crate) const CHANNEL_MODEL_COUNTS: &str = "SELECT provider, model, COUNT(*), COUNT(*) FILTER (WHERE success) \
-     FROM llmux_attempts WHERE at_ms >= $1 GROUP BY provider, model";
+     FROM llmux_all_attempts WHERE at_ms >= $1 GROUP BY provider, model";
 /// `/v1/stats`: attempts and successes per provider since `$1`.
 pub(crate) const CHANNEL_COUNTS: &str = "SELECT provider, COUNT(*), COUNT(*) FILTER (WHERE success) \
-     FROM llmux_attempts WHERE at_ms >= $1 GROUP BY provider";
+     FROM llmux_all_attempts WHERE at_ms >= $1 GROUP BY provider";
 pub(crate) const MODEL_COUNTS: &str =
     "SELECT model, COUNT(*) FROM llmux_requests WHERE at_ms >= $1 GROUP BY model";
 pub(crate) const ENDPOINT_COUNTS: &str =
@@ -48,7 +49,7 @@ pub(crate) const TOKEN_USAGE: &str = "SELECT client_key, model, CAST(SUM(p) AS B
 
 /// Attempts and successes per upstream key of provider `$1` in `[$2, $3)` (`$3` optional).
 pub(crate) const KEY_RANKINGS: &str = "SELECT key_fingerprint, COUNT(*), COUNT(*) FILTER (WHERE success) \
-     FROM llmux_attempts \
+     FROM llmux_all_attempts \
      WHERE provider = $1 AND at_ms >= $2 AND (CAST($3 AS BIGINT) IS NULL OR at_ms < $3) \
        AND key_fingerprint IS NOT NULL \
      GROUP BY key_fingerprint";

@@ -101,8 +101,9 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
 const INSERT_REQUEST: &str = "INSERT OR FAIL INTO llmux_requests (at_ms, request_id, client_key, \
     endpoint, model, provider, upstream_model, key_fingerprint, status, attempts, stream, \
     latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
-    tokens_estimated, prompt_price, completion_price, cost, client_ip) VALUES ";
-const REQUEST_COLUMNS: usize = 22;
+    tokens_estimated, prompt_price, completion_price, cost, client_ip, attempt_status, \
+    attempt_latency_ms) VALUES ";
+const REQUEST_COLUMNS: usize = 24;
 
 const INSERT_ATTEMPT: &str = "INSERT OR FAIL INTO llmux_attempts (at_ms, request_id, \
     client_key, provider, model, upstream_model, key_fingerprint, success, status, error_class, \
@@ -186,7 +187,10 @@ fn bind_request(args: &mut SqliteArguments, r: &UsageRecord) -> Result<(), BoxDy
     args.add(r.price.input_per_million)?;
     args.add(r.price.output_per_million)?;
     args.add(r.cost())?;
-    args.add(r.client_ip.as_ref().map(clean_arc))
+    args.add(r.client_ip.as_ref().map(clean_arc))?;
+    let inline = r.inline_attempt.as_ref();
+    args.add(inline.and_then(|a| a.status).map(i64::from))?;
+    args.add(inline.map(|a| sql_i64(a.latency_ms)))
 }
 
 /// One attempt row's values, in `INSERT_ATTEMPT`'s column order.

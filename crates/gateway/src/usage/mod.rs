@@ -16,5 +16,5 @@ pub use cost::PriceTable;
 pub use keys::{generate_api_key, key_id};
 pub use ledger::{CostLedger, CreditState, CreditsView, created_at_ms, credit_state, window_start};
 pub use metrics::{Api, Metrics};
-pub use record::{AttemptRecord, Tokens, UsageRecord};
+pub use record::{AttemptRecord, InlineAttempt, Tokens, UsageRecord};
 pub use request_log::{AttemptOutcome, RequestInfo, RequestLog};

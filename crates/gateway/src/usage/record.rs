@@ -95,6 +95,22 @@ pub struct UsageRecord {
     pub price: Price,
     /// X-Forwarded-For first hop, else X-Real-IP, else the peer (uni-api's order).
     pub client_ip: Option<Arc<str>>,
+    /// The request's only attempt, when it succeeded: stored in the request's own row rather
+    /// than a row of its own (see [`InlineAttempt`]).
+    pub inline_attempt: Option<InlineAttempt>,
+}
+
+/// The one successful attempt of a request answered at the first try — the common case —
+/// kept in the request's row: its provider, upstream model, key, time and alias are the
+/// request's, so only its status and latency need columns. The store's `llmux_all_attempts`
+/// view gives these back as attempt rows next to those of `llmux_attempts` (failed attempts,
+/// and every attempt of a request that failed over), so success rates still count one row per
+/// attempt while the common request costs one insert instead of two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InlineAttempt {
+    /// Upstream HTTP status.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
 }
 
 impl UsageRecord {

@@ -12,7 +12,7 @@ use crate::config::schema::Price;
 use crate::store::UsageSink;
 
 use super::metrics::{Api, Metrics};
-use super::record::{AttemptRecord, Tokens, UsageRecord};
+use super::record::{AttemptRecord, InlineAttempt, Tokens, UsageRecord};
 
 /// The status recorded for a request whose client left before any answer (nginx's "client
 /// closed request").
@@ -53,6 +53,9 @@ struct Draft {
     /// Set by the attempt loop (the answer's status); else the response's.
     status: Option<u16>,
     tokens: Option<Tokens>,
+    /// The latest attempt's row, held until the next attempt or the end: the request's only
+    /// attempt, when it succeeded, goes into the request's row instead ([`InlineAttempt`]).
+    held: Option<AttemptRecord>,
     finished: bool,
 }
 
@@ -70,7 +73,7 @@ impl Inner {
     }
 
     fn finish(&self, end: Instant, fallback_status: u16) {
-        let rec = {
+        let (rec, attempt_row) = {
             let mut d = self.draft();
             if d.finished {
                 return;
@@ -81,11 +84,23 @@ impl Inner {
             if let Some(t) = d.tokens {
                 d.rec.tokens = t;
             }
+            let mut held = d.held.take();
+            if d.rec.attempts == 1
+                && let Some(a) = held.take_if(|a| a.success)
+            {
+                d.rec.inline_attempt = Some(InlineAttempt {
+                    status: a.status,
+                    latency_ms: a.latency_ms,
+                });
+            }
             self.metrics.observe(d.api, &d.rec);
             let id = Arc::clone(&d.rec.request_id);
-            std::mem::replace(&mut d.rec, blank(0, id))
+            (std::mem::replace(&mut d.rec, blank(0, id)), held)
         };
         self.sink.record(rec);
+        if let Some(row) = attempt_row {
+            self.sink.record_attempt(row);
+        }
     }
 }
 
@@ -121,6 +136,7 @@ fn blank(at_ms: i64, request_id: Arc<str>) -> UsageRecord {
         tokens: Tokens::default(),
         price: super::cost::FALLBACK_PRICE,
         client_ip: None,
+        inline_attempt: None,
     }
 }
 
@@ -163,6 +179,7 @@ impl RequestLog {
                     api: info.api,
                     status: None,
                     tokens: None,
+                    held: None,
                     finished: false,
                 }),
             })),
@@ -191,19 +208,20 @@ impl RequestLog {
         });
     }
 
-    /// One upstream attempt ended (before any byte reached the client): write its row, and
-    /// name it as the one that answered — the last attempt is.
+    /// One upstream attempt ended (before any byte reached the client): record it, and name
+    /// it as the one that answered — the last attempt is. Its row is held until the next
+    /// attempt or the end of the request ([`InlineAttempt`]).
     pub fn attempt(&self, a: AttemptOutcome<'_>) {
         let Some(inner) = &self.inner else {
             return;
         };
-        let row = {
+        let earlier = {
             let mut d = inner.draft();
             d.rec.attempts = d.rec.attempts.saturating_add(1);
             d.rec.provider = Some(Arc::clone(a.provider));
             d.rec.upstream_model = Some(Arc::clone(a.upstream_model));
             d.rec.key_fingerprint = a.key_fingerprint.cloned();
-            AttemptRecord {
+            let row = AttemptRecord {
                 at_ms: d.rec.at_ms,
                 request_id: Arc::clone(&d.rec.request_id),
                 client_key: Arc::clone(&d.rec.client_key),
@@ -215,12 +233,15 @@ impl RequestLog {
                 status: a.status,
                 error_class: a.error_class,
                 latency_ms: millis(a.latency),
-            }
+            };
+            d.held.replace(row)
         };
         if let Some(class) = a.error_class {
             inner.metrics.upstream_error(class);
         }
-        inner.sink.record_attempt(row);
+        if let Some(row) = earlier {
+            inner.sink.record_attempt(row);
+        }
     }
 
     /// The status of the answer (overrides the status of the response that carried it: a

@@ -62,6 +62,7 @@ pub fn request(key: &str, model: &str, at_ms: i64, prompt: u64, completion: u64)
         },
         price: price(1.0, 2.0),
         client_ip: Some("203.0.113.7".into()),
+        inline_attempt: None,
     }
 }
 
