@@ -82,7 +82,27 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Arc<st
                 .filter(|v| !v.is_empty() && v.len() <= 64)
                 .map(Arc::from)
         })
-        .or_else(|| peer.map(|p| Arc::from(p.ip().to_string())))
+        .or_else(|| peer.map(|p| peer_text(p.ip())))
+}
+
+/// The peer address as text. A client sends many requests from one address (keep-alive, a
+/// pool of connections), so each worker thread remembers the last one it wrote out.
+fn peer_text(ip: std::net::IpAddr) -> Arc<str> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::IpAddr, Arc<str>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match last.as_ref() {
+            Some((seen, text)) if *seen == ip => Arc::clone(text),
+            _ => {
+                let text: Arc<str> = Arc::from(ip.to_string());
+                *last = Some((ip, Arc::clone(&text)));
+                text
+            }
+        }
+    })
 }
 
 /// Open the usage record of a model request.
@@ -215,6 +235,12 @@ mod tests {
         );
         assert_eq!(client_ip(&h, Some(peer)).as_deref(), Some("203.0.113.9"));
         assert_eq!(client_ip(&HeaderMap::new(), None), None);
+        // The remembered peer text follows the peer.
+        let other: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        let h = HeaderMap::new();
+        assert_eq!(client_ip(&h, Some(peer)).as_deref(), Some("192.0.2.7"));
+        assert_eq!(client_ip(&h, Some(other)).as_deref(), Some("2001:db8::1"));
+        assert_eq!(client_ip(&h, Some(peer)).as_deref(), Some("192.0.2.7"));
     }
 
     #[test]

@@ -1,0 +1,74 @@
+//! Std-only micro-benchmarks of what the relay does with every event of a passthrough stream
+//! (`cargo bench -p llmux --bench stream_events`): cut the event out, count its generated text
+//! (for an estimate when no usage comes) and look for usage. Prints nanoseconds per event.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use llmux::routing::answer::{generated_chars, usage_in_bytes};
+use protocol::sse::{SseFramer, frame_data};
+
+/// Runs `f` for about `budget` and returns nanoseconds per call.
+fn time<R>(budget: Duration, mut f: impl FnMut() -> R) -> f64 {
+    for _ in 0..100 {
+        black_box(f());
+    }
+    let mut iters = 0u64;
+    let start = Instant::now();
+    let mut batch = 16u64;
+    while start.elapsed() < budget {
+        for _ in 0..batch {
+            black_box(f());
+        }
+        iters += batch;
+        batch = (batch * 2).min(1 << 16);
+    }
+    start.elapsed().as_nanos() as f64 / iters as f64
+}
+
+/// A content chunk as OpenAI sends it when usage was asked for (`"usage":null` on every chunk).
+const TEXT_EVENT: &[u8] = b"data: {\"id\":\"chatcmpl-PQHy6WC8GdKS1OPXZt8Ot2ON1yEHV\",\"object\":\"chat.completion.chunk\",\"created\":1796139817,\"model\":\"gpt-4o-mini\",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_mock\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" hello\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n";
+const USAGE_EVENT: &[u8] = b"data: {\"id\":\"chatcmpl-PQHy6WC8GdKS1OPXZt8Ot2ON1yEHV\",\"object\":\"chat.completion.chunk\",\"created\":1796139817,\"model\":\"gpt-4o-mini\",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_mock\",\"choices\":[],\"usage\":{\"prompt_tokens\":14,\"completion_tokens\":9,\"total_tokens\":23,\"prompt_tokens_details\":{\"cached_tokens\":0,\"audio_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":0,\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}\n\n";
+
+fn main() {
+    let budget = Duration::from_millis(300);
+    let data = frame_data(TEXT_EVENT).unwrap().into_owned();
+    let usage = frame_data(USAGE_EVENT).unwrap().into_owned();
+    let stream: Vec<u8> = [TEXT_EVENT; 10].concat();
+    let rows = [
+        (
+            "frame_data (text event)",
+            time(budget, || {
+                frame_data(black_box(TEXT_EVENT)).map(|d| d.len())
+            }),
+        ),
+        (
+            "generated_chars (text event)",
+            time(budget, || generated_chars(black_box(&data))),
+        ),
+        (
+            "usage_in_bytes (text event, usage null)",
+            time(budget, || usage_in_bytes(black_box(&data))),
+        ),
+        (
+            "usage_in_bytes (usage event)",
+            time(budget, || usage_in_bytes(black_box(&usage))),
+        ),
+        (
+            "SseFramer push + next_frame (10 events, per event)",
+            time(budget, || {
+                let mut f = SseFramer::new(1 << 20);
+                f.push(black_box(&stream)).unwrap();
+                let mut n = 0;
+                while let Some(frame) = f.next_frame() {
+                    n += frame.len();
+                }
+                n
+            }) / 10.0,
+        ),
+    ];
+    for (name, ns) in rows {
+        println!("{name:<52} {ns:>8.1} ns");
+    }
+}
