@@ -4,28 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "../../protocol/benches/common/timing.rs"]
+mod timing;
+use timing::time;
 
 use llmux::routing::answer::{generated_chars, usage_in_bytes};
 use protocol::sse::{SseFramer, frame_data};
-
-/// Runs `f` for about `budget` and returns nanoseconds per call.
-fn time<R>(budget: Duration, mut f: impl FnMut() -> R) -> f64 {
-    for _ in 0..100 {
-        black_box(f());
-    }
-    let mut iters = 0u64;
-    let start = Instant::now();
-    let mut batch = 16u64;
-    while start.elapsed() < budget {
-        for _ in 0..batch {
-            black_box(f());
-        }
-        iters += batch;
-        batch = (batch * 2).min(1 << 16);
-    }
-    start.elapsed().as_nanos() as f64 / iters as f64
-}
 
 /// A content chunk as OpenAI sends it when usage was asked for (`"usage":null` on every chunk).
 const TEXT_EVENT: &[u8] = b"data: {\"id\":\"chatcmpl-PQHy6WC8GdKS1OPXZt8Ot2ON1yEHV\",\"object\":\"chat.completion.chunk\",\"created\":1796139817,\"model\":\"gpt-4o-mini\",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_mock\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" hello\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n";

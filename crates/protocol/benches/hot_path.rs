@@ -2,30 +2,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common {
+    pub mod timing;
+}
+use common::timing::time;
 
 use protocol::body::{Edit, json_string, peek_request, rewrite};
 use protocol::openai::usage_from_chunk;
 use protocol::sse::{SseDecoder, SseFramer};
 use serde_json::Value;
-
-/// Runs `f` for about `budget` and returns nanoseconds per call.
-fn time<R>(budget: Duration, mut f: impl FnMut() -> R) -> f64 {
-    for _ in 0..100 {
-        black_box(f());
-    }
-    let mut iters = 0u64;
-    let start = Instant::now();
-    let mut batch = 16u64;
-    while start.elapsed() < budget {
-        for _ in 0..batch {
-            black_box(f());
-        }
-        iters += batch;
-        batch = (batch * 2).min(1 << 16);
-    }
-    start.elapsed().as_nanos() as f64 / iters as f64
-}
 
 fn chat_body(target: usize) -> Vec<u8> {
     let mut messages = vec![serde_json::json!({
