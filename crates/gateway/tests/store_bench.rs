@@ -13,10 +13,7 @@ mod store_common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llmux::store::{
-    Batch, HourlyCost, KeyCounts, StoreError, Summary, UsageFilter, UsageRow, UsageStore,
-    UsageWriter, WriterConfig,
-};
+use llmux::store::{Batch, StoreError, UsageStore, UsageWriter, WriterConfig};
 use llmux::usage::CostLedger;
 use store_common::*;
 
@@ -74,35 +71,7 @@ impl UsageStore for NoopStore {
     async fn insert(&self, _: &Batch) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn summary(&self, _: i64) -> Result<Summary, StoreError> {
-        Ok(Summary::default())
-    }
-    async fn token_usage(&self, _: &UsageFilter) -> Result<Vec<UsageRow>, StoreError> {
-        Ok(vec![])
-    }
-    async fn key_rankings(
-        &self,
-        _: &str,
-        _: i64,
-        _: Option<i64>,
-    ) -> Result<Vec<KeyCounts>, StoreError> {
-        Ok(vec![])
-    }
-    async fn cost_since(&self, _: &str, _: i64) -> Result<f64, StoreError> {
-        Ok(0.0)
-    }
-    async fn hourly_costs(&self) -> Result<Vec<HourlyCost>, StoreError> {
-        Ok(vec![])
-    }
-    async fn add_credits(&self, _: &str, a: f64, _: i64) -> Result<f64, StoreError> {
-        Ok(a)
-    }
-    async fn credit_grants(&self) -> Result<Vec<(String, f64)>, StoreError> {
-        Ok(vec![])
-    }
-    async fn purge_before(&self, _: i64) -> Result<u64, StoreError> {
-        Ok(0)
-    }
+    store_common::empty_reads!();
 }
 
 async fn measure<S: UsageStore>(label: &str, store: Arc<S>) {

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use llmux::store::service::UsageService;
 use llmux::store::writer::StatsSnapshot;
 use llmux::store::{
-    Backend, Batch, HourlyCost, KeyCounts, StoreConfig, StoreError, Summary, UsageFilter, UsageRow,
-    UsageStore, UsageWriter, WriterConfig,
+    Backend, Batch, StoreConfig, StoreError, UsageFilter, UsageStore, UsageWriter, WriterConfig,
 };
 use llmux::usage::{CostLedger, CreditsView, key_id};
 use store_common::*;
@@ -49,35 +48,7 @@ impl UsageStore for FakeStore {
         self.rows.fetch_add(batch.len(), Ordering::SeqCst);
         Ok(())
     }
-    async fn summary(&self, _: i64) -> Result<Summary, StoreError> {
-        Ok(Summary::default())
-    }
-    async fn token_usage(&self, _: &UsageFilter) -> Result<Vec<UsageRow>, StoreError> {
-        Ok(vec![])
-    }
-    async fn key_rankings(
-        &self,
-        _: &str,
-        _: i64,
-        _: Option<i64>,
-    ) -> Result<Vec<KeyCounts>, StoreError> {
-        Ok(vec![])
-    }
-    async fn cost_since(&self, _: &str, _: i64) -> Result<f64, StoreError> {
-        Ok(0.0)
-    }
-    async fn hourly_costs(&self) -> Result<Vec<HourlyCost>, StoreError> {
-        Ok(vec![])
-    }
-    async fn add_credits(&self, _: &str, a: f64, _: i64) -> Result<f64, StoreError> {
-        Ok(a)
-    }
-    async fn credit_grants(&self) -> Result<Vec<(String, f64)>, StoreError> {
-        Ok(vec![])
-    }
-    async fn purge_before(&self, _: i64) -> Result<u64, StoreError> {
-        Ok(0)
-    }
+    store_common::empty_reads!();
 }
 
 fn small(capacity: usize, batch_size: usize, retries: u32) -> WriterConfig {

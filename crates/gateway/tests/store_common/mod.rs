@@ -12,6 +12,55 @@ use llmux::usage::{AttemptRecord, Tokens, UsageRecord};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
+/// The read half of `UsageStore` for a store that only takes writes (the writer's tests and
+/// benchmarks): every question answers empty, credits are granted as asked.
+#[allow(unused_macros)]
+macro_rules! empty_reads {
+    () => {
+        async fn summary(&self, _: i64) -> Result<llmux::store::Summary, llmux::store::StoreError> {
+            Ok(llmux::store::Summary::default())
+        }
+        async fn token_usage(
+            &self,
+            _: &llmux::store::UsageFilter,
+        ) -> Result<Vec<llmux::store::UsageRow>, llmux::store::StoreError> {
+            Ok(vec![])
+        }
+        async fn key_rankings(
+            &self,
+            _: &str,
+            _: i64,
+            _: Option<i64>,
+        ) -> Result<Vec<llmux::store::KeyCounts>, llmux::store::StoreError> {
+            Ok(vec![])
+        }
+        async fn cost_since(&self, _: &str, _: i64) -> Result<f64, llmux::store::StoreError> {
+            Ok(0.0)
+        }
+        async fn hourly_costs(
+            &self,
+        ) -> Result<Vec<llmux::store::HourlyCost>, llmux::store::StoreError> {
+            Ok(vec![])
+        }
+        async fn add_credits(
+            &self,
+            _: &str,
+            a: f64,
+            _: i64,
+        ) -> Result<f64, llmux::store::StoreError> {
+            Ok(a)
+        }
+        async fn credit_grants(&self) -> Result<Vec<(String, f64)>, llmux::store::StoreError> {
+            Ok(vec![])
+        }
+        async fn purge_before(&self, _: i64) -> Result<u64, llmux::store::StoreError> {
+            Ok(0)
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use empty_reads;
+
 /// 2024-05-01T12:00:00Z, on an hour boundary.
 pub const T0: i64 = 1_714_564_800_000;
 pub const HOUR: i64 = 3_600_000;
