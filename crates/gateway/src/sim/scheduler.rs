@@ -294,15 +294,20 @@ impl Scheduler for RoundRobin {
         _req: &RequestInfo,
         tried: &[usize],
     ) -> Pick {
-        for step in 0..self.keys {
-            let k = (self.cursor + step) % self.keys;
-            if !tried.contains(&k) {
-                self.cursor = (k + 1) % self.keys;
-                return Pick::Granted(k);
-            }
-        }
-        Pick::Exhausted
+        round_robin(&mut self.cursor, self.keys, |k| !tried.contains(&k))
     }
+}
+
+/// The next key from `cursor` on (wrapping) that `usable` accepts; the cursor moves past it.
+fn round_robin(cursor: &mut usize, keys: usize, usable: impl Fn(usize) -> bool) -> Pick {
+    for step in 0..keys {
+        let k = (*cursor + step) % keys;
+        if usable(k) {
+            *cursor = (k + 1) % keys;
+            return Pick::Granted(k);
+        }
+    }
+    Pick::Exhausted
 }
 
 /// Naive random choice.
@@ -354,15 +359,10 @@ impl Scheduler for UniApiLike {
         tried: &[usize],
     ) -> Pick {
         let now = self.clock.now();
-        let n = self.cooling_until.len();
-        for step in 0..n {
-            let k = (self.cursor + step) % n;
-            if !tried.contains(&k) && self.cooling_until[k] <= now {
-                self.cursor = (k + 1) % n;
-                return Pick::Granted(k);
-            }
-        }
-        Pick::Exhausted
+        let cooling_until = &self.cooling_until;
+        round_robin(&mut self.cursor, cooling_until.len(), |k| {
+            !tried.contains(&k) && cooling_until[k] <= now
+        })
     }
 
     fn answered(
