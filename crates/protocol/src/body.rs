@@ -398,29 +398,29 @@ fn line_column(body: &[u8], pos: usize) -> (usize, usize) {
 }
 
 /// Marker for a syntax error at `Scanner::pos`.
-struct Fail;
+pub(crate) struct Fail;
 
 /// Validating JSON scanner over bytes already known to be UTF-8.
-struct Scanner<'a> {
-    b: &'a [u8],
-    pos: usize,
+pub(crate) struct Scanner<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl Scanner<'_> {
     #[inline]
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.b.get(self.pos).copied()
     }
 
     #[inline]
-    fn skip_ws(&mut self) {
+    pub(crate) fn skip_ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.pos += 1;
         }
     }
 
     #[inline]
-    fn expect(&mut self, byte: u8) -> Result<(), Fail> {
+    pub(crate) fn expect(&mut self, byte: u8) -> Result<(), Fail> {
         if self.peek() == Some(byte) {
             self.pos += 1;
             Ok(())
@@ -485,7 +485,7 @@ impl Scanner<'_> {
     }
 
     /// Any JSON value, iteratively so deep nesting cannot overflow the stack.
-    fn value(&mut self) -> Result<(), Fail> {
+    pub(crate) fn value(&mut self) -> Result<(), Fail> {
         let mut stack = Stack::default();
         loop {
             self.skip_ws();
@@ -560,7 +560,7 @@ impl Scanner<'_> {
     }
 
     /// A string literal at `pos`; returns whether it contains escapes.
-    fn string(&mut self) -> Result<bool, Fail> {
+    pub(crate) fn string(&mut self) -> Result<bool, Fail> {
         self.pos += 1;
         let mut escaped = false;
         loop {
@@ -589,7 +589,7 @@ impl Scanner<'_> {
         }
     }
 
-    fn literal(&mut self, lit: &[u8]) -> Result<(), Fail> {
+    pub(crate) fn literal(&mut self, lit: &[u8]) -> Result<(), Fail> {
         if self.b.get(self.pos..self.pos + lit.len()) == Some(lit) {
             self.pos += lit.len();
             Ok(())
@@ -599,7 +599,7 @@ impl Scanner<'_> {
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn number(&mut self) -> Result<(), Fail> {
+    pub(crate) fn number(&mut self) -> Result<(), Fail> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }

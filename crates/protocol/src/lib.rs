@@ -6,6 +6,8 @@
 //!   fields by splicing bytes instead of parsing and re-serializing.
 //! - [`sse`]: bounded Server-Sent Events framing (raw frames for passthrough),
 //!   decoding (WHATWG `EventSource` rules) and encoding.
+//! - [`skim`]: a pull reader that walks JSON answers it only inspects (content present,
+//!   usage numbers) without building them.
 //! - [`ir`]: the canonical request/response/stream representation every
 //!   format converts through; [`convert`]: each format <-> IR.
 //! - [`wire`]: typed wire structs per format. [`openai`]: OpenAI wire types (chat completions, chunks, usage, models),
@@ -16,6 +18,7 @@ pub mod body;
 pub mod convert;
 pub mod eventstream;
 pub mod ir;
+pub mod skim;
 pub mod sse;
 pub mod wire;
 

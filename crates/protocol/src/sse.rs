@@ -29,11 +29,14 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// data is held back until the next byte shows whether a `\n` follows.
 ///
 /// Each byte is scanned once, so pushing is linear in the stream length.
+/// A chunk pushed with [`push_bytes`](Self::push_bytes) while nothing is held
+/// is not copied: its frames are slices of it, and only an unfinished event
+/// at its end is copied when the next chunk arrives.
 #[derive(Debug)]
 pub struct SseFramer {
-    buf: BytesMut,
+    held: Held,
     limit: usize,
-    /// Stream offset of `buf[0]`.
+    /// Stream offset of the first held byte.
     base: usize,
     /// Stream offsets where complete frames end, not yet handed out.
     ends: VecDeque<usize>,
@@ -47,11 +50,53 @@ pub struct SseFramer {
     failed: bool,
 }
 
+/// The bytes a framer holds: its own buffer, or a chunk it was handed whole.
+#[derive(Debug)]
+enum Held {
+    Owned(BytesMut),
+    Shared(Bytes),
+}
+
+impl Held {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Held::Owned(b) => b,
+            Held::Shared(b) => b,
+        }
+    }
+
+    fn split_to(&mut self, at: usize) -> Bytes {
+        match self {
+            Held::Owned(b) => b.split_to(at).freeze(),
+            Held::Shared(b) => b.split_to(at),
+        }
+    }
+
+    fn take(&mut self) -> Bytes {
+        match self {
+            Held::Owned(b) => b.split().freeze(),
+            Held::Shared(b) => std::mem::take(b),
+        }
+    }
+
+    /// Appends a copy of `chunk`; a shared chunk still held becomes owned first.
+    fn extend(&mut self, chunk: &[u8]) {
+        if let Held::Shared(b) = self {
+            let mut owned = BytesMut::with_capacity(b.len() + chunk.len());
+            owned.extend_from_slice(b);
+            *self = Held::Owned(owned);
+        }
+        if let Held::Owned(b) = self {
+            b.extend_from_slice(chunk);
+        }
+    }
+}
+
 impl SseFramer {
     /// A framer that rejects any event longer than `max_event_bytes`.
     pub fn new(max_event_bytes: usize) -> Self {
         SseFramer {
-            buf: BytesMut::new(),
+            held: Held::Owned(BytesMut::new()),
             limit: max_event_bytes,
             base: 0,
             ends: VecDeque::new(),
@@ -63,32 +108,57 @@ impl SseFramer {
         }
     }
 
-    /// Appends stream bytes. After `TooLarge` the framer stays failed.
+    /// Appends stream bytes (copied). After `TooLarge` the framer stays failed.
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), SseError> {
         if self.failed {
             return Err(SseError::TooLarge { limit: self.limit });
         }
-        self.buf.extend_from_slice(chunk);
+        self.held.extend(chunk);
+        self.scan_frames()
+    }
+
+    /// As [`push`](Self::push), keeping `chunk` itself when nothing is held, so the frames
+    /// cut from it share its memory.
+    pub fn push_bytes(&mut self, chunk: Bytes) -> Result<(), SseError> {
+        if self.failed {
+            return Err(SseError::TooLarge { limit: self.limit });
+        }
+        if self.is_empty() {
+            self.held = Held::Shared(chunk);
+        } else {
+            self.held.extend(&chunk);
+        }
         self.scan_frames()
     }
 
     /// The next complete frame, if one has been received.
     pub fn next_frame(&mut self) -> Option<Bytes> {
         let end = self.ends.pop_front()?;
-        let frame = self.buf.split_to(end - self.base).freeze();
+        let frame = self.held.split_to(end - self.base);
         self.base = end;
         Some(frame)
     }
 
+    /// Every complete frame received so far as one slice, with the end offset of each frame
+    /// in it appended to `ends`; `None` when no frame is complete.
+    pub fn take_frames(&mut self, ends: &mut Vec<usize>) -> Option<Bytes> {
+        let last = *self.ends.back()?;
+        let base = self.base;
+        ends.extend(self.ends.drain(..).map(|end| end - base));
+        let frames = self.held.split_to(last - base);
+        self.base = last;
+        Some(frames)
+    }
+
     /// No bytes are held (every pushed byte was handed out in a frame).
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.held.bytes().is_empty()
     }
 
     /// Bytes left without a terminating blank line (the stream ended
     /// mid-event), plus any frames not yet taken. Resets the framer.
     pub fn take_rest(&mut self) -> Bytes {
-        let rest = self.buf.split().freeze();
+        let rest = self.held.take();
         let end = self.base + rest.len();
         self.ends.clear();
         self.base = end;
@@ -100,27 +170,29 @@ impl SseFramer {
 
     fn scan_frames(&mut self) -> Result<(), SseError> {
         if !self.bom_checked {
-            let n = self.buf.len().min(BOM.len());
-            if self.buf[..n] != BOM[..n] {
+            let buf = self.held.bytes();
+            let n = buf.len().min(BOM.len());
+            if buf[..n] != BOM[..n] {
                 self.bom_checked = true;
             } else if n == BOM.len() {
-                let _ = self.buf.split_to(BOM.len());
+                let _ = self.held.split_to(BOM.len());
                 self.bom_checked = true;
             } else {
                 // Could still become a BOM.
                 return Ok(());
             }
         }
-        let buf_end = self.base + self.buf.len();
+        let buf = self.held.bytes();
+        let buf_end = self.base + buf.len();
         while self.scan < buf_end {
             let from = self.scan - self.base;
-            let Some(i) = memchr::memchr2(b'\n', b'\r', &self.buf[from..]) else {
+            let Some(i) = memchr::memchr2(b'\n', b'\r', &buf[from..]) else {
                 self.scan = buf_end;
                 break;
             };
             let at = from + i;
-            let term_len = if self.buf[at] == b'\r' {
-                match self.buf.get(at + 1) {
+            let term_len = if buf[at] == b'\r' {
+                match buf.get(at + 1) {
                     Some(b'\n') => 2,
                     Some(_) => 1,
                     None => {
@@ -135,22 +207,24 @@ impl SseFramer {
             let line_end = self.base + at;
             let next = line_end + term_len;
             if line_end == self.line_start {
-                self.check_len(next - self.frame_start)?;
+                if next - self.frame_start > self.limit {
+                    return self.fail();
+                }
                 self.ends.push_back(next);
                 self.frame_start = next;
             }
             self.line_start = next;
             self.scan = next;
         }
-        self.check_len(buf_end - self.frame_start)
-    }
-
-    fn check_len(&mut self, len: usize) -> Result<(), SseError> {
-        if len > self.limit {
-            self.failed = true;
-            return Err(SseError::TooLarge { limit: self.limit });
+        if buf_end - self.frame_start > self.limit {
+            return self.fail();
         }
         Ok(())
+    }
+
+    fn fail(&mut self) -> Result<(), SseError> {
+        self.failed = true;
+        Err(SseError::TooLarge { limit: self.limit })
     }
 }
 
@@ -233,7 +307,24 @@ pub fn parse_frame(frame: &[u8]) -> Option<SseEvent> {
 /// line (the usual case). For inspecting a relayed stream cheaply; `None` when the frame has
 /// no `data` line. Bytes are not checked for UTF-8 (a JSON parser checks what it reads).
 pub fn frame_data(frame: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    let mut found: Option<std::borrow::Cow<'_, [u8]>> = None;
+    frame_view(frame)?.data
+}
+
+/// The fields of one frame that say what it is, borrowed from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameView<'a> {
+    /// The last `event` field's value.
+    pub event: Option<&'a [u8]>,
+    /// The `data` lines joined with `\n` (see [`frame_data`]).
+    pub data: Option<std::borrow::Cow<'a, [u8]>>,
+}
+
+/// As [`parse_frame`], without copying: `None` when the frame holds no `data` or `event` field.
+pub fn frame_view(frame: &[u8]) -> Option<FrameView<'_>> {
+    let mut view = FrameView {
+        event: None,
+        data: None,
+    };
     let mut any = false;
     let mut rest = frame;
     while !rest.is_empty() {
@@ -261,7 +352,7 @@ pub fn frame_data(frame: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
         };
         match name {
             b"data" => {
-                found = Some(match found.take() {
+                view.data = Some(match view.data.take() {
                     None => std::borrow::Cow::Borrowed(value),
                     Some(prev) => {
                         let mut joined = prev.into_owned();
@@ -272,11 +363,14 @@ pub fn frame_data(frame: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
                 });
                 any = true;
             }
-            b"event" => any = true,
+            b"event" => {
+                view.event = Some(value);
+                any = true;
+            }
             _ => {}
         }
     }
-    found
+    any.then_some(view)
 }
 
 /// Incremental decoder: [`SseFramer`] plus [`parse_frame`].

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use protocol::sse::{
     DONE_FRAME, SseDecoder, SseError, SseEvent, SseFramer, encode_comment, encode_data, frame_data,
-    parse_frame,
+    frame_view, parse_frame,
 };
 
 const OPENAI_STREAM: &str = concat!(
@@ -27,6 +27,63 @@ fn frames_of(chunks: &[&[u8]], limit: usize) -> (Vec<Bytes>, Bytes) {
         }
     }
     (out, f.take_rest())
+}
+
+/// As [`frames_of`], handing the chunks over with `push_bytes` (zero-copy) and taking frames
+/// alternately one by one and in batches with `take_frames`.
+fn frames_of_shared(chunks: &[&[u8]], limit: usize) -> (Vec<Bytes>, Bytes) {
+    let mut f = SseFramer::new(limit);
+    let mut out = Vec::new();
+    let mut ends = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        f.push_bytes(Bytes::copy_from_slice(c)).unwrap();
+        if i % 2 == 0 {
+            while let Some(fr) = f.next_frame() {
+                out.push(fr);
+            }
+        } else if let Some(batch) = f.take_frames(&mut ends) {
+            let mut start = 0;
+            for end in ends.drain(..) {
+                out.push(batch.slice(start..end));
+                start = end;
+            }
+            assert_eq!(start, batch.len());
+        }
+    }
+    (out, f.take_rest())
+}
+
+#[test]
+fn shared_chunk_frames_are_slices_of_it() {
+    let chunk = Bytes::from_static(b"data: a\n\ndata: b\n\ndata: c");
+    let mut f = SseFramer::new(1 << 20);
+    f.push_bytes(chunk.clone()).unwrap();
+    let first = f.next_frame().unwrap();
+    assert_eq!(first.as_ptr(), chunk.as_ptr(), "no copy of a whole chunk");
+    let mut ends = Vec::new();
+    let rest = f.take_frames(&mut ends).unwrap();
+    assert_eq!(&rest[..], b"data: b\n\n");
+    assert_eq!(ends, [9]);
+    assert!(!f.is_empty());
+    // The unfinished event is copied once the next chunk arrives; frames stay exact.
+    f.push_bytes(Bytes::from_static(b"\n\ndata: d\n\n"))
+        .unwrap();
+    assert_eq!(&f.next_frame().unwrap()[..], b"data: c\n\n");
+    assert_eq!(&f.next_frame().unwrap()[..], b"data: d\n\n");
+    assert!(f.is_empty() && f.take_frames(&mut ends).is_none());
+}
+
+#[test]
+fn frame_view_reads_event_and_data() {
+    let v = frame_view(b"event: message_start\ndata: {}\n\n").unwrap();
+    assert_eq!(v.event, Some(&b"message_start"[..]));
+    assert_eq!(v.data.as_deref(), Some(&b"{}"[..]));
+    let only_event = frame_view(b"event: error\n\n").unwrap();
+    assert_eq!(
+        (only_event.event, only_event.data),
+        (Some(&b"error"[..]), None)
+    );
+    assert_eq!(frame_view(b": keep-alive\n\n"), None);
 }
 
 fn events_of(chunks: &[&[u8]]) -> Vec<SseEvent> {
@@ -338,6 +395,9 @@ proptest! {
         let (frames, rest) = frames_of(&chunks, 1 << 20);
         prop_assert_eq!(&frames, &want_frames);
         prop_assert_eq!(&rest, &want_rest);
+        let (shared, shared_rest) = frames_of_shared(&chunks, 1 << 20);
+        prop_assert_eq!(&shared, &want_frames);
+        prop_assert_eq!(&shared_rest, &want_rest);
         let mut all = frames.concat();
         all.extend_from_slice(&rest);
         prop_assert_eq!(&all, &input);
@@ -350,6 +410,8 @@ proptest! {
         for f in frames.iter().chain([&rest]) {
             let cheap = frame_data(f).map(|d| String::from_utf8_lossy(&d).into_owned());
             prop_assert_eq!(cheap.unwrap_or_default(), parse_frame(f).map(|e| e.data).unwrap_or_default());
+            let view = frame_view(f).map(|v| v.event.map(|e| String::from_utf8_lossy(e).into_owned()));
+            prop_assert_eq!(view, parse_frame(f).map(|e| e.event));
         }
     }
 }

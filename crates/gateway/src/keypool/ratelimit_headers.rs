@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 
 use super::classify::Flavor;
 
@@ -53,55 +53,60 @@ impl LimitSnapshot {
     }
 }
 
-/// The header triples (limit, remaining, reset) of each dimension, named once: a lookup by a
-/// `HeaderName` skips parsing and lower-casing the name on every response.
-const fn triple(
-    limit: &'static str,
-    remaining: &'static str,
-    reset: &'static str,
-) -> [HeaderName; 3] {
-    [
-        HeaderName::from_static(limit),
-        HeaderName::from_static(remaining),
-        HeaderName::from_static(reset),
-    ]
+/// The `x-ratelimit-` headers read, in the order [`parse_limits`] uses them: (limit,
+/// remaining, reset) of requests, then of tokens, then the generic triple.
+const OPENAI_NAMES: [&str; 9] = [
+    "limit-requests",
+    "remaining-requests",
+    "reset-requests",
+    "limit-tokens",
+    "remaining-tokens",
+    "reset-tokens",
+    "limit",
+    "remaining",
+    "reset",
+];
+
+/// The `anthropic-ratelimit-` headers read: (limit, remaining, reset) of requests, tokens,
+/// input tokens and output tokens.
+const ANTHROPIC_NAMES: [&str; 12] = [
+    "requests-limit",
+    "requests-remaining",
+    "requests-reset",
+    "tokens-limit",
+    "tokens-remaining",
+    "tokens-reset",
+    "input-tokens-limit",
+    "input-tokens-remaining",
+    "input-tokens-reset",
+    "output-tokens-limit",
+    "output-tokens-remaining",
+    "output-tokens-reset",
+];
+
+/// The values of `prefix` + each of `names` (as [`header_str`] reads them: the first value,
+/// trimmed, not empty), found in one pass over the response headers: cheaper than one hashed
+/// lookup per name, on every response.
+fn prefixed_values<'h, const N: usize>(
+    headers: &'h HeaderMap,
+    prefix: &str,
+    names: &[&str; N],
+) -> [Option<&'h str>; N] {
+    let mut found = [None; N];
+    let mut seen = [false; N];
+    for (name, value) in headers {
+        let Some(rest) = name.as_str().strip_prefix(prefix) else {
+            continue;
+        };
+        let Some(i) = names.iter().position(|n| *n == rest) else {
+            continue;
+        };
+        if !std::mem::replace(&mut seen[i], true) {
+            found[i] = value.to_str().ok().map(str::trim).filter(|v| !v.is_empty());
+        }
+    }
+    found
 }
-
-static OPENAI_DIMS: [[HeaderName; 3]; 2] = [
-    triple(
-        "x-ratelimit-limit-requests",
-        "x-ratelimit-remaining-requests",
-        "x-ratelimit-reset-requests",
-    ),
-    triple(
-        "x-ratelimit-limit-tokens",
-        "x-ratelimit-remaining-tokens",
-        "x-ratelimit-reset-tokens",
-    ),
-];
-
-static ANTHROPIC_DIMS: [[HeaderName; 3]; 4] = [
-    triple(
-        "anthropic-ratelimit-requests-limit",
-        "anthropic-ratelimit-requests-remaining",
-        "anthropic-ratelimit-requests-reset",
-    ),
-    triple(
-        "anthropic-ratelimit-tokens-limit",
-        "anthropic-ratelimit-tokens-remaining",
-        "anthropic-ratelimit-tokens-reset",
-    ),
-    triple(
-        "anthropic-ratelimit-input-tokens-limit",
-        "anthropic-ratelimit-input-tokens-remaining",
-        "anthropic-ratelimit-input-tokens-reset",
-    ),
-    triple(
-        "anthropic-ratelimit-output-tokens-limit",
-        "anthropic-ratelimit-output-tokens-remaining",
-        "anthropic-ratelimit-output-tokens-reset",
-    ),
-];
 
 /// Parse OpenAI/Azure/Groq `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (Go durations like
 /// "1s", "6m0s", "12ms", "2m59.56s", "1h2m3s"), Anthropic
@@ -114,37 +119,27 @@ static ANTHROPIC_DIMS: [[HeaderName; 3]; 4] = [
 pub fn parse_limits(headers: &HeaderMap, flavor: Flavor, now_unix_ms: u64) -> LimitSnapshot {
     let mut snap = LimitSnapshot::default();
     if flavor == Flavor::Anthropic {
+        let v = prefixed_values(headers, "anthropic-ratelimit-", &ANTHROPIC_NAMES);
         let reference = date_header_ms(headers).unwrap_or(now_unix_ms);
-        let dim = |[limit, remaining, reset]: &[HeaderName; 3]| {
+        let dim = |at: usize| {
             dim_from(
-                header_str(headers, limit),
-                header_str(headers, remaining),
-                header_str(headers, reset).and_then(|v| absolute_reset(v, reference)),
+                v[at],
+                v[at + 1],
+                v[at + 2].and_then(|r| absolute_reset(r, reference)),
             )
         };
-        let [requests, tokens, input, output] = &ANTHROPIC_DIMS;
-        snap.requests = dim(requests);
-        snap.tokens = dim(tokens);
-        snap.input_tokens = dim(input);
-        snap.output_tokens = dim(output);
+        snap.requests = dim(0);
+        snap.tokens = dim(3);
+        snap.input_tokens = dim(6);
+        snap.output_tokens = dim(9);
         return snap;
     }
-    let dim = |[limit, remaining, reset]: &[HeaderName; 3]| {
-        dim_from(
-            header_str(headers, limit),
-            header_str(headers, remaining),
-            header_str(headers, reset).and_then(relative_reset),
-        )
-    };
-    let [requests, tokens] = &OPENAI_DIMS;
-    snap.requests = dim(requests);
-    snap.tokens = dim(tokens);
+    let v = prefixed_values(headers, "x-ratelimit-", &OPENAI_NAMES);
+    let dim = |at: usize| dim_from(v[at], v[at + 1], v[at + 2].and_then(relative_reset));
+    snap.requests = dim(0);
+    snap.tokens = dim(3);
     if snap.requests.is_none() && flavor == Flavor::OpenAiCompatible {
-        snap.requests = dim_from(
-            header_str(headers, "x-ratelimit-limit"),
-            header_str(headers, "x-ratelimit-remaining"),
-            header_str(headers, "x-ratelimit-reset").and_then(|v| generic_reset(v, now_unix_ms)),
-        );
+        snap.requests = dim_from(v[6], v[7], v[8].and_then(|r| generic_reset(r, now_unix_ms)));
     }
     if flavor == Flavor::Groq {
         // console.groq.com/docs/rate-limits: "x-ratelimit-limit-requests: Always refers to

@@ -8,9 +8,8 @@
 //! stream it holds everything back until the first event with content has been checked.
 
 use protocol::ir::Format;
-use protocol::sse::SseEvent;
+use protocol::skim::{Malformed, Reader};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 /// What one stream event says about the answer so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,21 +97,26 @@ fn gemini_has_content(v: &Value) -> bool {
         })
 }
 
-/// Judges one stream event of an upstream speaking `format`.
-pub fn stream_event(format: Format, ev: &SseEvent, triggers: &[String]) -> Verdict {
-    let data = ev.data.trim();
+/// Judges one stream event of an upstream speaking `format`: its `event` name and `data`.
+pub fn stream_event(
+    format: Format,
+    event: Option<&str>,
+    data: &str,
+    triggers: &[String],
+) -> Verdict {
+    let data = data.trim();
     if let Some(t) = trigger_in(data, triggers) {
         return Verdict::Failed(format!("{EMPTY} (error trigger `{t}`)"));
     }
     if data.is_empty() || data == "[DONE]" {
-        return if ev.event.as_deref() == Some("error") {
+        return if event == Some("error") {
             Verdict::Failed("error event".into())
         } else {
             Verdict::Nothing
         };
     }
     if format == Format::OpenAiChat
-        && ev.event.is_none()
+        && event.is_none()
         && let Some((content, _)) = fast::openai(data.as_bytes())
     {
         return if content {
@@ -128,9 +132,9 @@ pub fn stream_event(format: Format, ev: &SseEvent, triggers: &[String]) -> Verdi
     let kind = v
         .get("type")
         .and_then(Value::as_str)
-        .or(ev.event.as_deref())
+        .or(event)
         .unwrap_or("");
-    if ev.event.as_deref() == Some("error") || kind == "error" || kind == "response.failed" {
+    if event == Some("error") || kind == "error" || kind == "response.failed" {
         let msg = error_message(&v)
             .or_else(|| v.get("response").and_then(error_message))
             .or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
@@ -182,118 +186,83 @@ pub fn stream_event(format: Format, ev: &SseEvent, triggers: &[String]) -> Verdi
     }
 }
 
-/// The OpenAI chat shapes read on the hot path, borrowed from the body: whether a choice has
-/// content (raw values are enough to tell an empty string or array from a non-empty one) and the
-/// usage. A body with an `error` member, or of any other shape, is left to the general path.
+/// The OpenAI chat shapes read on the hot path, walked with [`protocol::skim::Reader`] instead
+/// of deserialized: whether a choice's `message` or `delta` has content (the same reading as
+/// [`openai_has_content`]) and the usage. A body with an `error` member, or one the reader
+/// cannot follow, is left to the general path.
 mod fast {
-    use serde::Deserialize;
-    use serde::de::IgnoredAny;
-    use serde_json::value::RawValue;
+    use protocol::skim::{Malformed, Reader};
 
     use super::Tokens;
 
-    #[derive(Deserialize)]
-    struct Body<'a> {
-        #[serde(default, borrow)]
-        choices: Option<Vec<Choice<'a>>>,
-        #[serde(default)]
-        usage: Option<Usage>,
-        #[serde(default, borrow)]
-        error: Option<&'a RawValue>,
-    }
-
-    #[derive(Deserialize)]
-    struct Choice<'a> {
-        #[serde(default, borrow)]
-        message: Option<Message<'a>>,
-        #[serde(default, borrow)]
-        delta: Option<Message<'a>>,
-        #[serde(default, borrow)]
-        text: Option<&'a RawValue>,
-    }
-
-    #[derive(Deserialize)]
-    struct Message<'a> {
-        #[serde(default, borrow)]
-        content: Option<&'a RawValue>,
-        #[serde(default)]
-        tool_calls: Option<Vec<IgnoredAny>>,
-        #[serde(default)]
-        function_call: Option<IgnoredAny>,
-        #[serde(default, borrow)]
-        reasoning_content: Option<&'a RawValue>,
-        #[serde(default, borrow)]
-        reasoning: Option<&'a RawValue>,
-        #[serde(default)]
-        audio: Option<IgnoredAny>,
-        #[serde(default, borrow)]
-        refusal: Option<&'a RawValue>,
-    }
-
-    #[derive(Deserialize)]
-    struct Usage {
-        #[serde(default)]
-        prompt_tokens: u64,
-        #[serde(default)]
-        completion_tokens: u64,
-        #[serde(default)]
-        prompt_tokens_details: Option<Details>,
-        #[serde(default)]
-        completion_tokens_details: Option<Details>,
-    }
-
-    #[derive(Deserialize)]
-    struct Details {
-        #[serde(default)]
-        cached_tokens: Option<u64>,
-        #[serde(default)]
-        reasoning_tokens: Option<u64>,
-    }
-
-    /// A JSON string or array with something in it.
-    fn filled(raw: Option<&RawValue>) -> bool {
-        raw.is_some_and(|r| {
-            let s = r.get().trim();
-            (s.starts_with('"') && s.len() > 2)
-                || (s.starts_with('[') && s[1..].trim_start() != "]")
-        })
-    }
-
-    fn has_content(m: &Message<'_>) -> bool {
-        filled(m.content)
-            || m.tool_calls.as_ref().is_some_and(|c| !c.is_empty())
-            || m.function_call.is_some()
-            || filled(m.reasoning_content)
-            || filled(m.reasoning)
-            || m.audio.is_some()
-            || filled(m.refusal)
-    }
-
     /// `(has content, usage)`, or `None` for the general path.
     pub fn openai(body: &[u8]) -> Option<(bool, Option<Tokens>)> {
-        let b: Body<'_> = serde_json::from_slice(body).ok()?;
-        if b.error.is_some_and(|e| e.get() != "null") {
-            return None;
+        read(body).ok().flatten()
+    }
+
+    fn read(body: &[u8]) -> Result<Option<(bool, Option<Tokens>)>, Malformed> {
+        let mut r = Reader::new(body)?;
+        r.begin_object()?;
+        let mut content = false;
+        let mut tokens = None;
+        while let Some(key) = r.next_key()? {
+            match key {
+                b"choices" if r.peek() == Some(b'[') => {
+                    r.begin_array()?;
+                    while r.next_item()? {
+                        content |= choice(&mut r)?;
+                    }
+                }
+                b"usage" => tokens = super::read_usage(&mut r)?.map(|u| u.tokens().0),
+                b"error" => {
+                    if r.raw()? != b"null" {
+                        return Ok(None);
+                    }
+                }
+                _ => r.skip()?,
+            }
         }
-        let content = b.choices.iter().flatten().any(|c| {
-            c.message.as_ref().is_some_and(has_content)
-                || c.delta.as_ref().is_some_and(has_content)
-                || filled(c.text)
-        });
-        let tokens = b.usage.map(|u| Tokens {
-            prompt: u.prompt_tokens,
-            completion: u.completion_tokens,
-            cached: u
-                .prompt_tokens_details
-                .and_then(|d| d.cached_tokens)
-                .unwrap_or(0),
-            reasoning: u
-                .completion_tokens_details
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
-            estimated: false,
-        });
-        Some((content, tokens))
+        r.end()?;
+        Ok(Some((content, tokens)))
+    }
+
+    /// One element of `choices`.
+    fn choice(r: &mut Reader<'_>) -> Result<bool, Malformed> {
+        if !r.enter_object()? {
+            return Ok(false);
+        }
+        let mut content = false;
+        while let Some(key) = r.next_key()? {
+            content |= match key {
+                b"message" | b"delta" => message(r)?,
+                b"text" => nonempty_str(r.raw()?),
+                _ => r.skip().map(|()| false)?,
+            };
+        }
+        Ok(content)
+    }
+
+    /// A `message` or `delta` with something in it.
+    fn message(r: &mut Reader<'_>) -> Result<bool, Malformed> {
+        if !r.enter_object()? {
+            return Ok(false);
+        }
+        let mut content = false;
+        while let Some(key) = r.next_key()? {
+            let raw = r.raw()?;
+            content |= match key {
+                b"content" => protocol::skim::filled(raw),
+                b"tool_calls" => raw.starts_with(b"[") && protocol::skim::filled(raw),
+                b"function_call" | b"audio" => raw != b"null",
+                b"reasoning_content" | b"reasoning" | b"refusal" => nonempty_str(raw),
+                _ => false,
+            };
+        }
+        Ok(content)
+    }
+
+    fn nonempty_str(raw: &[u8]) -> bool {
+        raw.starts_with(b"\"") && raw.len() > 2
     }
 }
 
@@ -416,11 +385,16 @@ fn usage_object(u: &Value) -> Option<Tokens> {
 
 /// The usage an upstream JSON object (whole answer or stream event) reports, in any format.
 pub fn tokens_in(v: &Value) -> Option<Tokens> {
+    usage_in_value(v).map(|(t, _)| t)
+}
+
+/// As [`tokens_in`], with OpenAI's `total_tokens` when one says it.
+fn usage_in_value(v: &Value) -> Option<(Tokens, Option<u64>)> {
     if let Some(m) = v.get("usageMetadata").filter(|m| m.is_object()) {
-        return Some(gemini_tokens(m));
+        return Some((gemini_tokens(m), None));
     }
     let nested = |key: &str| v.get(key).and_then(|m| m.get("usage"));
-    usage_objects([v.get("usage"), nested("message"), nested("response")]).map(|(t, _)| t)
+    usage_objects([v.get("usage"), nested("message"), nested("response")])
 }
 
 fn gemini_tokens(m: &Value) -> Tokens {
@@ -450,61 +424,84 @@ fn usage_objects(found: [Option<&Value>; 3]) -> Option<(Tokens, Option<u64>)> {
     tokens.map(|t| (t, total))
 }
 
-/// The members of an answer or event that can hold usage, kept as raw slices: the rest
-/// (choices, text) is skipped without being built, and `message` / `response` are parsed
-/// further only for their own `usage`.
-#[derive(serde::Deserialize)]
-struct UsageProbe<'a> {
-    #[serde(default, borrow)]
-    usage: Option<&'a RawValue>,
-    #[serde(default, rename = "usageMetadata")]
-    usage_metadata: Option<Value>,
-    #[serde(default, borrow)]
-    message: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    response: Option<&'a RawValue>,
-}
-
-#[derive(serde::Deserialize)]
-struct NestedUsage<'a> {
-    #[serde(default, borrow)]
-    usage: Option<&'a RawValue>,
-}
-
-/// A `usage` object of OpenAI (chat and Responses) or Anthropic shape, read without building a
-/// map; any other shape falls back to [`usage_object`].
-#[derive(serde::Deserialize)]
+/// A `usage` object of OpenAI (chat and Responses) or Anthropic shape, as numbers (a member
+/// that is not a non-negative integer reads as 0, as [`usage_object`] reads it).
+#[derive(Default)]
 struct UsageNumbers {
-    #[serde(default)]
     prompt_tokens: u64,
-    #[serde(default)]
     completion_tokens: u64,
-    #[serde(default)]
     total_tokens: u64,
-    #[serde(default)]
     input_tokens: u64,
-    #[serde(default)]
     output_tokens: u64,
-    #[serde(default)]
     cache_read_input_tokens: u64,
-    #[serde(default)]
     cache_creation_input_tokens: u64,
-    #[serde(default)]
     prompt_tokens_details: Option<UsageDetails>,
-    #[serde(default)]
     completion_tokens_details: Option<UsageDetails>,
-    #[serde(default)]
     input_tokens_details: Option<UsageDetails>,
-    #[serde(default)]
     output_tokens_details: Option<UsageDetails>,
 }
 
-#[derive(serde::Deserialize, Default, Clone, Copy)]
+#[derive(Default, Clone, Copy)]
 struct UsageDetails {
-    #[serde(default)]
     cached_tokens: u64,
-    #[serde(default)]
     reasoning_tokens: u64,
+}
+
+/// The `usage` value at the reader: its numbers when it is an object, `None` otherwise
+/// (`null`, or a shape no format uses).
+fn read_usage(r: &mut Reader<'_>) -> Result<Option<UsageNumbers>, Malformed> {
+    if !r.enter_object()? {
+        return Ok(None);
+    }
+    let mut u = UsageNumbers::default();
+    while let Some(key) = r.next_key()? {
+        let n = match key {
+            b"prompt_tokens" => &mut u.prompt_tokens,
+            b"completion_tokens" => &mut u.completion_tokens,
+            b"total_tokens" => &mut u.total_tokens,
+            b"input_tokens" => &mut u.input_tokens,
+            b"output_tokens" => &mut u.output_tokens,
+            b"cache_read_input_tokens" => &mut u.cache_read_input_tokens,
+            b"cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
+            b"prompt_tokens_details" => {
+                u.prompt_tokens_details = read_details(r)?;
+                continue;
+            }
+            b"completion_tokens_details" => {
+                u.completion_tokens_details = read_details(r)?;
+                continue;
+            }
+            b"input_tokens_details" => {
+                u.input_tokens_details = read_details(r)?;
+                continue;
+            }
+            b"output_tokens_details" => {
+                u.output_tokens_details = read_details(r)?;
+                continue;
+            }
+            _ => {
+                r.skip()?;
+                continue;
+            }
+        };
+        *n = r.u64()?.unwrap_or(0);
+    }
+    Ok(Some(u))
+}
+
+fn read_details(r: &mut Reader<'_>) -> Result<Option<UsageDetails>, Malformed> {
+    if !r.enter_object()? {
+        return Ok(None);
+    }
+    let mut d = UsageDetails::default();
+    while let Some(key) = r.next_key()? {
+        match key {
+            b"cached_tokens" => d.cached_tokens = r.u64()?.unwrap_or(0),
+            b"reasoning_tokens" => d.reasoning_tokens = r.u64()?.unwrap_or(0),
+            _ => r.skip()?,
+        }
+    }
+    Ok(Some(d))
 }
 
 impl UsageNumbers {
@@ -529,42 +526,62 @@ impl UsageNumbers {
     }
 }
 
-/// One raw `usage` member read as tokens (and OpenAI's total).
-fn usage_from_raw(raw: &RawValue) -> Option<(Tokens, Option<u64>)> {
-    if let Ok(n) = serde_json::from_str::<UsageNumbers>(raw.get()) {
-        return Some(n.tokens());
-    }
-    let v: Value = serde_json::from_str(raw.get()).ok()?;
-    usage_objects([Some(&v), None, None])
-}
-
 /// As [`tokens_in`], for raw bytes, with OpenAI's `total_tokens` when present; cheap for the
-/// common event without usage (a byte search), and without building the rest of the object
-/// (or a map of the usage itself) for the one with usage.
+/// common event without usage (a byte search), and for the one with usage a walk that reads
+/// only the `usage` members (bytes the reader cannot follow are parsed the general way).
 pub fn usage_in_bytes(data: &[u8]) -> Option<(Tokens, Option<u64>)> {
     if !has_usage_value(data) {
         return None;
     }
-    let probe: UsageProbe<'_> = serde_json::from_slice(data).ok()?;
-    if let Some(m) = probe.usage_metadata.as_ref().filter(|m| m.is_object()) {
-        return Some((gemini_tokens(m), None));
-    }
-    fn nested(raw: Option<&RawValue>) -> Option<&RawValue> {
-        raw.and_then(|r| serde_json::from_str::<NestedUsage<'_>>(r.get()).ok())
-            .and_then(|n| n.usage)
-    }
-    let mut found: Option<Tokens> = None;
-    let mut total = None;
-    for raw in [probe.usage, nested(probe.message), nested(probe.response)]
-        .into_iter()
-        .flatten()
-    {
-        if let Some((t, said)) = usage_from_raw(raw) {
-            found.get_or_insert_with(Tokens::default).merge(t);
-            total = total.or(said);
+    match usage_walk(data) {
+        Ok(Walked::Usage(found)) => found,
+        Ok(Walked::Gemini) | Err(Malformed) => {
+            usage_in_value(&serde_json::from_slice::<Value>(data).ok()?)
         }
     }
-    found.map(|t| (t, total))
+}
+
+enum Walked {
+    Usage(Option<(Tokens, Option<u64>)>),
+    /// Gemini's `usageMetadata`, read from a parsed value.
+    Gemini,
+}
+
+/// The `usage` members (top level, in `message`, in `response`) merged in that order.
+fn usage_walk(data: &[u8]) -> Result<Walked, Malformed> {
+    let mut r = Reader::new(data)?;
+    r.begin_object()?;
+    let mut found: [Option<UsageNumbers>; 3] = [None, None, None];
+    let mut gemini = false;
+    while let Some(key) = r.next_key()? {
+        match key {
+            b"usage" => found[0] = read_usage(&mut r)?,
+            b"message" | b"response" if r.peek() == Some(b'{') => {
+                let slot = usize::from(key == b"response") + 1;
+                r.begin_object()?;
+                while let Some(inner) = r.next_key()? {
+                    if inner == b"usage" {
+                        found[slot] = read_usage(&mut r)?;
+                    } else {
+                        r.skip()?;
+                    }
+                }
+            }
+            b"usageMetadata" => gemini |= r.raw()?.starts_with(b"{"),
+            _ => r.skip()?,
+        }
+    }
+    r.end()?;
+    if gemini {
+        return Ok(Walked::Gemini);
+    }
+    let mut tokens: Option<Tokens> = None;
+    let mut total = None;
+    for (t, said) in found.iter().flatten().map(UsageNumbers::tokens) {
+        tokens.get_or_insert_with(Tokens::default).merge(t);
+        total = total.or(said);
+    }
+    Ok(Walked::Usage(tokens.map(|t| (t, total))))
 }
 
 /// As [`usage_in_bytes`], tokens only.
@@ -597,7 +614,7 @@ fn has_usage_value(data: &[u8]) -> bool {
 /// escape sequence counts as one character. A plain byte walk: events are short and full of
 /// short strings, where calling memchr per string (or iterating memchr hits) measured slower
 /// (`cargo bench -p llmux --bench stream_events`: 105 ns per OpenAI chunk, against 294 and
-/// 171 ns).
+/// 171 ns); starting at `choices` brought the OpenAI chunk to about half of that.
 pub fn generated_chars(data: &[u8]) -> u64 {
     const TEXT: &[&[u8]] = &[
         b"content",
@@ -617,10 +634,15 @@ pub fn generated_chars(data: &[u8]) -> u64 {
         }
         i
     };
+    // OpenAI chunks hold their text under `choices`, after members with none (id, model,
+    // fingerprint): one vectorised search skips those. `"choices":` cannot occur inside a
+    // string (its quotes would be escaped), so the walk starts outside any string.
+    static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\":"));
     let mut total = 0u64;
     // The next string is the value of a text key.
     let mut counted = false;
-    let mut i = 0;
+    let mut i = CHOICES.find(data).unwrap_or(0);
     while let Some(c) = at(i) {
         if c != b'"' {
             i += 1;
@@ -688,33 +710,25 @@ mod tests {
 
     use super::*;
 
-    fn ev(event: Option<&str>, data: &str) -> SseEvent {
-        SseEvent {
-            event: event.map(str::to_string),
-            data: data.to_string(),
-            ..SseEvent::default()
-        }
-    }
-
     #[test]
     fn openai_role_chunks_are_not_content_but_deltas_and_tool_calls_are() {
         let f = Format::OpenAiChat;
         let t: Vec<String> = vec![];
         let role =
             r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null}}]}"#;
-        assert_eq!(stream_event(f, &ev(None, role), &t), Verdict::Nothing);
+        assert_eq!(stream_event(f, None, role, &t), Verdict::Nothing);
         let text = r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#;
-        assert_eq!(stream_event(f, &ev(None, text), &t), Verdict::Content);
+        assert_eq!(stream_event(f, None, text, &t), Verdict::Content);
         let tool = r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c"}]}}]}"#;
-        assert_eq!(stream_event(f, &ev(None, tool), &t), Verdict::Content);
+        assert_eq!(stream_event(f, None, tool, &t), Verdict::Content);
         let reasoning = r#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#;
-        assert_eq!(stream_event(f, &ev(None, reasoning), &t), Verdict::Content);
+        assert_eq!(stream_event(f, None, reasoning, &t), Verdict::Content);
         let usage = r#"{"choices":[],"usage":{"prompt_tokens":1}}"#;
-        assert_eq!(stream_event(f, &ev(None, usage), &t), Verdict::Nothing);
-        assert_eq!(stream_event(f, &ev(None, "[DONE]"), &t), Verdict::Nothing);
+        assert_eq!(stream_event(f, None, usage, &t), Verdict::Nothing);
+        assert_eq!(stream_event(f, None, "[DONE]", &t), Verdict::Nothing);
         let err = r#"{"error":{"message":"boom"}}"#;
         assert_eq!(
-            stream_event(f, &ev(None, err), &t),
+            stream_event(f, None, err, &t),
             Verdict::Failed("error event: boom".into())
         );
     }
@@ -725,7 +739,7 @@ mod tests {
         let t = vec!["当前分组".to_string(), "upstream_error".to_string()];
         let escaped = r#"{"choices":[{"delta":{"content":"\u5f53\u524d\u5206\u7ec4 busy"}}]}"#;
         assert!(matches!(
-            stream_event(f, &ev(None, escaped), &t),
+            stream_event(f, None, escaped, &t),
             Verdict::Failed(m) if m.contains("当前分组")
         ));
         assert!(whole_answer(f, br#"{"x":"upstream_error"}"#, &t).is_err());
@@ -737,33 +751,117 @@ mod tests {
         let a = Format::Anthropic;
         let start = r#"{"type":"message_start","message":{"usage":{"input_tokens":5}}}"#;
         assert_eq!(
-            stream_event(a, &ev(Some("message_start"), start), &t),
+            stream_event(a, Some("message_start"), start, &t),
             Verdict::Nothing
         );
         let block =
             r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#;
-        assert_eq!(stream_event(a, &ev(None, block), &t), Verdict::Nothing);
+        assert_eq!(stream_event(a, None, block, &t), Verdict::Nothing);
         let tool = r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#;
-        assert_eq!(stream_event(a, &ev(None, tool), &t), Verdict::Content);
+        assert_eq!(stream_event(a, None, tool, &t), Verdict::Content);
         let delta =
             r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
-        assert_eq!(stream_event(a, &ev(None, delta), &t), Verdict::Content);
+        assert_eq!(stream_event(a, None, delta, &t), Verdict::Content);
         let overloaded =
             r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
         assert!(matches!(
-            stream_event(a, &ev(Some("error"), overloaded), &t),
+            stream_event(a, Some("error"), overloaded, &t),
             Verdict::Failed(_)
         ));
         let g = Format::Gemini;
         let chunk = r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"}}]}"#;
-        assert_eq!(stream_event(g, &ev(None, chunk), &t), Verdict::Content);
+        assert_eq!(stream_event(g, None, chunk, &t), Verdict::Content);
         let empty = r#"{"candidates":[{"content":{"parts":[{"text":""}]},"finishReason":"STOP"}]}"#;
-        assert_eq!(stream_event(g, &ev(None, empty), &t), Verdict::Nothing);
+        assert_eq!(stream_event(g, None, empty, &t), Verdict::Nothing);
         let r = Format::OpenAiResponses;
         let created = r#"{"type":"response.created","response":{}}"#;
-        assert_eq!(stream_event(r, &ev(None, created), &t), Verdict::Nothing);
+        assert_eq!(stream_event(r, None, created, &t), Verdict::Nothing);
         let d = r#"{"type":"response.output_text.delta","delta":"Hi"}"#;
-        assert_eq!(stream_event(r, &ev(None, d), &t), Verdict::Content);
+        assert_eq!(stream_event(r, None, d, &t), Verdict::Content);
+    }
+
+    /// The walked reading of OpenAI chat bodies agrees with the parsed one (content in a
+    /// `message` or `delta`, usage as `usage_object` reads it), and leaves bodies with an
+    /// error, malformed JSON or escaped keys to the general path.
+    #[test]
+    fn the_walked_openai_reading_agrees_with_the_parsed_one() {
+        let general = |body: &str| {
+            let v: Value = serde_json::from_str(body).unwrap();
+            let content = v
+                .get("choices")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c.get("message").is_some_and(openai_has_content)
+                        || c.get("delta").is_some_and(openai_has_content)
+                        || nonempty_str(c.get("text"))
+                });
+            (content, v.get("usage").and_then(usage_object))
+        };
+        let bodies = [
+            r#"{"choices":[{"message":{"role":"assistant","content":"hi","refusal":null}}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":null}}}"#,
+            r#"{"choices":[{"message":{"content":""}}],"usage":null}"#,
+            r#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#,
+            r#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"c"}]}}]}"#,
+            r#"{"choices":[{"message":{"content":[{"type":"text","text":"x"}]}}]}"#,
+            r#"{"choices":[{"message":{"content":[]}},{"delta":{"reasoning_content":"r"}}]}"#,
+            r#"{"choices":[{"delta":{"function_call":null,"audio":{"id":"a"}}}]}"#,
+            r#"{"choices":[{"text":"legacy"}],"usage":{"input_tokens":5,"output_tokens":2,"cache_read_input_tokens":1}}"#,
+            r#"{"choices":null,"usage":{"prompt_tokens":1.5,"completion_tokens":"2"}}"#,
+            r#"{"choices":[1,"x",{"message":"text"}],"usage":[]}"#,
+            r#" { "choices" : [ { "delta" : { "refusal" : "no" } } ] , "error" : null } "#,
+        ];
+        for body in bodies {
+            let (content, usage) = general(body);
+            assert_eq!(
+                fast::openai(body.as_bytes()),
+                Some((content, usage)),
+                "{body}"
+            );
+        }
+        for general_only in [
+            r#"{"error":{"message":"boom"}}"#,
+            r#"{"choices":[{"message":{"content":"hi"}}]"#,
+            r#"{"choices":[],"\u0075sage":{"prompt_tokens":1}}"#,
+            "{\"choices\":[{\"message\":{\"content\":\"\u{0}\"}}]}",
+        ] {
+            assert_eq!(
+                fast::openai(general_only.as_bytes()),
+                None,
+                "{general_only}"
+            );
+        }
+    }
+
+    #[test]
+    fn usage_is_read_from_any_format_without_a_full_parse() {
+        /// (prompt, completion, OpenAI's total)
+        type Read = Option<(u64, u64, Option<u64>)>;
+        let cases: [(&str, Read); 5] = [
+            (
+                r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#,
+                Some((9, 3, Some(12))),
+            ),
+            (r#"{"choices":[{"delta":{}}],"usage":null}"#, None),
+            (
+                r#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":7,"output_tokens":1}}}"#,
+                Some((7, 1, None)),
+            ),
+            (
+                r#"{"type":"response.completed","response":{"usage":{"input_tokens":4,"output_tokens":6,"total_tokens":10}}}"#,
+                Some((4, 6, Some(10))),
+            ),
+            (
+                r#"{"candidates":[],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":2}}"#,
+                Some((5, 2, None)),
+            ),
+        ];
+        for (data, want) in cases {
+            let got =
+                usage_in_bytes(data.as_bytes()).map(|(t, total)| (t.prompt, t.completion, total));
+            assert_eq!(got, want, "{data}");
+        }
     }
 
     #[test]

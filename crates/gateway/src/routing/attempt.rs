@@ -370,16 +370,13 @@ pub async fn run_json(
         // Same format: bytes pass through, unless the conversation carries reasoning signed by
         // other providers, which only the IR path can leave out.
         if upstream_format == Wire::Api(client) && !protocol::ir::provenance::body_has_tags(&req.body) {
-            let mut body = json_body_for(&req, cand, channel);
             // llmux accounts every stream's tokens: ask an OpenAI upstream for the usage chunk
             // the client did not request, and drop it from the client's stream.
             let strip_usage = client == Format::OpenAiChat
                 && req.endpoint == Endpoint::ChatCompletions
                 && req.peek.stream
                 && req.peek.include_usage != Some(true);
-            if strip_usage {
-                body = with_usage_requested(&body);
-            }
+            let body = json_body_for(&req, cand, channel, strip_usage);
             let body = with_overrides(channel, cand, req.endpoint, body);
             let mut send = Send::same_format(
                 req.endpoint,
@@ -455,29 +452,19 @@ async fn inline_images(
     Ok(Some(parsed))
 }
 
-/// An OpenAI chat body with `stream_options.include_usage: true` (other stream options kept).
-fn with_usage_requested(body: &Bytes) -> Bytes {
-    let Ok(view) = protocol::body::ObjectView::parse(body) else {
-        return body.clone();
-    };
-    let options = match view.raw(body, "stream_options") {
-        None | Some(b"null") => br#"{"include_usage":true}"#.to_vec(),
+/// `stream_options` with `include_usage: true` (other stream options kept), from the
+/// request's raw value; `None` when that value is not an object (the body is left alone).
+fn usage_requested(raw: Option<&[u8]>) -> Option<Vec<u8>> {
+    match raw {
+        None | Some(b"null") => Some(br#"{"include_usage":true}"#.to_vec()),
         Some(raw) => match serde_json::from_slice::<serde_json::Value>(raw) {
             Ok(serde_json::Value::Object(mut map)) => {
                 map.insert("include_usage".into(), serde_json::Value::Bool(true));
-                serde_json::to_vec(&map).unwrap_or_default()
+                serde_json::to_vec(&map).ok()
             }
-            _ => return body.clone(),
+            _ => None,
         },
-    };
-    Bytes::from(protocol::body::rewrite(
-        body,
-        &view,
-        &[Edit::Set {
-            key: "stream_options",
-            raw_json: &options,
-        }],
-    ))
+    }
 }
 
 /// The body with the provider's `post_body_parameter_overrides` applied (chat requests only,
@@ -899,17 +886,28 @@ fn error_type(status: StatusCode) -> &'static str {
 /// The request body with the model renamed for this candidate; the original bytes when the
 /// alias is the upstream name (the common case costs no copy).
 /// Also drops the top-level fields the vendor refuses for this model (xAI), when present.
-fn json_body_for(req: &JsonRequest, cand: &Candidate, channel: &Channel) -> Bytes {
+/// The client's body for a same-format upstream: the model renamed, fields the upstream
+/// refuses removed, and (`request_usage`) the stream's usage chunk asked for, in one rewrite
+/// over the view parsed when the request came in.
+fn json_body_for(
+    req: &JsonRequest,
+    cand: &Candidate,
+    channel: &Channel,
+    request_usage: bool,
+) -> Bytes {
     // Gemini names the model in the URL, never in the body.
     let rename = *cand.upstream_model != *req.peek.model && req.client != Format::Gemini;
     let refused = req.client == Format::OpenAiChat
         && req.endpoint == Endpoint::ChatCompletions
         && upstream::may_refuse_fields(&channel.base_url);
-    if !rename && !refused {
+    let stream_options = request_usage
+        .then(|| usage_requested(req.peek.view.raw(&req.body, "stream_options")))
+        .flatten();
+    if !rename && !refused && stream_options.is_none() {
         return req.body.clone();
     }
     let model = protocol::body::json_string(&cand.upstream_model);
-    let mut edits = Vec::with_capacity(5);
+    let mut edits = Vec::with_capacity(6);
     if rename {
         edits.push(Edit::Set {
             key: "model",
@@ -923,6 +921,12 @@ fn json_body_for(req: &JsonRequest, cand: &Candidate, channel: &Channel) -> Byte
                 .filter(|key| req.peek.view.raw(&req.body, key).is_some())
                 .map(|key| Edit::Remove { key }),
         );
+    }
+    if let Some(options) = &stream_options {
+        edits.push(Edit::Set {
+            key: "stream_options",
+            raw_json: options,
+        });
     }
     if edits.is_empty() {
         return req.body.clone();
@@ -1525,20 +1529,31 @@ async fn first_content(
     triggers: &[String],
 ) -> Result<(Bytes, Incoming), (ErrorClass, String)> {
     // Formats without a content check (Cohere, Workers AI) are taken as they come.
-    let judge = |ev: &protocol::sse::SseEvent| match format {
-        Some(f) => answer::stream_event(f, ev, triggers),
-        None => Verdict::Content,
+    let judge = |frame: &[u8]| {
+        // Comments and keep-alives say nothing.
+        let Some(view) = protocol::sse::frame_view(frame) else {
+            return Verdict::Nothing;
+        };
+        let Some(f) = format else {
+            return Verdict::Content;
+        };
+        let data = view.data.as_deref().unwrap_or_default();
+        let data = String::from_utf8_lossy(data);
+        let event = view.event.map(String::from_utf8_lossy);
+        answer::stream_event(f, event.as_deref(), &data, triggers)
     };
     let mut framer = protocol::sse::SseFramer::new(MAX_FIRST_EVENT);
-    let mut seen = Vec::new();
+    // What was read, replayed to the client: the first read as it came (no copy), later
+    // reads appended to a copy.
+    let mut seen = Seen::default();
     let read = async {
         loop {
             match incoming.frame().await {
                 None => {
                     // The last event may lack its blank line.
                     let rest = framer.take_rest();
-                    if let Some(ev) = protocol::sse::parse_frame(&rest) {
-                        match judge(&ev) {
+                    if !rest.is_empty() {
+                        match judge(&rest) {
                             Verdict::Content => return Ok(()),
                             Verdict::Failed(why) => return Err(why),
                             Verdict::Nothing => {}
@@ -1554,17 +1569,14 @@ async fn first_content(
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    seen.extend_from_slice(&data);
+                    seen.add(&data);
                     if seen.len() > MAX_FIRST_EVENT {
                         // Nothing to judge by within a megabyte: let the client have it.
                         return Ok(());
                     }
-                    framer.push(&data).map_err(|e| e.to_string())?;
+                    framer.push_bytes(data).map_err(|e| e.to_string())?;
                     while let Some(frame) = framer.next_frame() {
-                        let Some(ev) = protocol::sse::parse_frame(&frame) else {
-                            continue;
-                        };
-                        match judge(&ev) {
+                        match judge(&frame) {
                             Verdict::Content => return Ok(()),
                             Verdict::Failed(why) => return Err(why),
                             Verdict::Nothing => {}
@@ -1580,7 +1592,50 @@ async fn first_content(
             "no content within the model's timeout".to_string(),
         )),
         Ok(Err(e)) => Err((ErrorClass::ServerError, e)),
-        Ok(Ok(())) => Ok((Bytes::from(seen), incoming)),
+        Ok(Ok(())) => Ok((seen.into_bytes(), incoming)),
+    }
+}
+
+/// The bytes of a stream read so far: one read kept as it came, several joined.
+#[derive(Default)]
+enum Seen {
+    #[default]
+    Nothing,
+    One(Bytes),
+    Joined(Vec<u8>),
+}
+
+impl Seen {
+    fn add(&mut self, data: &Bytes) {
+        *self = match std::mem::take(self) {
+            Seen::Nothing => Seen::One(data.clone()),
+            Seen::One(first) => {
+                let mut joined = Vec::with_capacity(first.len() + data.len());
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(data);
+                Seen::Joined(joined)
+            }
+            Seen::Joined(mut joined) => {
+                joined.extend_from_slice(data);
+                Seen::Joined(joined)
+            }
+        };
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Seen::Nothing => 0,
+            Seen::One(b) => b.len(),
+            Seen::Joined(v) => v.len(),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Seen::Nothing => Bytes::new(),
+            Seen::One(b) => b,
+            Seen::Joined(v) => Bytes::from(v),
+        }
     }
 }
 

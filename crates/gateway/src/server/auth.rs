@@ -3,13 +3,19 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::error::ApiError;
 use crate::runtime::{ClientKey, Runtime};
 
+/// Named once: a lookup by `HeaderName` skips parsing the name on every request.
+static KEY_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-goog-api-key"),
+];
+
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    for name in ["x-api-key", "x-goog-api-key"] {
+    for name in &KEY_HEADERS {
         if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
             let v = v.trim();
             if !v.is_empty() {

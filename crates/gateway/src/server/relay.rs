@@ -75,6 +75,8 @@ struct UsageTap {
     strip: bool,
     /// Non-stream: the last bytes of the body, where `usage` sits.
     tail: Vec<u8>,
+    /// Where each frame of one read ends (reused from read to read).
+    ends: Vec<usize>,
     tokens: Option<Tokens>,
     /// OpenAI's own total, when it says one.
     total: Option<u64>,
@@ -91,6 +93,7 @@ impl UsageTap {
             framer: sse.then(|| protocol::sse::SseFramer::new(8 * 1024 * 1024)),
             strip: false,
             tail: Vec::new(),
+            ends: Vec::new(),
             tokens: None,
             total: None,
             text_chars: None,
@@ -108,43 +111,61 @@ impl UsageTap {
             }
             return Some(data);
         };
-        if framer.push(&data).is_err() {
+        if framer.push_bytes(data.clone()).is_err() {
             // An oversized event: stop looking; what the framer held goes on untouched.
             let held = framer.take_rest();
             self.framer = None;
             return Some(if self.strip { held } else { data });
         }
-        // Frames that arrived together leave together (one write, not one per event).
-        let mut kept: Option<Bytes> = None;
-        let mut joined: Vec<u8> = Vec::new();
-        while let Some(frame) = framer.next_frame() {
+        self.ends.clear();
+        let Some(frames) = framer.take_frames(&mut self.ends) else {
+            return (!self.strip).then_some(data);
+        };
+        // Frames that arrived together leave together (one write, not one per event): as a
+        // slice of what arrived, copied only around a dropped usage chunk.
+        let mut dropped: Option<std::ops::Range<usize>> = None;
+        let mut joined: Option<Vec<u8>> = None;
+        let mut start = 0;
+        for &end in &self.ends {
+            let frame = frames.get(start..end).unwrap_or_default();
             let usage_chunk = look(
-                &frame,
+                frame,
                 &mut self.tokens,
                 &mut self.total,
                 &mut self.text_chars,
             );
-            if !self.strip || usage_chunk {
-                continue;
+            // A second usage chunk in one read: keep what lies between the two.
+            if self.strip
+                && usage_chunk
+                && let Some(first) = dropped.replace(start..end)
+            {
+                let kept = joined
+                    .get_or_insert_with(|| frames.get(..first.start).unwrap_or_default().to_vec());
+                kept.extend_from_slice(frames.get(first.end..start).unwrap_or_default());
             }
-            match kept.take() {
-                None if joined.is_empty() => kept = Some(frame),
-                first => {
-                    if let Some(first) = first {
-                        joined.extend_from_slice(&first);
-                    }
-                    joined.extend_from_slice(&frame);
-                }
-            }
+            start = end;
         }
         if !self.strip {
             return Some(data);
         }
-        if joined.is_empty() {
-            kept
-        } else {
-            Some(Bytes::from(joined))
-        }
+        let Some(cut) = dropped else {
+            return Some(frames);
+        };
+        let out = match joined {
+            Some(mut kept) => {
+                kept.extend_from_slice(frames.get(cut.end..).unwrap_or_default());
+                Bytes::from(kept)
+            }
+            None if cut.start == 0 => frames.slice(cut.end..),
+            None if cut.end == frames.len() => frames.slice(..cut.start),
+            None => {
+                let mut kept = Vec::with_capacity(frames.len() - cut.len());
+                kept.extend_from_slice(&frames[..cut.start]);
+                kept.extend_from_slice(&frames[cut.end..]);
+                Bytes::from(kept)
+            }
+        };
+        (!out.is_empty()).then_some(out)
     }
 
     /// The stream ended: bytes held without a closing blank line (stripping only) go on.
@@ -664,6 +685,24 @@ mod tests {
             assert_eq!(tap.text_chars, Some(6));
             assert_eq!(tap.finish().1, Some(12));
         }
+    }
+
+    #[test]
+    fn several_usage_chunks_in_one_read_are_all_dropped() {
+        let usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n";
+        let text = "data: {\"choices\":[{\"delta\":{\"content\":\"ab\"}}]}\n\n";
+        let input = format!("{usage}{text}{usage}{text}{usage}data: [DONE]\n\n");
+        let want = format!("{text}{text}data: [DONE]\n\n");
+        for cuts in [vec![], vec![usage.len()], (1..input.len()).collect()] {
+            let (out, mut tap) = run(counting(true), input.as_bytes(), &cuts);
+            assert_eq!(String::from_utf8_lossy(&out), want, "cuts {cuts:?}");
+            assert_eq!(tap.text_chars, Some(4));
+            assert_eq!(tap.finish().1, Some(12));
+        }
+        // A read that is only the usage chunk passes nothing on.
+        let mut tap = counting(true);
+        assert_eq!(tap.pass(Bytes::from(usage)), None);
+        assert!(!tap.holds_bytes());
     }
 
     #[test]

@@ -1,0 +1,325 @@
+//! A pull reader over JSON bytes for answers the gateway only inspects: walk an object's keys,
+//! read the few values it needs (a number, whether a string or array is empty) and skip the
+//! rest without building them. It validates what it passes over with the same grammar as
+//! [`crate::body::ObjectView`] (the language `serde_json` accepts), so a body it accepts is
+//! one `serde_json` accepts, and anything it cannot read plainly (malformed JSON, a key
+//! written with escapes) is [`Malformed`]: the caller falls back to a full parse.
+//!
+//! Measured with `cargo bench -p llmux --bench stream_events`: the OpenAI content check and the
+//! usage read are several times cheaper than deserializing the same bytes with `serde_json`.
+
+use crate::body::Scanner;
+
+/// The bytes are not JSON this reader can follow; parse them the general way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
+
+/// Forward-only reader. Objects and arrays are entered with [`Reader::begin_object`] /
+/// [`Reader::begin_array`] and walked with [`Reader::next_key`] / [`Reader::next_item`]; every
+/// member value and array item must then be consumed (read, entered and walked to its end,
+/// or skipped) before the next key or item is asked for.
+pub struct Reader<'a> {
+    sc: Scanner<'a>,
+    /// Just entered a container: the next key/item needs no separating comma.
+    fresh: bool,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `bytes`, which must be UTF-8.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, Malformed> {
+        std::str::from_utf8(bytes).map_err(|_| Malformed)?;
+        Ok(Reader {
+            sc: Scanner { b: bytes, pos: 0 },
+            fresh: false,
+        })
+    }
+
+    /// The first byte of the next value (after whitespace), without consuming it.
+    pub fn peek(&mut self) -> Option<u8> {
+        self.sc.skip_ws();
+        self.sc.peek()
+    }
+
+    /// Enters the object at the reader.
+    pub fn begin_object(&mut self) -> Result<(), Malformed> {
+        self.begin(b'{')
+    }
+
+    /// Enters the value at the reader when it is an object (`true`); skips it otherwise
+    /// (`false`), for members whose other shapes carry nothing to read.
+    pub fn enter_object(&mut self) -> Result<bool, Malformed> {
+        if self.peek() == Some(b'{') {
+            self.begin_object().map(|()| true)
+        } else {
+            self.skip().map(|()| false)
+        }
+    }
+
+    /// Enters the array at the reader.
+    pub fn begin_array(&mut self) -> Result<(), Malformed> {
+        self.begin(b'[')
+    }
+
+    fn begin(&mut self, open: u8) -> Result<(), Malformed> {
+        self.sc.skip_ws();
+        self.sc.expect(open).map_err(|_| Malformed)?;
+        self.fresh = true;
+        Ok(())
+    }
+
+    /// The next member's key, with the reader left at its value; `None` when the object
+    /// closes. A key holding escapes is `Malformed` (it could spell any name).
+    pub fn next_key(&mut self) -> Result<Option<&'a [u8]>, Malformed> {
+        if !self.more(b'}')? {
+            return Ok(None);
+        }
+        let start = self.sc.pos;
+        if self.sc.peek() != Some(b'"') || self.sc.string().map_err(|_| Malformed)? {
+            return Err(Malformed);
+        }
+        let key = self.sc.b.get(start + 1..self.sc.pos - 1).ok_or(Malformed)?;
+        self.sc.skip_ws();
+        self.sc.expect(b':').map_err(|_| Malformed)?;
+        Ok(Some(key))
+    }
+
+    /// Whether another item follows (the reader is at it), or the array closed.
+    pub fn next_item(&mut self) -> Result<bool, Malformed> {
+        self.more(b']')
+    }
+
+    /// Past the separator before the next entry of the current container: `false` when
+    /// `close` ends it instead.
+    fn more(&mut self, close: u8) -> Result<bool, Malformed> {
+        self.sc.skip_ws();
+        let fresh = std::mem::replace(&mut self.fresh, false);
+        match self.sc.peek() {
+            Some(c) if c == close => {
+                self.sc.pos += 1;
+                Ok(false)
+            }
+            Some(b',') if !fresh => {
+                self.sc.pos += 1;
+                self.sc.skip_ws();
+                Ok(true)
+            }
+            Some(_) if fresh => Ok(true),
+            _ => Err(Malformed),
+        }
+    }
+
+    /// Skips the value at the reader, checking its syntax.
+    pub fn skip(&mut self) -> Result<(), Malformed> {
+        self.raw().map(|_| ())
+    }
+
+    /// The value at the reader as raw JSON (checked), consumed.
+    pub fn raw(&mut self) -> Result<&'a [u8], Malformed> {
+        self.sc.skip_ws();
+        let start = self.sc.pos;
+        // Scalars directly; containers through the general (iterative) walk.
+        let read = match self.sc.peek() {
+            Some(b'"') => self.sc.string().map(|_| ()),
+            Some(b'-' | b'0'..=b'9') => self.sc.number(),
+            Some(b'n') => self.sc.literal(b"null"),
+            _ => self.sc.value(),
+        };
+        read.map_err(|_| Malformed)?;
+        self.fresh = false;
+        self.sc.b.get(start..self.sc.pos).ok_or(Malformed)
+    }
+
+    /// A non-negative integer value; anything else (`null`, a fraction, a string) is `None`,
+    /// as `serde_json::Value::as_u64` reads it.
+    pub fn u64(&mut self) -> Result<Option<u64>, Malformed> {
+        let raw = self.raw()?;
+        Ok(std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok()))
+    }
+
+    /// Only whitespace is left.
+    pub fn end(&mut self) -> Result<(), Malformed> {
+        self.sc.skip_ws();
+        if self.sc.pos == self.sc.b.len() {
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
+    }
+}
+
+/// A raw value that holds something: a non-empty string, or an array with an item.
+pub fn filled(raw: &[u8]) -> bool {
+    match raw.first() {
+        Some(b'"') => raw.len() > 2,
+        Some(b'[') => raw.get(1..).unwrap_or_default().trim_ascii_start() != b"]",
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every member of the top-level object as (key, raw value), or `Malformed`.
+    fn members(json: &str) -> Result<Vec<(String, String)>, Malformed> {
+        let mut r = Reader::new(json.as_bytes())?;
+        r.begin_object()?;
+        let mut out = Vec::new();
+        while let Some(k) = r.next_key()? {
+            let v = r.raw()?;
+            out.push((
+                String::from_utf8(k.to_vec()).unwrap(),
+                String::from_utf8(v.to_vec()).unwrap(),
+            ));
+        }
+        r.end()?;
+        Ok(out)
+    }
+
+    /// Walks any value entering every container, returning the number of scalars seen.
+    fn walk(r: &mut Reader<'_>) -> Result<usize, Malformed> {
+        match r.peek() {
+            Some(b'{') => {
+                r.begin_object()?;
+                let mut n = 0;
+                while r.next_key()?.is_some() {
+                    n += walk(r)?;
+                }
+                Ok(n)
+            }
+            Some(b'[') => {
+                r.begin_array()?;
+                let mut n = 0;
+                while r.next_item()? {
+                    n += walk(r)?;
+                }
+                Ok(n)
+            }
+            _ => r.skip().map(|()| 1),
+        }
+    }
+
+    fn walk_all(json: &str) -> Result<usize, Malformed> {
+        let mut r = Reader::new(json.as_bytes())?;
+        let n = walk(&mut r)?;
+        r.end()?;
+        Ok(n)
+    }
+
+    #[test]
+    fn reads_members_and_skips_values() {
+        let got = members(r#" { "a" : 1 , "b":[1,{"x":"}"}], "c":"q\"uote" ,"d":null} "#).unwrap();
+        let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c", "d"]);
+        assert_eq!(got[1].1, r#"[1,{"x":"}"}]"#);
+        assert_eq!(got[2].1, r#""q\"uote""#);
+        assert_eq!(members("{}").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn rejects_what_serde_rejects() {
+        for bad in [
+            "",
+            "{",
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{,"a":1}"#,
+            r#"{"a":01}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"unterminated}"#,
+            r#"{"a":1}x"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":[,1]}"#,
+        ] {
+            assert_eq!(members(bad), Err(Malformed), "{bad:?}");
+            assert_eq!(walk_all(bad), Err(Malformed), "{bad:?}");
+        }
+        // Not UTF-8.
+        assert!(Reader::new(b"{\"a\":\"\xff\"}").is_err());
+    }
+
+    #[test]
+    fn escaped_keys_are_not_read_plainly() {
+        assert_eq!(members(r#"{"\u0075sage":1}"#), Err(Malformed));
+    }
+
+    #[test]
+    fn numbers_read_as_serde_value_as_u64() {
+        let mut r = Reader::new(br#"[12, 1.5, -3, null, "7", 18446744073709551615, 1e2]"#).unwrap();
+        r.begin_array().unwrap();
+        let mut got = Vec::new();
+        while r.next_item().unwrap() {
+            got.push(r.u64().unwrap());
+        }
+        assert_eq!(
+            got,
+            [Some(12), None, None, None, None, Some(u64::MAX), None]
+        );
+    }
+
+    #[test]
+    fn filled_values() {
+        assert!(filled(br#""x""#));
+        assert!(!filled(br#""""#));
+        assert!(filled(b"[1]"));
+        assert!(!filled(b"[ ]"));
+        assert!(!filled(b"null"));
+        assert!(!filled(b"{\"a\":1}"));
+    }
+
+    /// Small JSON-ish texts, valid or not.
+    fn jsonish() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("{"),
+                Just("}"),
+                Just("["),
+                Just("]"),
+                Just(","),
+                Just(":"),
+                Just("\"k\""),
+                Just("\"a\\\"b\""),
+                Just("1"),
+                Just("-2.5e3"),
+                Just("null"),
+                Just("true"),
+                Just(" "),
+                Just("\"\\u00e9\""),
+            ],
+            0..24,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The reader accepts exactly what serde_json accepts, and sees the same scalars.
+        #[test]
+        fn agrees_with_serde(text in jsonish()) {
+            let serde = serde_json::from_str::<serde_json::Value>(&text);
+            // Keys with escapes are the reader's one deliberate refusal.
+            prop_assume!(!text.contains("\"a\\\"b\":") && !text.contains("\"\\u00e9\":"));
+            match (walk_all(&text), serde) {
+                (Ok(n), Ok(v)) => {
+                    fn scalars(v: &serde_json::Value) -> usize {
+                        match v {
+                            serde_json::Value::Array(a) => a.iter().map(scalars).sum(),
+                            serde_json::Value::Object(o) => o.values().map(scalars).sum(),
+                            _ => 1,
+                        }
+                    }
+                    // Duplicate keys collapse in a serde map: the reader sees at least as many.
+                    prop_assert!(n >= scalars(&v), "{text:?}");
+                }
+                (Err(_), Err(_)) => {}
+                (ours, theirs) => prop_assert!(false, "{text:?}: reader {ours:?}, serde {theirs:?}"),
+            }
+        }
+    }
+}
