@@ -614,8 +614,37 @@ fn has_usage_value(data: &[u8]) -> bool {
 /// escape sequence counts as one character. A plain byte walk: events are short and full of
 /// short strings, where calling memchr per string (or iterating memchr hits) measured slower
 /// (`cargo bench -p llmux --bench stream_events`: 105 ns per OpenAI chunk, against 294 and
-/// 171 ns); starting at `choices` brought the OpenAI chunk to about half of that.
+/// 171 ns). An OpenAI chat chunk is walked only inside its `delta` objects, found with one
+/// vectorised search, which halves that again.
 pub fn generated_chars(data: &[u8]) -> u64 {
+    // `"choices":` or `"delta":` cannot occur inside a string (its quotes would be escaped):
+    // a walk starting at one starts outside any string.
+    static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\":"));
+    static DELTA: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"delta\":"));
+    let Some(choices) = CHOICES.find(data) else {
+        return text_chars(data, 0, false);
+    };
+    // A chat chunk's text is in `choices[].delta`; the members around it (id, model, index,
+    // finish_reason, usage) hold none.
+    let mut total = 0;
+    let mut deltas = false;
+    for at in DELTA.find_iter(data.get(choices..).unwrap_or_default()) {
+        deltas = true;
+        total += text_chars(data, choices + at + b"\"delta\":".len(), true);
+    }
+    if deltas {
+        total
+    } else {
+        // Legacy completions (`choices[].text`).
+        text_chars(data, choices, false)
+    }
+}
+
+/// The walk of [`generated_chars`] from `from` (outside any string): to the end of `data`, or
+/// with `one_value` to the end of the value starting there.
+fn text_chars(data: &[u8], from: usize, one_value: bool) -> u64 {
     const TEXT: &[&[u8]] = &[
         b"content",
         b"text",
@@ -634,17 +663,27 @@ pub fn generated_chars(data: &[u8]) -> u64 {
         }
         i
     };
-    // OpenAI chunks hold their text under `choices`, after members with none (id, model,
-    // fingerprint): one vectorised search skips those. `"choices":` cannot occur inside a
-    // string (its quotes would be escaped), so the walk starts outside any string.
-    static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\":"));
     let mut total = 0u64;
     // The next string is the value of a text key.
     let mut counted = false;
-    let mut i = CHOICES.find(data).unwrap_or(0);
+    // Containers open since `from` (for `one_value`).
+    let mut depth = 0u32;
+    let mut i = from;
     while let Some(c) = at(i) {
         if c != b'"' {
+            if one_value {
+                match c {
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' | b',' if depth == 0 => break,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
             i += 1;
             continue;
         }
@@ -919,6 +958,16 @@ mod tests {
         assert_eq!(generated_chars(gemini), 8);
         assert_eq!(generated_chars(b""), 0);
         assert_eq!(generated_chars(br#"{"text":"unterminated"#), 12);
+        // Chat chunks: every choice's delta, nothing around them; legacy `text` choices.
+        let two = br#"{"choices":[{"index":0,"delta":{"content":"ab","tool_calls":[{"index":0,"function":{"arguments":"{\"x\":1}"}}]},"finish_reason":null},{"index":1,"delta":{"reasoning_content":"cd"}}],"usage":null,"note":{"text":"not generated"}}"#;
+        assert_eq!(generated_chars(two), 11);
+        assert_eq!(generated_chars(br#"{"choices":[{"index":0,"delta":{}}]}"#), 0);
+        assert_eq!(
+            generated_chars(br#"{"object":"text_completion","choices":[{"text":"legacy"}]}"#),
+            6
+        );
+        // Cut short inside a delta: what is there counts.
+        assert_eq!(generated_chars(br#"{"choices":[{"delta":{"content":"abc"#), 3);
     }
 
     #[test]
