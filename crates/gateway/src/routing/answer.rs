@@ -961,13 +961,19 @@ mod tests {
         // Chat chunks: every choice's delta, nothing around them; legacy `text` choices.
         let two = br#"{"choices":[{"index":0,"delta":{"content":"ab","tool_calls":[{"index":0,"function":{"arguments":"{\"x\":1}"}}]},"finish_reason":null},{"index":1,"delta":{"reasoning_content":"cd"}}],"usage":null,"note":{"text":"not generated"}}"#;
         assert_eq!(generated_chars(two), 11);
-        assert_eq!(generated_chars(br#"{"choices":[{"index":0,"delta":{}}]}"#), 0);
+        assert_eq!(
+            generated_chars(br#"{"choices":[{"index":0,"delta":{}}]}"#),
+            0
+        );
         assert_eq!(
             generated_chars(br#"{"object":"text_completion","choices":[{"text":"legacy"}]}"#),
             6
         );
         // Cut short inside a delta: what is there counts.
-        assert_eq!(generated_chars(br#"{"choices":[{"delta":{"content":"abc"#), 3);
+        assert_eq!(
+            generated_chars(br#"{"choices":[{"delta":{"content":"abc"#),
+            3
+        );
     }
 
     #[test]

@@ -79,9 +79,8 @@ impl Route {
 }
 
 fn route(path: &str) -> Option<(Route, Method)> {
-    if let Some(call) = ingress::gemini_call(path) {
-        return Some((Route::Gemini(call), Method::POST));
-    }
+    // Fixed paths first: they are the common case and cost one comparison each, where the
+    // Gemini form needs a substring search.
     Some(match path {
         "/v1/messages" => (Route::BodyModel(Format::Anthropic), Method::POST),
         "/v1/messages/count_tokens" => (Route::CountTokens(Format::Anthropic), Method::POST),
@@ -108,7 +107,7 @@ fn route(path: &str) -> Option<(Route, Method)> {
         "/v1/add_credits" => (Route::Stats(StatsRoute::AddCredits), Method::POST),
         "/v1/generate-api-key" => (Route::Stats(StatsRoute::GenerateApiKey), Method::GET),
         "/metrics" => (Route::Metrics, Method::GET),
-        _ => return None,
+        _ => return ingress::gemini_call(path).map(|call| (Route::Gemini(call), Method::POST)),
     })
 }
 
