@@ -6,7 +6,9 @@
 //! response headers, or learned from 429s. Selection is headroom-weighted power-of-two-choices
 //! by default; uni-api's algorithms stay selectable.
 
-use std::collections::HashMap;
+// Model names are looked up on every request under the pool's lock: hashbrown's default
+// hasher and `entry_ref` (a key is copied only when a model is first seen).
+use hashbrown::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -196,6 +198,9 @@ struct State {
 struct Shared {
     settings: PoolSettings,
     clock: Arc<dyn Clock>,
+    /// How many keys `state` holds (fixed when the pool is built): read on every request
+    /// without taking the lock the workers share.
+    key_count: usize,
     state: Mutex<State>,
     /// Other instances sharing these keys (`remote`), when configured.
     peers: OnceLock<Arc<dyn Peers>>,
@@ -280,6 +285,7 @@ impl KeyPool {
             shared: Arc::new(Shared {
                 settings,
                 clock,
+                key_count: built.len(),
                 state: Mutex::new(State {
                     keys: built,
                     scopes,
@@ -303,7 +309,7 @@ impl KeyPool {
     }
 
     pub fn len(&self) -> usize {
-        self.shared.lock().keys.len()
+        self.shared.key_count
     }
 
     pub fn is_empty(&self) -> bool {
@@ -827,10 +833,7 @@ impl PoolView<'_> {
         };
         let now = self.clock.now();
         let window_end = windowed.then(|| next_minute(&**self.clock));
-        let sm = self.st.scopes[scope]
-            .models
-            .entry(Box::from(model))
-            .or_default();
+        let sm = self.st.scopes[scope].models.entry_ref(model).or_default();
         sm.est
             .restore(&mut sm.learned, dim, per_minute, window_end, now);
     }
@@ -850,7 +853,7 @@ impl PoolView<'_> {
         if class == ErrorClass::Billing && model.is_empty() {
             s.billing = Some((until, 0, why));
         } else {
-            let sm = s.models.entry(Box::from(model)).or_default();
+            let sm = s.models.entry_ref(model).or_default();
             sm.blocked_until = until;
             sm.block_class = Some(class);
             sm.block_why = why;
@@ -1323,7 +1326,7 @@ impl Lease {
                 st.dirty = true;
             }
         }
-        let m = st.models.entry(self.model.clone()).or_default();
+        let m = st.models.entry_ref(&*self.model).or_default();
         record_model_outcome(m, now, true);
         m.overload_strikes = 0;
         remote::publish_changes(&self.shared, &st, self.index, &self.model, seen);
@@ -1386,10 +1389,7 @@ impl Lease {
             ErrorClass::RateLimited => {
                 let keys = &st.keys;
                 let configured = |dim: Dim| configured_per_minute(keys, scope_index, model, dim);
-                let sm = st.scopes[scope_index]
-                    .models
-                    .entry(Box::from(model))
-                    .or_default();
+                let sm = st.scopes[scope_index].models.entry_ref(model).or_default();
                 sm.block_strikes += 1;
                 let stated = c
                     .retry_after
@@ -1437,10 +1437,7 @@ impl Lease {
                 }
             }
             ErrorClass::RequestTooLarge => {
-                let sm = st.scopes[scope_index]
-                    .models
-                    .entry(Box::from(model))
-                    .or_default();
+                let sm = st.scopes[scope_index].models.entry_ref(model).or_default();
                 sm.max_request_tokens = c.limit_tokens.or(sm.max_request_tokens);
             }
             ErrorClass::DailyQuota => {
@@ -1455,10 +1452,7 @@ impl Lease {
                     let day = 86_400_000;
                     shared.clock.instant_of_unix_ms((unix_now / day + 1) * day)
                 };
-                let sm = st.scopes[scope_index]
-                    .models
-                    .entry(Box::from(model))
-                    .or_default();
+                let sm = st.scopes[scope_index].models.entry_ref(model).or_default();
                 sm.blocked_until = sm.blocked_until.max(until);
                 sm.block_class = Some(ErrorClass::DailyQuota);
                 sm.block_why = format!(
@@ -1520,7 +1514,7 @@ impl Lease {
                             };
                         }
                     }
-                    let m = st.models.entry(Box::from(model)).or_default();
+                    let m = st.models.entry_ref(model).or_default();
                     m.blocked_until = now + 30 * SECOND;
                     m.why = format!(
                         "{recent} of {n_keys} keys of provider `{}` were rejected as invalid within a minute: suspecting the request, not the keys",
@@ -1554,7 +1548,7 @@ impl Lease {
                         now + jitter(backoff(10 * SECOND, key.strikes, 5 * MINUTE), &mut st.rng);
                     cool(&mut st.keys[self.index], until, c.class);
                 }
-                let m = st.models.entry(Box::from(model)).or_default();
+                let m = st.models.entry_ref(model).or_default();
                 record_model_outcome(m, now, false);
             }
             ErrorClass::Overloaded
@@ -1567,7 +1561,7 @@ impl Lease {
                 // acted on.
             }
             ErrorClass::Overloaded => {
-                let m = st.models.entry(Box::from(model)).or_default();
+                let m = st.models.entry_ref(model).or_default();
                 m.overload_strikes += 1;
                 let wait = c
                     .retry_after
@@ -1594,7 +1588,7 @@ impl Lease {
                 }
             }
             ErrorClass::Timeout | ErrorClass::StreamInterrupted => {
-                let m = st.models.entry(Box::from(model)).or_default();
+                let m = st.models.entry_ref(model).or_default();
                 record_model_outcome(m, now, false);
             }
             ErrorClass::BadRequest
@@ -1720,7 +1714,7 @@ fn book(st: &mut State, index: usize, model: &str, cost: Cost, until: Nanos) -> 
         set.take(&cost, until);
     }
     let scope = key.scope;
-    let sm = st.scopes[scope].models.entry(Box::from(model)).or_default();
+    let sm = st.scopes[scope].models.entry_ref(model).or_default();
     sm.learned.take(&cost, until);
     sm.booked = sm.booked.plus(cost);
     Booking {

@@ -389,7 +389,7 @@ impl KeyPool {
             if ev.ttl_ms == 0 {
                 return false;
             }
-            let m = st.models.entry(Box::from(model.as_str())).or_default();
+            let m = st.models.entry_ref(model.as_str()).or_default();
             if until <= m.blocked_until {
                 return false;
             }
