@@ -126,6 +126,9 @@ pub struct Channel {
     /// Identity of the key pool's inputs: a reload that keeps it keeps the pool itself.
     pool_sig: u64,
     pub config: ProviderConfig,
+    /// [`Channel::endpoint_url`] of each endpoint, parsed on first use (`None`: it does not
+    /// parse): a request clones it instead of formatting and parsing the URL again.
+    endpoint_uris: [std::sync::OnceLock<Option<http::Uri>>; urls::Endpoint::COUNT],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +140,22 @@ pub struct VertexTarget {
 impl Channel {
     pub fn endpoint_url(&self, endpoint: urls::Endpoint) -> String {
         format!("{}{}", self.api_root, endpoint.suffix())
+    }
+
+    /// [`Channel::endpoint_url`] as a `Uri`, parsed once per channel and endpoint.
+    pub fn endpoint_uri(
+        &self,
+        endpoint: urls::Endpoint,
+    ) -> Result<http::Uri, http::uri::InvalidUri> {
+        let cached = self.endpoint_uris.get(endpoint as usize).and_then(|cell| {
+            cell.get_or_init(|| self.endpoint_url(endpoint).parse().ok())
+                .as_ref()
+        });
+        match cached {
+            Some(uri) => Ok(uri.clone()),
+            // Parsed again only to say why (a base_url that is not a URL).
+            None => self.endpoint_url(endpoint).parse(),
+        }
     }
 
     /// A model name of this provider (alias or upstream), as `post_body_parameter_overrides`
@@ -630,6 +649,7 @@ fn build_channel(
                 .map(TimeoutPolicy::from_json),
             pool_sig,
             config: p.clone(),
+            endpoint_uris: Default::default(),
         },
         warnings,
     ))

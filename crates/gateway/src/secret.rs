@@ -15,9 +15,68 @@ pub fn mask(key: &str) -> String {
     format!("{prefix}...{tail}")
 }
 
+/// An upstream key and the header values that carry it (`Bearer <key>` and the bare key, for
+/// the providers that take it in `x-api-key`, `api-key` or `x-goog-api-key`), built once per
+/// key instead of per request and marked sensitive; `Debug` shows the key masked.
+pub struct Credential {
+    secret: std::sync::Arc<str>,
+    bare: Option<http::HeaderValue>,
+    bearer: Option<http::HeaderValue>,
+}
+
+impl Credential {
+    pub fn new(secret: &str) -> Credential {
+        let value = |text: &str| {
+            http::HeaderValue::from_str(text).ok().map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+        };
+        Credential {
+            secret: std::sync::Arc::from(secret),
+            bare: value(secret),
+            bearer: value(&format!("Bearer {secret}")),
+        }
+    }
+
+    pub fn secret(&self) -> &std::sync::Arc<str> {
+        &self.secret
+    }
+
+    /// The key as a header value; `None` when it holds bytes a header cannot.
+    pub fn bare(&self) -> Option<http::HeaderValue> {
+        self.bare.clone()
+    }
+
+    /// `Bearer <key>`; `None` when the key holds bytes a header cannot.
+    pub fn bearer(&self) -> Option<http::HeaderValue> {
+        self.bearer.clone()
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Credential")
+            .field(&mask(&self.secret))
+            .finish()
+    }
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::mask;
+    use super::{Credential, mask};
+
+    #[test]
+    fn a_credential_carries_its_key_in_header_values_and_never_prints_it() {
+        let c = Credential::new("sk-secretsecretsecret1234");
+        assert_eq!(c.bearer().unwrap(), "Bearer sk-secretsecretsecret1234");
+        assert_eq!(c.bare().unwrap(), "sk-secretsecretsecret1234");
+        assert!(c.bearer().unwrap().is_sensitive());
+        assert!(!format!("{c:?}").contains("secret"));
+        // A key a header cannot hold gives no value (the request goes without it).
+        assert!(Credential::new("sk-bad\nkey-0000").bare().is_none());
+    }
 
     #[test]
     fn masks_keys() {

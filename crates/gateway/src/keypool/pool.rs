@@ -20,7 +20,7 @@ use super::health::{AUTH_REVALIDATE, BILLING_REVALIDATE, Health, backoff, jitter
 use super::limits::{BucketSet, Cost, Dim, limits_for};
 use super::ratelimit_headers::{LimitSnapshot, RequestsWindow};
 use crate::config::schema::RateLimitSpec;
-use crate::secret::mask;
+use crate::secret::{Credential, mask};
 
 mod remote;
 pub use remote::{Admission, AdmitFuture, Admitted, Event, Fact, Peers, Reservation, SharedBucket};
@@ -111,7 +111,7 @@ pub enum Acquire {
 
 #[derive(Debug)]
 struct Key {
-    secret: Arc<str>,
+    credential: Arc<Credential>,
     masked: String,
     /// Shared with leases: usage records carry it without copying.
     fingerprint: Arc<str>,
@@ -253,7 +253,7 @@ impl KeyPool {
             let scope = scope_of(&scope_name, &mut scopes);
             built.push(Key {
                 fingerprint: Arc::from(fp),
-                secret: Arc::from(spec.secret.as_str()),
+                credential: Arc::new(Credential::new(&spec.secret)),
                 masked,
                 scope,
                 // A configured scope is not overridden by what headers suggest.
@@ -544,7 +544,7 @@ impl KeyPool {
         if take && let Some(set) = key.limits.get_mut(model) {
             set.take(&cost, now);
         }
-        let secret = Arc::clone(&key.secret);
+        let credential = Arc::clone(&key.credential);
         let fingerprint = Arc::clone(&key.fingerprint);
         let scope = key.scope;
         st.grant_seq += 1;
@@ -571,7 +571,7 @@ impl KeyPool {
             probe,
             reported: false,
             started: now,
-            secret,
+            credential,
             fingerprint,
             remote: None,
         })
@@ -593,7 +593,7 @@ impl KeyPool {
                 && !*revalidating
             {
                 *revalidating = true;
-                due.push((i, Arc::clone(&k.secret)));
+                due.push((i, Arc::clone(k.credential.secret())));
             }
         }
         due
@@ -1186,7 +1186,7 @@ pub struct Lease {
     probe: bool,
     reported: bool,
     started: Nanos,
-    secret: Arc<str>,
+    credential: Arc<Credential>,
     fingerprint: Arc<str>,
     /// What the shared limits reserved for this attempt (several instances).
     remote: Option<Box<dyn Reservation>>,
@@ -1199,11 +1199,16 @@ impl Lease {
 
     /// The secret, only for the upstream request's auth.
     pub fn secret(&self) -> &str {
-        &self.secret
+        self.credential.secret()
+    }
+
+    /// The secret and its header values, for the upstream request's auth.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
     }
 
     pub fn masked(&self) -> String {
-        mask(&self.secret)
+        mask(self.secret())
     }
 
     /// The key's stable, non-reversible name ([`fingerprint`]), as usage records store it.
@@ -1690,7 +1695,7 @@ impl std::fmt::Debug for Lease {
         f.debug_struct("Lease")
             .field("pool", &self.shared.settings.name)
             .field("key", &self.index)
-            .field("masked", &mask(&self.secret))
+            .field("masked", &mask(self.secret()))
             .field("model", &self.model)
             .field("seq", &self.seq)
             .field("probe", &self.probe)

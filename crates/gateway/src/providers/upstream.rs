@@ -9,6 +9,7 @@ use protocol::ir::Format;
 use crate::providers::engine::Engine;
 use crate::providers::urls::Endpoint;
 use crate::runtime::Channel;
+use crate::secret::Credential;
 
 /// Anthropic API version sent when the provider's `headers` do not set one.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -202,23 +203,24 @@ pub enum Streaming {
     JsonArray,
 }
 
-/// The URL of one attempt.
-pub fn url(
+/// The URL of one attempt. The channel's plain `{api_root}{endpoint suffix}` (OpenAI-style
+/// engines) is parsed once per channel; engines that build their own URL are parsed per call.
+pub fn uri(
     channel: &Channel,
     engine: Engine,
     wire: Wire,
     endpoint: Endpoint,
     upstream_model: &str,
     streaming: Streaming,
-) -> String {
+) -> Result<http::Uri, http::uri::InvalidUri> {
     let upstream_model = crate::providers::suffixes::upstream_model(engine, upstream_model);
     if endpoint == Endpoint::ChatCompletions
         && wire == Wire::Api(Format::OpenAiResponses)
         && !matches!(engine, Engine::Azure | Engine::AzureDatabricks)
     {
-        return format!("{}/responses", channel.api_root);
+        return format!("{}/responses", channel.api_root).parse();
     }
-    match engine {
+    let url = match engine {
         Engine::Aws => {
             let root = channel.base_url.trim_end_matches('/');
             let root = root.split_once("/model/").map_or(root, |(r, _)| r);
@@ -262,8 +264,9 @@ pub fn url(
                 gemini_root(&channel.base_url)
             )
         }
-        _ => channel.endpoint_url(endpoint),
-    }
+        _ => return channel.endpoint_uri(endpoint),
+    };
+    url.parse()
 }
 
 /// A model id as one URL path segment (Bedrock ids contain `:`).
@@ -384,16 +387,15 @@ fn databricks_url(base_url: &str, endpoint_name: &str) -> String {
 
 /// Auth (and required protocol) headers for one key of this engine. Databricks takes its
 /// personal access tokens (and OAuth tokens) as `Authorization: Bearer`, like the default.
-pub fn auth_headers(engine: Engine, secret: &str, out: &mut Vec<(HeaderName, HeaderValue)>) {
-    let value = |s: &str| HeaderValue::from_str(s).ok();
+pub fn auth_headers(engine: Engine, key: &Credential, out: &mut Vec<(HeaderName, HeaderValue)>) {
     match engine {
         Engine::Azure => {
-            if let Some(v) = value(secret) {
+            if let Some(v) = key.bare() {
                 out.push((HeaderName::from_static("api-key"), v));
             }
         }
         Engine::Claude => {
-            if let Some(v) = value(secret) {
+            if let Some(v) = key.bare() {
                 out.push((HeaderName::from_static("x-api-key"), v));
             }
             out.push((
@@ -403,12 +405,12 @@ pub fn auth_headers(engine: Engine, secret: &str, out: &mut Vec<(HeaderName, Hea
         }
         // Vertex with an API key is Express mode, which takes the same header as AI Studio.
         Engine::Gemini | Engine::VertexGemini | Engine::VertexClaude => {
-            if let Some(v) = value(secret) {
+            if let Some(v) = key.bare() {
                 out.push((HeaderName::from_static("x-goog-api-key"), v));
             }
         }
         _ => {
-            if let Some(v) = value(&format!("Bearer {secret}")) {
+            if let Some(v) = key.bearer() {
                 out.push((header::AUTHORIZATION, v));
             }
         }
@@ -485,7 +487,7 @@ mod tests {
             assert_eq!(databricks_url(base, "databricks-claude-sonnet-4"), want);
         }
         let mut h = Vec::new();
-        auth_headers(Engine::AzureDatabricks, "dapi123", &mut h);
+        auth_headers(Engine::AzureDatabricks, &Credential::new("dapi123"), &mut h);
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].0, header::AUTHORIZATION);
         assert_eq!(h[0].1, "Bearer dapi123");

@@ -28,6 +28,9 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// How many endpoints there are (for tables indexed by `endpoint as usize`).
+    pub const COUNT: usize = Endpoint::Moderations as usize + 1;
+
     pub fn suffix(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",

@@ -976,7 +976,7 @@ fn build_request(
     bearer: Option<&str>,
     client_headers: &HeaderMap,
 ) -> Result<Request<RespBody>, String> {
-    let url = upstream::url(
+    let uri = upstream::uri(
         channel,
         cand.engine,
         send.upstream,
@@ -995,14 +995,15 @@ fn build_request(
     };
     let extra = send.headers;
     let sign_payload = send.sign_payload;
-    let mut req = Request::post(&url)
+    let uri = uri.map_err(|e| format!("cannot build the request for `{}`: {e}", channel.name))?;
+    let mut req = Request::post(uri)
         .header(header::CONTENT_TYPE, send.content_type)
         .header(header::ACCEPT, accept)
         .body(send.body)
         .map_err(|e| format!("cannot build the request for `{}`: {e}", channel.name))?;
     let mut auth = Vec::with_capacity(2);
     match (lease, bearer) {
-        (Some(l), _) => upstream::auth_headers(cand.engine, l.secret(), &mut auth),
+        (Some(l), _) => upstream::auth_headers(cand.engine, l.credential(), &mut auth),
         (None, Some(token)) => {
             if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
                 auth.push((header::AUTHORIZATION, v));

@@ -179,8 +179,8 @@ pub(super) fn publish_changes(
     let ttl = |until: Nanos| until.saturating_sub(now) / 1_000_000;
     // Upstream messages are not expected to echo the key, but never let one travel if it does.
     let scrub = |why: &str| {
-        if why.contains(&*key.secret) {
-            why.replace(&*key.secret, &key.masked)
+        if why.contains(&**key.credential.secret()) {
+            why.replace(&**key.credential.secret(), &key.masked)
         } else {
             why.to_string()
         }
