@@ -883,12 +883,10 @@ fn error_type(status: StatusCode) -> &'static str {
     }
 }
 
-/// The request body with the model renamed for this candidate; the original bytes when the
-/// alias is the upstream name (the common case costs no copy).
-/// Also drops the top-level fields the vendor refuses for this model (xAI), when present.
-/// The client's body for a same-format upstream: the model renamed, fields the upstream
-/// refuses removed, and (`request_usage`) the stream's usage chunk asked for, in one rewrite
-/// over the view parsed when the request came in.
+/// The client's body for a same-format upstream: the model renamed for this candidate, the
+/// top-level fields the vendor refuses for this model dropped (xAI), and (`request_usage`) the
+/// stream's usage chunk asked for, in one rewrite over the view parsed when the request came
+/// in; the original bytes when nothing changes (the common case costs no copy).
 fn json_body_for(
     req: &JsonRequest,
     cand: &Candidate,
