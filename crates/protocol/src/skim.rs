@@ -133,9 +133,13 @@ impl<'a> Reader<'a> {
     /// as `serde_json::Value::as_u64` reads it.
     pub fn u64(&mut self) -> Result<Option<u64>, Malformed> {
         let raw = self.raw()?;
-        Ok(std::str::from_utf8(raw)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok()))
+        // Digits only (no sign, fraction or exponent), without overflow.
+        if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+            return Ok(None);
+        }
+        Ok(raw.iter().try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        }))
     }
 
     /// Only whitespace is left.

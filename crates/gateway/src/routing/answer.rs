@@ -463,20 +463,17 @@ fn read_usage(r: &mut Reader<'_>) -> Result<Option<UsageNumbers>, Malformed> {
             b"output_tokens" => &mut u.output_tokens,
             b"cache_read_input_tokens" => &mut u.cache_read_input_tokens,
             b"cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
-            b"prompt_tokens_details" => {
-                u.prompt_tokens_details = read_details(r)?;
-                continue;
-            }
-            b"completion_tokens_details" => {
-                u.completion_tokens_details = read_details(r)?;
-                continue;
-            }
-            b"input_tokens_details" => {
-                u.input_tokens_details = read_details(r)?;
-                continue;
-            }
-            b"output_tokens_details" => {
-                u.output_tokens_details = read_details(r)?;
+            b"prompt_tokens_details"
+            | b"completion_tokens_details"
+            | b"input_tokens_details"
+            | b"output_tokens_details" => {
+                let details = read_details(r)?;
+                *match key {
+                    b"prompt_tokens_details" => &mut u.prompt_tokens_details,
+                    b"completion_tokens_details" => &mut u.completion_tokens_details,
+                    b"input_tokens_details" => &mut u.input_tokens_details,
+                    _ => &mut u.output_tokens_details,
+                } = details;
                 continue;
             }
             _ => {
