@@ -549,18 +549,13 @@ impl KeyPool {
         let scope = key.scope;
         st.grant_seq += 1;
         let seq = st.grant_seq;
-        // No key allocation per grant once the model is known.
-        let models = &mut st.scopes[scope].models;
-        if !models.contains_key(model) {
-            models.insert(Box::from(model), ScopeModel::default());
+        // `entry_ref`: no key allocation per grant once the model is known.
+        let sm = st.scopes[scope].models.entry_ref(model).or_default();
+        if take {
+            sm.learned.take(&cost, now);
         }
-        if let Some(sm) = models.get_mut(model) {
-            if take {
-                sm.learned.take(&cost, now);
-            }
-            sm.est.granted(&sm.learned, &cost, now);
-            sm.inflight.insert(seq, cost);
-        }
+        sm.est.granted(&sm.learned, &cost, now);
+        sm.inflight.insert(seq, cost);
         Acquire::Granted(Lease {
             seq,
             scope_at_grant: scope,
