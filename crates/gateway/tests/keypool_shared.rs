@@ -581,7 +581,7 @@ async fn secrets_never_reach_redis() {
         };
         tried.push(l.index());
         l.observe(&llmux::keypool::Observed {
-            scope_id: Some(format!("org-{i}")),
+            scope_id: Some(format!("org-{i}").into()),
             ..Default::default()
         });
         l.settle_tokens(300);

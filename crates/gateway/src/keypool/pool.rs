@@ -80,11 +80,12 @@ pub struct PoolSettings {
     pub seed: Option<u64>,
 }
 
-/// What the response told about limits and scope (every response, success or not).
+/// What the response told about limits and scope (every response, success or not). The
+/// scope id is borrowed from the response headers when they spell it whole.
 #[derive(Debug, Clone, Default)]
-pub struct Observed {
+pub struct Observed<'h> {
     pub limits: LimitSnapshot,
-    pub scope_id: Option<String>,
+    pub scope_id: Option<std::borrow::Cow<'h, str>>,
 }
 
 #[derive(Debug)]
@@ -1216,7 +1217,7 @@ impl Lease {
     }
 
     /// Learn limits and scope from a response's headers (success or failure alike).
-    pub fn observe(&self, obs: &Observed) {
+    pub fn observe(&self, obs: &Observed<'_>) {
         let now = self.shared.clock.now();
         let mut st = self.shared.lock();
         let mut joined = false;
@@ -1227,7 +1228,7 @@ impl Lease {
             let current = &st.scopes[key.scope].name;
             let same = current.len() == provider.len() + 1 + scope_id.len()
                 && current.starts_with(provider.as_str())
-                && current.ends_with(scope_id.as_str())
+                && current.ends_with(&**scope_id)
                 && current.as_bytes()[provider.len()] == b':';
             if !key.scope_learned && !same && !self.shared.settings.shared_scope {
                 let seen = remote::before(&self.shared, &st, self.index, "");
@@ -1237,10 +1238,7 @@ impl Lease {
             }
         }
         let scope = st.keys[self.index].scope;
-        let sm = st.scopes[scope]
-            .models
-            .entry(self.model.clone())
-            .or_default();
+        let sm = st.scopes[scope].models.entry_ref(&*self.model).or_default();
         // A key moved to another scope since this request started: its headers describe
         // the old one (unless this very answer revealed the move).
         if self.seq < sm.snap_seq || (scope != self.scope_at_grant && !joined) {

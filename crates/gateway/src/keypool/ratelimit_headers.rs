@@ -87,25 +87,82 @@ const ANTHROPIC_NAMES: [&str; 12] = [
 /// The values of `prefix` + each of `names` (as [`header_str`] reads them: the first value,
 /// trimmed, not empty), found in one pass over the response headers: cheaper than one hashed
 /// lookup per name, on every response.
+/// The headers naming a key's quota scope, in [`scope_from`]'s order.
+const SCOPE_NAMES: [&str; 3] = [
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+];
+
+/// The values of `prefix` + each of `names`, and of [`SCOPE_NAMES`], in one pass over the
+/// headers (the first value of each name, as `HeaderMap::get` reads it).
+struct Scan<'h, const N: usize> {
+    values: [Option<&'h str>; N],
+    scope: [Option<&'h str>; 3],
+}
+
+fn scan<'h, const N: usize>(
+    headers: &'h HeaderMap,
+    prefix: &str,
+    names: &[&str; N],
+) -> Scan<'h, N> {
+    let mut out = Scan {
+        values: [None; N],
+        scope: [None; 3],
+    };
+    let mut seen = [false; N];
+    let mut seen_scope = [false; 3];
+    let text = |v: &'h http::HeaderValue| v.to_str().ok().map(str::trim).filter(|v| !v.is_empty());
+    for (name, value) in headers {
+        let name = name.as_str();
+        if let Some(rest) = name.strip_prefix(prefix) {
+            if let Some(i) = names.iter().position(|n| *n == rest)
+                && !std::mem::replace(&mut seen[i], true)
+            {
+                out.values[i] = text(value);
+            }
+        } else if let Some(i) = SCOPE_NAMES.iter().position(|n| *n == name)
+            && !std::mem::replace(&mut seen_scope[i], true)
+        {
+            out.scope[i] = text(value);
+        }
+    }
+    out
+}
+
 fn prefixed_values<'h, const N: usize>(
     headers: &'h HeaderMap,
     prefix: &str,
     names: &[&str; N],
 ) -> [Option<&'h str>; N] {
-    let mut found = [None; N];
-    let mut seen = [false; N];
-    for (name, value) in headers {
-        let Some(rest) = name.as_str().strip_prefix(prefix) else {
-            continue;
+    scan(headers, prefix, names).values
+}
+
+/// [`parse_limits`] and [`scope_id`] from one pass over the headers.
+pub fn observation(headers: &HeaderMap, flavor: Flavor, now_unix_ms: u64) -> super::Observed<'_> {
+    if flavor == Flavor::Anthropic {
+        return super::Observed {
+            limits: parse_limits(headers, flavor, now_unix_ms),
+            scope_id: scope_id(headers).map(std::borrow::Cow::Owned),
         };
-        let Some(i) = names.iter().position(|n| *n == rest) else {
-            continue;
-        };
-        if !std::mem::replace(&mut seen[i], true) {
-            found[i] = value.to_str().ok().map(str::trim).filter(|v| !v.is_empty());
-        }
     }
-    found
+    let seen = scan(headers, "x-ratelimit-", &OPENAI_NAMES);
+    super::Observed {
+        limits: openai_limits(&seen.values, flavor, now_unix_ms),
+        scope_id: scope_from(seen.scope),
+    }
+}
+
+/// `openai-organization` (+ `/openai-project`), else the project alone, else
+/// `anthropic-organization-id`.
+fn scope_from(scope: [Option<&str>; 3]) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    match scope {
+        [Some(o), Some(p), _] => Some(Cow::Owned(format!("{o}/{p}"))),
+        [Some(o), None, _] => Some(Cow::Borrowed(o)),
+        [None, Some(p), _] => Some(Cow::Borrowed(p)),
+        [None, None, anthropic] => anthropic.map(Cow::Borrowed),
+    }
 }
 
 /// Parse OpenAI/Azure/Groq `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (Go durations like
@@ -134,7 +191,16 @@ pub fn parse_limits(headers: &HeaderMap, flavor: Flavor, now_unix_ms: u64) -> Li
         snap.output_tokens = dim(9);
         return snap;
     }
-    let v = prefixed_values(headers, "x-ratelimit-", &OPENAI_NAMES);
+    openai_limits(
+        &prefixed_values(headers, "x-ratelimit-", &OPENAI_NAMES),
+        flavor,
+        now_unix_ms,
+    )
+}
+
+/// The OpenAI-style limits from the values of `x-ratelimit-` + [`OPENAI_NAMES`].
+fn openai_limits(v: &[Option<&str>; 9], flavor: Flavor, now_unix_ms: u64) -> LimitSnapshot {
+    let mut snap = LimitSnapshot::default();
     let dim = |at: usize| dim_from(v[at], v[at + 1], v[at + 2].and_then(relative_reset));
     snap.requests = dim(0);
     snap.tokens = dim(3);
@@ -171,15 +237,7 @@ pub fn retry_after(headers: &HeaderMap, now_unix_ms: u64) -> Option<Duration> {
 /// with '/'), else `anthropic-organization-id`. A project id alone is returned as is (project ids are
 /// globally unique, so it still identifies the bucket).
 pub fn scope_id(headers: &HeaderMap) -> Option<String> {
-    let org = header_str(headers, "openai-organization");
-    let project = header_str(headers, "openai-project");
-    match (org, project) {
-        (Some(o), Some(p)) => return Some(format!("{o}/{p}")),
-        (Some(o), None) => return Some(o.to_owned()),
-        (None, Some(p)) => return Some(p.to_owned()),
-        (None, None) => {}
-    }
-    header_str(headers, "anthropic-organization-id").map(str::to_owned)
+    scope_from(SCOPE_NAMES.map(|n| header_str(headers, n))).map(std::borrow::Cow::into_owned)
 }
 
 /// Go `time.ParseDuration` syntax without sign: one or more `<number><unit>` with units `h`, `m`,
@@ -915,6 +973,52 @@ pub(super) mod tests {
         );
         assert_eq!(scope_id(&hm(&[("openai-organization", " ")])), None);
         assert_eq!(scope_id(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn one_pass_observation_reads_what_the_separate_readers_read() {
+        let maps = [
+            hm(&[
+                ("x-ratelimit-limit-requests", "10000"),
+                ("openai-organization", "org-abc"),
+                ("x-ratelimit-remaining-requests", "9999"),
+                ("x-ratelimit-reset-requests", "6ms"),
+                ("openai-project", "proj_1"),
+                ("x-ratelimit-limit-tokens", "1000000"),
+                ("x-ratelimit-remaining-tokens", "999975"),
+                ("x-ratelimit-reset-tokens", "1m2.5s"),
+            ]),
+            // Repeated names: the first value counts, as `HeaderMap::get` reads it.
+            hm(&[
+                ("openai-organization", " "),
+                ("openai-organization", "org-second"),
+                ("x-ratelimit-limit", "50"),
+                ("x-ratelimit-remaining", "49"),
+                ("x-ratelimit-reset", "1714564800000"),
+                ("anthropic-organization-id", "a22c"),
+            ]),
+            hm(&[
+                ("anthropic-ratelimit-requests-limit", "50"),
+                ("anthropic-ratelimit-requests-remaining", "49"),
+                ("anthropic-ratelimit-requests-reset", "2024-05-01T12:00:30Z"),
+                ("date", "Wed, 01 May 2024 12:00:00 GMT"),
+                ("anthropic-organization-id", "a22c"),
+            ]),
+            HeaderMap::new(),
+        ];
+        let now = 1_714_564_800_000;
+        for h in &maps {
+            for flavor in [
+                Flavor::OpenAi,
+                Flavor::Groq,
+                Flavor::OpenAiCompatible,
+                Flavor::Anthropic,
+            ] {
+                let o = observation(h, flavor, now);
+                assert_eq!(o.limits, parse_limits(h, flavor, now), "{h:?} {flavor:?}");
+                assert_eq!(o.scope_id.map(|s| s.into_owned()), scope_id(h), "{h:?}");
+            }
+        }
     }
 
     #[test]

@@ -249,15 +249,17 @@ pub async fn forward_json(
     );
     // The answer's status is the request's, also when a keep-alive stream went out as `200`
     // before it was known.
+    let Some(every) = keepalive else {
+        let resp = run.await;
+        log.set_status(resp.status().as_u16());
+        return resp;
+    };
     let run: crate::server::keepalive::PendingAnswer = Box::pin(async move {
         let resp = run.await;
         log.set_status(resp.status().as_u16());
         resp
     });
-    match keepalive {
-        None => run.await,
-        Some(every) => crate::server::keepalive::race(run, every, client).await,
-    }
+    crate::server::keepalive::race(run, every, client).await
 }
 
 /// The shortest keep-alive interval among the candidates (each resolved for its provider and
@@ -426,8 +428,10 @@ fn parse_ir(req: &JsonRequest) -> Result<ChatRequest, protocol::convert::Convert
 
 /// Some candidate converts to a format that needs image bytes, and the body may hold a URL.
 fn needs_inlined_images(rt: &Runtime, req: &JsonRequest, candidates: &[Candidate]) -> bool {
+    static URL: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"http"));
     req.endpoint == Endpoint::ChatCompletions
-        && memchr::memmem::find(&req.body, b"http").is_some()
+        && URL.find(&req.body).is_some()
         && candidates.iter().any(|c| {
             let channel = &rt.channels[c.channel];
             upstream::format_for(c.engine, &channel.base_url, req.client)
@@ -932,11 +936,8 @@ fn json_body_for(
     Bytes::from(protocol::body::rewrite(&req.body, &req.peek.view, &edits))
 }
 
-fn observed(channel: &Channel, headers: &http::HeaderMap, unix_ms: u64) -> Observed {
-    Observed {
-        limits: ratelimit_headers::parse_limits(headers, channel.flavor, unix_ms),
-        scope_id: ratelimit_headers::scope_id(headers),
-    }
+fn observed<'h>(channel: &Channel, headers: &'h http::HeaderMap, unix_ms: u64) -> Observed<'h> {
+    ratelimit_headers::observation(headers, channel.flavor, unix_ms)
 }
 
 fn unix_ms() -> u64 {
@@ -994,11 +995,14 @@ fn build_request(
     let extra = send.headers;
     let sign_payload = send.sign_payload;
     let uri = uri.map_err(|e| format!("cannot build the request for `{}`: {e}", channel.name))?;
-    let mut req = Request::post(uri)
-        .header(header::CONTENT_TYPE, send.content_type)
-        .header(header::ACCEPT, accept)
-        .body(send.body)
-        .map_err(|e| format!("cannot build the request for `{}`: {e}", channel.name))?;
+    // Built in place (the builder re-checks every part it is given).
+    let mut req = Request::new(send.body);
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    headers.reserve(4 + extra.len() + channel.headers.len());
+    headers.insert(header::CONTENT_TYPE, send.content_type);
+    headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
     let mut auth = Vec::with_capacity(2);
     match (lease, bearer) {
         (Some(l), _) => upstream::auth_headers(cand.engine, l.credential(), &mut auth),
@@ -1009,7 +1013,6 @@ fn build_request(
         }
         (None, None) => upstream::keyless_headers(cand.engine, &mut auth),
     }
-    let headers = req.headers_mut();
     for (name, value) in extra {
         headers.insert(name, value);
     }

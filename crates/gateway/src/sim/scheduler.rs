@@ -15,8 +15,8 @@ use http::HeaderMap;
 use crate::keypool::classify::{Classified, ErrorClass, Flavor};
 use crate::keypool::clock::{Clock, ManualClock, Nanos, nanos};
 use crate::keypool::limits::Cost;
-use crate::keypool::ratelimit_headers::{parse_limits, scope_id};
-use crate::keypool::{Acquire, Algorithm, KeyPool, KeySpec, Lease, Observed, PoolSettings, Ticket};
+use crate::keypool::ratelimit_headers::observation;
+use crate::keypool::{Acquire, Algorithm, KeyPool, KeySpec, Lease, PoolSettings, Ticket};
 
 use super::provider::MODEL;
 
@@ -241,10 +241,7 @@ impl Scheduler for PoolScheduler {
         let Some(lease) = self.leases.get_mut(&attempt) else {
             return;
         };
-        lease.observe(&Observed {
-            limits: parse_limits(headers, self.flavor, unix_ms),
-            scope_id: scope_id(headers),
-        });
+        lease.observe(&observation(headers, self.flavor, unix_ms));
         match outcome {
             Ok(()) => lease.success(),
             Err(c) => {

@@ -14,7 +14,9 @@ const PREFIX: &str = "lx1:";
 /// True when a body may carry a tagged signature (a same-format request then goes through the
 /// IR so foreign signatures can be dropped).
 pub fn body_has_tags(body: &[u8]) -> bool {
-    memchr::memmem::find(body, PREFIX.as_bytes()).is_some()
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(PREFIX.as_bytes()));
+    FINDER.find(body).is_some()
 }
 
 fn tag(issuer: &str, sig: &str) -> String {
