@@ -608,15 +608,10 @@ pub async fn run_attempts(
     let budget = attempt_budget(rt, candidates, key.prefs.auto_retry).max(1);
     let started = tokio::time::Instant::now();
     let deadline = started + rt.settings.default_timeout;
-    // keys already tried, per candidate position; candidates out of the running
-    let mut tried: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
-    let mut done = vec![false; candidates.len()];
-    // A candidate whose keys all failed transiently (rate limit, overload, server error) may
-    // use them again once, after the pool says they are free.
-    let mut transient = vec![false; candidates.len()];
-    let mut reopened = vec![false; candidates.len()];
-    // Slots booked for this request while it waits (at most one kept between passes).
-    let mut tickets: Vec<Option<Ticket>> = candidates.iter().map(|_| None).collect();
+    let mut state: Vec<CandidateState> = candidates
+        .iter()
+        .map(|_| CandidateState::default())
+        .collect();
     let mut attempts = 0usize;
     let mut last: Option<Failure> = None;
     loop {
@@ -626,22 +621,23 @@ pub async fn run_attempts(
             if attempts >= budget {
                 break;
             }
-            if done[pos] {
+            if state[pos].done {
                 continue;
             }
             let channel = &rt.channels[cand.channel];
             let lease = if channel.keys.is_empty() {
                 // Keyless upstream (Ollama, vLLM, the demo): one attempt per candidate.
-                done[pos] = true;
+                state[pos].done = true;
                 None
             } else {
+                let ticket = state[pos].ticket.take();
                 match channel
                     .keys
                     .acquire_shared(
                         &cand.upstream_model,
                         cost_of(cand),
-                        &tried[pos],
-                        tickets[pos].take(),
+                        &state[pos].tried,
+                        ticket,
                     )
                     .await
                 {
@@ -650,27 +646,30 @@ pub async fn run_attempts(
                             tracing::warn!(provider = %channel.name, "retry budget exhausted; not retrying");
                             return final_error(model, attempts, last, client);
                         }
-                        tried[pos].push(lease.index());
+                        state[pos].tried.push(lease.index());
                         Some(lease)
                     }
                     Acquire::Wait { until, why, ticket } => {
-                        tickets[pos] = ticket;
+                        state[pos].ticket = ticket;
                         blocked.push(Blocked::Until(until, why));
                         continue;
                     }
                     Acquire::Exhausted { why, .. } => {
-                        if transient[pos] && !reopened[pos] && !tried[pos].is_empty() {
-                            reopened[pos] = true;
-                            tried[pos].clear();
+                        if state[pos].transient
+                            && !state[pos].reopened
+                            && !state[pos].tried.is_empty()
+                        {
+                            state[pos].reopened = true;
+                            state[pos].tried.clear();
                             blocked.push(Blocked::Until(rt.key_clock.now(), why));
                             continue;
                         }
-                        done[pos] = true;
+                        state[pos].done = true;
                         blocked.push(Blocked::Never(why));
                         continue;
                     }
                     Acquire::TooLarge { why } => {
-                        done[pos] = true;
+                        state[pos].done = true;
                         blocked.push(Blocked::TooLarge(why));
                         continue;
                     }
@@ -694,7 +693,7 @@ pub async fn run_attempts(
                 ),
                 Prepared::Unserved(message) => {
                     // No key of this channel would do better.
-                    done[pos] = true;
+                    state[pos].done = true;
                     let f = Failure {
                         status: StatusCode::NOT_IMPLEMENTED,
                         class: None,
@@ -736,7 +735,7 @@ pub async fn run_attempts(
                 }
                 Outcome::Retry(f) => {
                     let channel_out = channel_failed(app, rt, channel, cand, &f, candidates.len());
-                    transient[pos] = matches!(
+                    state[pos].transient = matches!(
                         f.class,
                         Some(
                             ErrorClass::RateLimited
@@ -746,12 +745,12 @@ pub async fn run_attempts(
                                 | ErrorClass::TransportPreSend
                         )
                     );
-                    if channel.keys.is_empty() && transient[pos] && !reopened[pos] {
-                        reopened[pos] = true;
-                        done[pos] = false;
+                    if channel.keys.is_empty() && state[pos].transient && !state[pos].reopened {
+                        state[pos].reopened = true;
+                        state[pos].done = false;
                     }
                     if channel_out {
-                        done[pos] = true;
+                        state[pos].done = true;
                     }
                     tracing::warn!(
                         provider = %channel.name,
@@ -804,9 +803,9 @@ pub async fn run_attempts(
                 .into_response(client);
         };
         // Keep only the slot this request wakes for; the others go back to other waiters.
-        for t in &mut tickets {
-            if t.as_ref().is_some_and(|t| t.until() != Some(until)) {
-                *t = None;
+        for c in &mut state {
+            if c.ticket.as_ref().is_some_and(|t| t.until() != Some(until)) {
+                c.ticket = None;
             }
         }
         let clock_now = rt.key_clock.now();
@@ -1400,6 +1399,21 @@ async fn attempt(
     }
 }
 
+/// Where one candidate of a request stands in the attempt loop.
+#[derive(Default)]
+struct CandidateState {
+    /// Keys already tried.
+    tried: Vec<usize>,
+    /// Out of the running.
+    done: bool,
+    /// Its keys all failed transiently (rate limit, overload, server error): it may use them
+    /// again once, after the pool says they are free.
+    transient: bool,
+    reopened: bool,
+    /// The slot booked for this request while it waits (at most one kept between passes).
+    ticket: Option<Ticket>,
+}
+
 /// Chat answers without usage are recorded (and charged) with an estimate from the request
 /// size; other answers without usage count no tokens (uni-api charges only answers with
 /// tokens).
@@ -1700,11 +1714,8 @@ async fn first_bedrock_event(
 }
 
 async fn read_limited(body: Incoming, limit: usize, timeout: Duration) -> Option<Bytes> {
-    let collect = http_body_util::Limited::new(body, limit).collect();
-    match tokio::time::timeout(timeout, collect).await {
-        Ok(Ok(c)) => Some(c.to_bytes()),
-        _ => None,
-    }
+    let read = crate::server::body::read_whole(body, limit);
+    tokio::time::timeout(timeout, read).await.ok()?.ok()
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -17,3 +17,110 @@ pub fn full(bytes: impl Into<Bytes>) -> RespBody {
 pub fn empty() -> RespBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
+
+/// Why [`read_whole`] stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    /// More than the limit.
+    TooLarge,
+    /// The body itself failed (connection lost, malformed chunking).
+    Body(BoxError),
+}
+
+/// A whole body of at most `limit` bytes. One that comes in one chunk (the usual JSON request
+/// or answer) is returned as it came, without a copy or a buffer list; longer ones are
+/// gathered into one buffer. Trailers are ignored.
+pub async fn read_whole<B>(mut body: B, limit: usize) -> Result<Bytes, ReadError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ReadError::Body(e.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len = len.saturating_add(data.len());
+        if len > limit {
+            return Err(ReadError::TooLarge);
+        }
+        if let Some(buf) = gathered.as_mut() {
+            buf.extend_from_slice(&data);
+        } else if let Some(head) = first.take() {
+            let mut buf = bytes::BytesMut::with_capacity(len.max(head.len() * 2).min(limit));
+            buf.extend_from_slice(&head);
+            buf.extend_from_slice(&data);
+            gathered = Some(buf);
+        } else if !data.is_empty() {
+            first = Some(data);
+        }
+    }
+    Ok(match (gathered, first) {
+        (Some(buf), _) => buf.freeze(),
+        (None, Some(head)) => head,
+        (None, None) => Bytes::new(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use http_body_util::StreamBody;
+
+    fn chunks(
+        parts: &[&'static str],
+    ) -> impl http_body::Body<Data = Bytes, Error = BoxError> + Unpin {
+        let frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> = parts
+            .iter()
+            .map(|p| Ok(http_body::Frame::data(Bytes::from_static(p.as_bytes()))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn one_chunk_comes_back_as_it_came_and_several_are_joined() {
+        let one: &'static str = "{\"a\":1}";
+        let got = read_whole(chunks(&[one]), 100).await.unwrap();
+        assert_eq!(got, one);
+        assert_eq!(got.as_ptr(), one.as_ptr(), "the single chunk is not copied");
+        let got = read_whole(chunks(&["ab", "", "cd", "e"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(got, "abcde");
+        assert!(read_whole(chunks(&[]), 100).await.unwrap().is_empty());
+        assert!(read_whole(chunks(&["", ""]), 100).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_limit_counts_every_chunk() {
+        assert_eq!(
+            read_whole(chunks(&["abc", "de"]), 5).await.unwrap(),
+            "abcde"
+        );
+        assert!(matches!(
+            read_whole(chunks(&["abc", "def"]), 5).await,
+            Err(ReadError::TooLarge)
+        ));
+        assert!(matches!(
+            read_whole(chunks(&["abcdef"]), 5).await,
+            Err(ReadError::TooLarge)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failing_body_is_an_error() {
+        let frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> = vec![
+            Ok(http_body::Frame::data(Bytes::from_static(b"ab"))),
+            Err("connection reset".into()),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        match read_whole(body, 100).await {
+            Err(ReadError::Body(e)) => assert_eq!(e.to_string(), "connection reset"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

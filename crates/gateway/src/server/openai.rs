@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use protocol::body::{BodyError, Edit};
 use protocol::ir::Format;
@@ -18,7 +18,7 @@ use crate::providers::upstream;
 use crate::providers::urls::Endpoint;
 use crate::routing::attempt::{self, JsonRequest, Prepared, Send};
 use crate::runtime::{ClientKey, Runtime};
-use crate::server::body::{RespBody, full};
+use crate::server::body::{ReadError, RespBody, full, read_whole};
 use crate::server::multipart::{self, FieldScan, PrefixedBody};
 use crate::usage::RequestLog;
 
@@ -119,18 +119,18 @@ pub(crate) async fn read_body(
     if declared_length(headers).is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+    let read = read_whole(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "invalid_request_error",
             "timed out reading the request body",
         )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
-        Ok(Err(e)) => Err(ApiError::bad_request(format!(
+        Ok(Err(ReadError::TooLarge)) => Err(too_large(limit)),
+        Ok(Err(ReadError::Body(e))) => Err(ApiError::bad_request(format!(
             "could not read the request body: {e}"
         ))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(body)) => Ok(body),
     }
 }
 

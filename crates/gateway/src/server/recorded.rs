@@ -71,12 +71,23 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Arc<st
         http::HeaderName::from_static("cf-connecting-ip"),
         http::HeaderName::from_static("true-client-ip"),
     ];
-    FORWARDING
+    // One pass over the request's (few) headers instead of a lookup per name; the first
+    // value of each name counts, as `HeaderMap::get` reads it.
+    let mut first: [Option<&HeaderValue>; 4] = [None; 4];
+    for (name, value) in headers {
+        if let Some(i) = FORWARDING.iter().position(|n| n == name)
+            && let Some(slot) = first.get_mut(i)
+            && slot.is_none()
+        {
+            *slot = Some(value);
+        }
+    }
+    first
         .iter()
-        .find_map(|name| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
+        .flatten()
+        .find_map(|v| {
+            v.to_str()
+                .ok()
                 .and_then(|v| v.split(',').next())
                 .map(str::trim)
                 .filter(|v| !v.is_empty() && v.len() <= 64)
@@ -235,6 +246,14 @@ mod tests {
         );
         assert_eq!(client_ip(&h, Some(peer)).as_deref(), Some("203.0.113.9"));
         assert_eq!(client_ip(&HeaderMap::new(), None), None);
+        // Priority is by name, not by order; the first value of a name counts; an unusable
+        // value gives way to the next name.
+        let mut h = HeaderMap::new();
+        h.append("true-client-ip", HeaderValue::from_static("192.0.2.50"));
+        h.append("x-forwarded-for", HeaderValue::from_static(" , 10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.1"));
+        h.append("cf-connecting-ip", HeaderValue::from_static("192.0.2.40"));
+        assert_eq!(client_ip(&h, Some(peer)).as_deref(), Some("192.0.2.40"));
         // The remembered peer text follows the peer.
         let other: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
         let h = HeaderMap::new();
