@@ -84,9 +84,6 @@ const ANTHROPIC_NAMES: [&str; 12] = [
     "output-tokens-reset",
 ];
 
-/// The values of `prefix` + each of `names` (as [`header_str`] reads them: the first value,
-/// trimmed, not empty), found in one pass over the response headers: cheaper than one hashed
-/// lookup per name, on every response.
 /// The headers naming a key's quota scope, in [`scope_from`]'s order.
 const SCOPE_NAMES: [&str; 3] = [
     "openai-organization",
@@ -94,8 +91,9 @@ const SCOPE_NAMES: [&str; 3] = [
     "anthropic-organization-id",
 ];
 
-/// The values of `prefix` + each of `names`, and of [`SCOPE_NAMES`], in one pass over the
-/// headers (the first value of each name, as `HeaderMap::get` reads it).
+/// The values of `prefix` + each of `names`, and of [`SCOPE_NAMES`] (as [`header_str`] reads
+/// them: the first value, trimmed, not empty), found in one pass over the response headers:
+/// cheaper than one hashed lookup per name, on every response.
 struct Scan<'h, const N: usize> {
     values: [Option<&'h str>; N],
     scope: [Option<&'h str>; 3],
@@ -1007,6 +1005,25 @@ pub(super) mod tests {
             HeaderMap::new(),
         ];
         let now = 1_714_564_800_000;
+        // What OpenAI's headers say, read in the one pass.
+        let o = observation(&maps[0], Flavor::OpenAi, now);
+        let dim = |limit, remaining, ms| {
+            Some(DimSnapshot {
+                limit: Some(limit),
+                remaining: Some(remaining),
+                reset_after: Some(Duration::from_millis(ms)),
+            })
+        };
+        assert_eq!(o.limits.requests, dim(10_000, 9_999, 6));
+        assert_eq!(o.limits.tokens, dim(1_000_000, 999_975, 62_500));
+        assert_eq!(o.scope_id.as_deref(), Some("org-abc/proj_1"));
+        assert_eq!(
+            observation(&maps[1], Flavor::OpenAi, now)
+                .scope_id
+                .as_deref(),
+            Some("a22c"),
+            "the first value of a name counts, blank or not, as `HeaderMap::get` reads it"
+        );
         for h in &maps {
             for flavor in [
                 Flavor::OpenAi,

@@ -50,7 +50,8 @@ where
         if let Some(buf) = gathered.as_mut() {
             buf.extend_from_slice(&data);
         } else if let Some(head) = first.take() {
-            let mut buf = bytes::BytesMut::with_capacity(len.max(head.len() * 2).min(limit));
+            let mut buf =
+                bytes::BytesMut::with_capacity(len.max(head.len().saturating_mul(2)).min(limit));
             buf.extend_from_slice(&head);
             buf.extend_from_slice(&data);
             gathered = Some(buf);
