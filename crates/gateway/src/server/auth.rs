@@ -12,19 +12,12 @@ use crate::runtime::{ClientKey, Runtime};
 /// `Authorization` (the first non-empty value of each). One pass over the few request headers
 /// costs less than three hashed lookups, two of which usually miss.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let mut found: [Option<&HeaderValue>; 3] = [None; 3];
-    for (name, value) in headers {
-        let slot = if name == http::header::AUTHORIZATION {
-            2
-        } else if name.as_str() == "x-api-key" {
-            0
-        } else if name.as_str() == "x-goog-api-key" {
-            1
-        } else {
-            continue;
-        };
-        found[slot].get_or_insert(value);
-    }
+    static NAMES: [http::HeaderName; 3] = [
+        http::HeaderName::from_static("x-api-key"),
+        http::HeaderName::from_static("x-goog-api-key"),
+        http::header::AUTHORIZATION,
+    ];
+    let found = crate::server::first_values(headers, &NAMES);
     fn text(v: Option<&HeaderValue>) -> Option<&str> {
         v.and_then(|v| v.to_str().ok())
             .map(str::trim)

@@ -29,6 +29,23 @@ use crate::usage::{Api, RequestLog};
 use body::RespBody;
 use stats::StatsRoute;
 
+/// The first value of each of `names` (as `HeaderMap::get` reads it), in one pass over a
+/// request's few headers instead of a hashed lookup per name.
+pub(crate) fn first_values<'h, const N: usize>(
+    headers: &'h http::HeaderMap,
+    names: &[http::HeaderName; N],
+) -> [Option<&'h http::HeaderValue>; N] {
+    let mut found = [None; N];
+    for (name, value) in headers {
+        if let Some(i) = names.iter().position(|n| n == name)
+            && let Some(slot) = found.get_mut(i)
+        {
+            slot.get_or_insert(value);
+        }
+    }
+    found
+}
+
 #[derive(Clone)]
 enum Route {
     Health,

@@ -71,18 +71,7 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Arc<st
         http::HeaderName::from_static("cf-connecting-ip"),
         http::HeaderName::from_static("true-client-ip"),
     ];
-    // One pass over the request's (few) headers instead of a lookup per name; the first
-    // value of each name counts, as `HeaderMap::get` reads it.
-    let mut first: [Option<&HeaderValue>; 4] = [None; 4];
-    for (name, value) in headers {
-        if let Some(i) = FORWARDING.iter().position(|n| n == name)
-            && let Some(slot) = first.get_mut(i)
-            && slot.is_none()
-        {
-            *slot = Some(value);
-        }
-    }
-    first
+    crate::server::first_values(headers, &FORWARDING)
         .iter()
         .flatten()
         .find_map(|v| {
