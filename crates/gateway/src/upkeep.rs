@@ -1,7 +1,7 @@
 //! Background upkeep of the key pools (the I/O the pure `keypool` leaves to its owner):
 //! re-validating disabled keys with a cheap call, saving slow pool state so it survives
 //! a restart, and feeding smart_round_robin pools their keys' success rates from the usage
-//! store (never on the request path).
+//! store (never on the request path); closing upstream connections idle past their time.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +53,7 @@ pub async fn run(app: Arc<App>, state_path: Option<PathBuf>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        app.client.expire_idle();
         let rt = app.runtime();
         for (ci, ch) in rt.channels.iter().enumerate() {
             for (index, secret) in ch.keys.due_revalidations() {

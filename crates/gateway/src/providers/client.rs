@@ -1,5 +1,6 @@
-//! The pooled upstream HTTP client: HTTP/1.1 and HTTP/2 (ALPN) over rustls with bundled web PKI
-//! roots (a static binary must not depend on the host's CA store), TCP_NODELAY, keep-alive.
+//! The upstream HTTP client: HTTP/1.1 and HTTP/2 (ALPN) over rustls with bundled web PKI
+//! roots (a static binary must not depend on the host's CA store), TCP_NODELAY, keep-alive
+//! connections pooled by [`crate::providers::pool`].
 //! Providers behind a proxy get a client of their own per proxy URL (connections through a
 //! tunnel are pooled separately from direct ones).
 //!
@@ -14,23 +15,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::providers::pool::Pool;
+pub use crate::providers::pool::{ReqBody, UpstreamBody};
 use crate::providers::proxy::{ProxyConnector, ProxySpec};
-use crate::server::body::{BoxError, RespBody, full};
+use crate::server::body::{BoxError, full};
 
-/// Request bodies sent upstream: buffered JSON, or a client's multipart stream relayed.
-pub type ReqBody = RespBody;
-
-type ProxiedClient = Client<HttpsConnector<ProxyConnector>, ReqBody>;
+type ProxiedClient = Arc<Pool<HttpsConnector<ProxyConnector>>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-type DirectClient = Client<HttpsConnector<HttpConnector>, ReqBody>;
+type DirectClient = Pool<HttpsConnector<HttpConnector>>;
 
 thread_local! {
     /// Which server worker this thread is; 0 outside the workers.
@@ -75,7 +72,7 @@ impl UpstreamClient {
                 http.enforce_http(false);
                 http.set_connect_timeout(Some(CONNECT_TIMEOUT));
                 http.set_keepalive(Some(Duration::from_secs(60)));
-                pooled(https_over(&tls, http))
+                Pool::new(https_over(&tls, http))
             })
             .collect();
         Ok(UpstreamClient {
@@ -85,11 +82,11 @@ impl UpstreamClient {
         })
     }
 
-    pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<Incoming>, BoxError> {
+    pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<UpstreamBody>, BoxError> {
         let index = WORKER.with(|w| w.get());
         let client = self.direct.get(index).or_else(|| self.direct.first());
         match client {
-            Some(c) => c.request(req).await.map_err(BoxError::from),
+            Some(c) => c.send(req).await,
             None => Err(BoxError::from("no HTTP client")),
         }
     }
@@ -99,12 +96,27 @@ impl UpstreamClient {
         &self,
         proxy: Option<&str>,
         req: Request<ReqBody>,
-    ) -> Result<Response<Incoming>, BoxError> {
+    ) -> Result<Response<UpstreamBody>, BoxError> {
         let Some(url) = proxy else {
             return self.send(req).await;
         };
         let client = self.proxied_client(url)?;
-        client.request(req).await.map_err(BoxError::from)
+        client.send(req).await
+    }
+
+    /// Close idle connections past their time and forget hosts no longer used (run
+    /// periodically; a connection is otherwise only looked at when it is taken or given back).
+    pub fn expire_idle(&self) {
+        for pool in self.direct.iter() {
+            pool.expire_idle();
+        }
+        let proxied: Vec<ProxiedClient> = {
+            let map = self.proxied.lock().unwrap_or_else(|p| p.into_inner());
+            map.values().cloned().collect()
+        };
+        for pool in proxied {
+            pool.expire_idle();
+        }
     }
 
     fn proxied_client(&self, url: &str) -> Result<ProxiedClient, BoxError> {
@@ -114,11 +126,11 @@ impl UpstreamClient {
         }
         let spec = ProxySpec::parse(url)
             .map_err(|why| BoxError::from(format!("error trying to connect: proxy: {why}")))?;
-        let client = pooled(https_over(
+        let client = Arc::new(Pool::new(https_over(
             &self.tls,
             ProxyConnector::new(spec, CONNECT_TIMEOUT),
-        ));
-        map.insert(url.to_string(), client.clone());
+        )));
+        map.insert(url.to_string(), Arc::clone(&client));
         Ok(client)
     }
 
@@ -178,23 +190,4 @@ fn https_over<C>(tls: &rustls::ClientConfig, connector: C) -> HttpsConnector<C> 
         .enable_http1()
         .enable_http2()
         .wrap_connector(connector)
-}
-
-fn pooled<C>(https: HttpsConnector<C>) -> Client<HttpsConnector<C>, ReqBody>
-where
-    C: tower_service::Service<http::Uri> + Clone + Send + Sync + 'static,
-    C::Response: hyper_util::client::legacy::connect::Connection
-        + hyper::rt::Read
-        + hyper::rt::Write
-        + Send
-        + Unpin
-        + 'static,
-    C::Future: Send + Unpin + 'static,
-    C::Error: Into<BoxError>,
-{
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(https)
 }

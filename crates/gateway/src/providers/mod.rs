@@ -6,6 +6,7 @@ pub mod demo;
 pub mod discovery;
 pub mod engine;
 pub mod media;
+pub mod pool;
 pub mod proxy;
 pub mod suffixes;
 pub mod upstream;

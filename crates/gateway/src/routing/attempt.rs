@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use protocol::body::{Edit, RequestPeek};
 use protocol::convert::dispatch::{self, EncodeCtx};
 use protocol::ir::{ChatRequest, Format};
@@ -22,6 +21,7 @@ use crate::error::ApiError;
 use crate::keypool::classify::{self, Classified, ErrorClass};
 use crate::keypool::limits::Cost;
 use crate::keypool::{Acquire, Lease, Observed, Ticket, ratelimit_headers};
+use crate::providers::client::UpstreamBody;
 use crate::providers::demo;
 use crate::providers::engine::Engine;
 use crate::providers::upstream::Wire;
@@ -1445,7 +1445,7 @@ fn stream_content_type(conv: &Conversion) -> HeaderValue {
 async fn converted_answer(
     channel: &Channel,
     status: StatusCode,
-    incoming: Incoming,
+    incoming: UpstreamBody,
     timeout: Duration,
     mut lease: Option<Lease>,
     conv: &Conversion,
@@ -1494,8 +1494,7 @@ async fn converted_answer(
 }
 
 fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.downcast_ref::<hyper_util::client::legacy::Error>()
-        .is_some_and(|e| e.is_connect())
+    e.is::<crate::providers::pool::ConnectError>()
 }
 
 fn client_response(
@@ -1539,11 +1538,11 @@ fn relay_error(f: Failure, client: Format) -> Response<RespBody> {
 /// error trigger, or a stream that ends without content (uni-api's "empty response") is a
 /// failure. Bounded by `deadline` (the attempt's time to first answer).
 async fn first_content(
-    mut incoming: Incoming,
+    mut incoming: UpstreamBody,
     deadline: tokio::time::Instant,
     format: Option<Format>,
     triggers: &[String],
-) -> Result<(Bytes, Incoming), (ErrorClass, String)> {
+) -> Result<(Bytes, UpstreamBody), (ErrorClass, String)> {
     // Formats without a content check (Cohere, Workers AI) are taken as they come.
     let judge = |frame: &[u8]| {
         // Comments and keep-alives say nothing.
@@ -1660,9 +1659,9 @@ impl Seen {
 /// (`throttlingException`, `serviceUnavailableException`, ...); framing errors are left to the
 /// relay, which reports them to the client.
 async fn first_bedrock_event(
-    mut incoming: Incoming,
+    mut incoming: UpstreamBody,
     deadline: tokio::time::Instant,
-) -> Result<(Bytes, Incoming), Classified> {
+) -> Result<(Bytes, UpstreamBody), Classified> {
     let mut frames = protocol::eventstream::Decoder::new(MAX_FIRST_EVENT);
     let mut seen = Vec::new();
     let read = async {
@@ -1713,7 +1712,7 @@ async fn first_bedrock_event(
     }
 }
 
-async fn read_limited(body: Incoming, limit: usize, timeout: Duration) -> Option<Bytes> {
+async fn read_limited(body: UpstreamBody, limit: usize, timeout: Duration) -> Option<Bytes> {
     let read = crate::server::body::read_whole(body, limit);
     tokio::time::timeout(timeout, read).await.ok()?.ok()
 }

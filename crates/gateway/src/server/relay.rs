@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::keypool::Lease;
+use crate::providers::client::UpstreamBody;
 use crate::routing::answer;
 use crate::server::body::BoxError;
 use crate::server::transcode::StreamTranscoder;
@@ -24,7 +24,7 @@ use crate::usage::{RequestLog, Tokens};
 pin_project_lite::pin_project! {
     pub struct Relay {
         #[pin]
-        inner: Incoming,
+        inner: UpstreamBody,
         prefix: Option<Bytes>,
         #[pin]
         idle: Sleep,
@@ -274,7 +274,7 @@ impl Drop for Meter {
 impl Relay {
     /// `prefix`: bytes already read from `inner` (the validated first event of a stream).
     pub fn new(
-        inner: Incoming,
+        inner: UpstreamBody,
         prefix: Option<Bytes>,
         idle_timeout: Duration,
         sse: bool,
