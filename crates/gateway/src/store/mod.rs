@@ -311,7 +311,9 @@ impl UsageStore for Store {
 /// or request id with one must not fail a batch; uni-api strips it too). Both backends store
 /// the same text, so they answer the same.
 pub(crate) fn clean(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains('\0') {
+    // memchr directly: `contains(char)` goes through the generic searcher (~85 instructions
+    // for a short string; the usage row cleans eight).
+    if memchr::memchr(0, s.as_bytes()).is_some() {
         std::borrow::Cow::Owned(s.replace('\0', ""))
     } else {
         std::borrow::Cow::Borrowed(s)
