@@ -111,13 +111,18 @@ struct Host {
 struct Idle {
     /// Oldest first; taken from the back (the warmest connection).
     h1: VecDeque<(http1::SendRequest<ReqBody>, Instant)>,
-    h2: Option<http2::SendRequest<ReqBody>>,
+    /// The shared HTTP/2 connection, with its number (see [`Host::forget_h2`]).
+    h2: Option<(u64, http2::SendRequest<ReqBody>)>,
 }
 
 enum Sender {
     H1(http1::SendRequest<ReqBody>),
-    H2(http2::SendRequest<ReqBody>),
+    H2(u64, http2::SendRequest<ReqBody>),
 }
+
+/// Numbers HTTP/2 connections, so a request can tell whether the shared one is still the one
+/// that refused it.
+static H2_CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Host {
     fn idle(&self) -> MutexGuard<'_, Idle> {
@@ -127,9 +132,9 @@ impl Host {
     /// A live connection to send on, if one is idle (or shared, for HTTP/2).
     fn checkout(&self, now: Instant) -> Option<Sender> {
         let mut idle = self.idle();
-        if let Some(h2) = &idle.h2 {
+        if let Some((id, h2)) = &idle.h2 {
             if !h2.is_closed() {
-                return Some(Sender::H2(h2.clone()));
+                return Some(Sender::H2(*id, h2.clone()));
             }
             idle.h2 = None;
         }
@@ -144,6 +149,15 @@ impl Host {
             }
         }
         None
+    }
+
+    /// Drop the shared HTTP/2 connection if it is still `sender`'s (another request may have
+    /// replaced it already).
+    fn forget_h2(&self, id: u64) {
+        let mut idle = self.idle();
+        if idle.h2.as_ref().is_some_and(|(shared, _)| *shared == id) {
+            idle.h2 = None;
+        }
     }
 
     /// An HTTP/1.1 connection whose answer has ended.
@@ -167,7 +181,7 @@ fn expire(idle: &mut Idle, now: Instant) {
     }) {
         idle.h1.pop_front();
     }
-    if idle.h2.as_ref().is_some_and(|s| s.is_closed()) {
+    if idle.h2.as_ref().is_some_and(|(_, s)| s.is_closed()) {
         idle.h2 = None;
     }
 }
@@ -195,9 +209,13 @@ where
         let now = Instant::now();
         while let Some(sender) = host.checkout(now) {
             match sender {
-                Sender::H2(mut s) => match send_h2(&mut s, req, &host).await {
+                Sender::H2(id, mut s) => match send_h2(&mut s, req, &host).await {
                     Ok(resp) => return Ok(resp),
-                    Err(Retry::Again(r)) => req = *r,
+                    Err(Retry::Again(r)) => {
+                        // It refused the request: not offered again, whatever it says of itself.
+                        host.forget_h2(id);
+                        req = *r;
+                    }
                     Err(Retry::Fail(e)) => return Err(e),
                 },
                 Sender::H1(mut s) => {
@@ -215,7 +233,7 @@ where
         }
         let fresh = self.connect(&host).await?;
         let sent = match fresh {
-            Sender::H2(mut s) => send_h2(&mut s, req, &host).await,
+            Sender::H2(_, mut s) => send_h2(&mut s, req, &host).await,
             Sender::H1(s) => send_h1(s, req, &host).await,
         };
         sent.map_err(|e| match e {
@@ -281,8 +299,9 @@ where
                     tracing::debug!("upstream HTTP/2 connection ended: {e}");
                 }
             });
-            host.idle().h2 = Some(sender.clone());
-            Ok(Sender::H2(sender))
+            let id = H2_CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            host.idle().h2 = Some((id, sender.clone()));
+            Ok(Sender::H2(id, sender))
         } else {
             let (sender, conn) = http1::handshake(io)
                 .await
