@@ -289,6 +289,14 @@ async fn http1_requests_go_out_in_origin_form_with_a_host_header() {
         .filter_map(|l| l.strip_prefix("host: "))
         .collect();
     assert_eq!(hosts, ["api.example.com"]);
+
+    // Credentials in the URL never reach the Host header or the request line.
+    let resp = fetch(&pool, &format!("http://user:s3cret@{addr}/v1/models")).await;
+    assert_eq!(body_text(resp).await, "ok");
+    let head = heads.recv().await.expect("request head");
+    assert!(head.starts_with("GET /v1/models HTTP/1.1\r\n"), "{head}");
+    assert!(head.lines().any(|l| l == format!("host: {addr}")), "{head}");
+    assert!(!head.contains("s3cret"), "{head}");
 }
 
 #[tokio::test]

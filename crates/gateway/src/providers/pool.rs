@@ -350,8 +350,11 @@ fn new_host(https: bool, authority: &http::uri::Authority) -> Result<Host, BoxEr
     parts.authority = Some(authority.clone());
     parts.path_and_query = Some(PathAndQuery::from_static("/"));
     let target = Uri::from_parts(parts)?;
+    // Never the authority as written: it may carry `user:password@`.
     let host_header = match authority.port_u16() {
-        Some(port) if port != default_port => HeaderValue::from_str(authority.as_str())?,
+        Some(port) if port != default_port => {
+            HeaderValue::from_str(&format!("{}:{port}", authority.host()))?
+        }
         _ => HeaderValue::from_str(authority.host())?,
     };
     Ok(Host {
