@@ -423,3 +423,76 @@ async fn an_untrusted_certificate_is_a_connect_error() {
         .expect_err("untrusted");
     assert!(err.is::<ConnectError>(), "{err:?}");
 }
+
+/// First connection: answers 413 as soon as the request head is in, without reading the body,
+/// and stays open; later connections answer `ok`.
+async fn early_answer_server() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut answered_early = false;
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        answered_early = first;
+                        let reply: &[u8] = if first {
+                            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        if tcp.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                    match tcp.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        // Once answered, the first connection's upload is read and thrown away.
+                        Ok(_) if answered_early => buf.clear(),
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_connection_still_sending_an_upload_the_upstream_answered_early_is_not_waited_for() {
+    let (addr, accepted) = early_answer_server().await;
+    let pool = plain_pool();
+    // An upload that never ends (a client's multipart body that stalls).
+    let part: Result<hyper::body::Frame<Bytes>, llmux::server::body::BoxError> =
+        Ok(hyper::body::Frame::data(Bytes::from_static(b"part")));
+    let stalled = futures_util::StreamExt::chain(
+        futures_util::stream::iter([part]),
+        futures_util::stream::pending(),
+    );
+    let req = Request::post(format!("http://{addr}/v1/audio/transcriptions"))
+        .body(BodyExt::boxed_unsync(http_body_util::StreamBody::new(
+            stalled,
+        )))
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(5), pool.send(req))
+        .await
+        .expect("the early answer arrives while the upload goes on")
+        .expect("early answer");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body_text(resp).await, "");
+    // The next request does not wait for the upload: it gets a connection of its own.
+    let next = tokio::time::timeout(
+        Duration::from_secs(5),
+        fetch(&pool, &format!("http://{addr}/v1/models")),
+    )
+    .await
+    .expect("the next request is not held behind the stalled upload");
+    assert_eq!(body_text(next).await, "ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}

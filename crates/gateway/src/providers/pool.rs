@@ -219,8 +219,7 @@ where
                     Err(Retry::Fail(e)) => return Err(e),
                 },
                 Sender::H1(mut s) => {
-                    // Idle, but its connection task may not have asked for the next request yet.
-                    if !s.is_ready() && s.ready().await.is_err() {
+                    if !s.is_ready() && !ready_soon(&mut s).await {
                         continue;
                     }
                     match send_h1(s, req, &host).await {
@@ -340,6 +339,20 @@ where
             })
             .sum()
     }
+}
+
+/// Whether an idle HTTP/1.1 connection takes a request now. Its task may not have asked for the
+/// next one since the last answer ended; letting it run once is enough for that. One still
+/// busy after that is sending the body of a request the upstream answered before reading it
+/// all (an early 413): let go (it closes when done) rather than waited for.
+async fn ready_soon(sender: &mut http1::SendRequest<ReqBody>) -> bool {
+    for _ in 0..2 {
+        match poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await {
+            Poll::Ready(ready) => return ready.is_ok(),
+            Poll::Pending => tokio::task::yield_now().await,
+        }
+    }
+    false
 }
 
 fn new_host(https: bool, authority: &http::uri::Authority) -> Result<Host, BoxError> {
