@@ -1,9 +1,9 @@
 //! Keep-alive connections to upstreams, per (scheme, authority), built on hyper's connection
 //! API. Replaces hyper-util's pooled `Client`, which per request hashed the pool key with
 //! SipHash, parsed the authority again, and spawned a task that waits for the connection to
-//! become idle (~9k instructions a request); here an HTTP/1.1 connection goes back to its host's
-//! idle list the moment its answer's body ends — the body wrapper carries it — so nothing waits
-//! or is spawned per request.
+//! become idle (10.8k instructions a request, `scripts/instructions.sh`; this pool 2.2k); here an
+//! HTTP/1.1 connection goes back to its host's idle list the moment its answer's body ends —
+//! the body wrapper carries it — so nothing waits or is spawned per request.
 //!
 //! HTTP/2 (negotiated by ALPN) connections are shared: one per host, cloned for each request.
 //! An HTTP/1.1 connection whose answer is dropped unread is closed, never reused.
