@@ -415,7 +415,8 @@ async fn send_h1(
             body
         })),
         Err(mut e) => match e.take_message() {
-            Some(req) => Err(Retry::Again(Box::new(absolute(req, host)))),
+            // Back as it is: `send_h2` makes it absolute again if an HTTP/2 connection takes it.
+            Some(req) => Err(Retry::Again(Box::new(req))),
             None => Err(Retry::Fail(e.into_error().into())),
         },
     }
@@ -436,8 +437,7 @@ async fn send_h2(
     }
 }
 
-/// HTTP/2 needs the scheme and authority back when an HTTP/1.1 try had made the URI
-/// origin-form.
+/// HTTP/2 needs the scheme and authority, which an HTTP/1.1 try may have dropped (origin form).
 fn absolute(mut req: Request<ReqBody>, host: &Host) -> Request<ReqBody> {
     if req.uri().scheme().is_none() {
         let mut parts = Parts::default();
