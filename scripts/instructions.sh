@@ -13,6 +13,7 @@
 # Per-function costs: `callgrind_annotate --inclusive=yes $OUT_DIR/callgrind.out.*`.
 #
 # Environment: LLMUX_BIN, MOCK_BIN, LIMITPROXY_BIN (default: release builds), WARM=3000,
+# VG_EXTRA (more valgrind options, e.g. `--separate-callers=12` to see whose drop frees a page),
 # PORT=9651, MOCK_PORT=9650, OUT_DIR=bench-results/callgrind.
 set -euo pipefail
 
@@ -46,7 +47,7 @@ trap cleanup EXIT
 "$MOCK_BIN" --host 127.0.0.1 --port "$MOCK_PORT" >"$OUT_DIR/mock.log" 2>&1 &
 PIDS+=($!)
 sed "s/127.0.0.1:9000/127.0.0.1:$MOCK_PORT/" "$ROOT/scripts/bench/api.yaml" >"$OUT_DIR/api.yaml"
-VG=(valgrind --tool=callgrind --separate-threads=yes --dump-instr=no
+VG=(valgrind --tool=callgrind --separate-threads=yes --dump-instr=no ${VG_EXTRA:-}
   "--callgrind-out-file=$OUT_DIR/callgrind.out")
 if [ "$TARGET" = llmux ]; then
   DB_PATH="$OUT_DIR/usage.sqlite" LLMUX_STATE_FILE="$OUT_DIR/keypool.json" "${VG[@]}" \

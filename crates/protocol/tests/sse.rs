@@ -415,3 +415,12 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn utf8_lossy_borrows_valid_text_and_replaces_bad_bytes() {
+    assert!(matches!(
+        protocol::sse::utf8_lossy("héllo".as_bytes()),
+        std::borrow::Cow::Borrowed("héllo")
+    ));
+    assert_eq!(protocol::sse::utf8_lossy(b"a\xffb"), "a\u{FFFD}b");
+}

@@ -1296,8 +1296,22 @@ impl Lease {
 
     /// The attempt succeeded.
     pub fn success(&mut self) {
-        self.reported = true;
         let now = self.shared.clock.now();
+        self.success_at(now);
+    }
+
+    /// [`Lease::success`] and, with the usage the provider reported, [`Lease::settle_tokens`]:
+    /// one clock reading for both (a whole answer is judged and settled at one moment).
+    pub fn success_settled(&mut self, actual: Option<u64>) {
+        let now = self.shared.clock.now();
+        self.success_at(now);
+        if let Some(actual) = actual {
+            self.settle_tokens_at(actual, now);
+        }
+    }
+
+    fn success_at(&mut self, now: Nanos) {
+        self.reported = true;
         let mut st = self.shared.lock();
         let seen = remote::before(&self.shared, &st, self.index, &self.model);
         let key = &mut st.keys[self.index];
@@ -1332,8 +1346,11 @@ impl Lease {
 
     /// Settle the token reservation with the usage the provider reported.
     pub fn settle_tokens(&self, actual: u64) {
+        self.settle_tokens_at(actual, self.shared.clock.now());
+    }
+
+    fn settle_tokens_at(&self, actual: u64, now: Nanos) {
         self.settle_remote(actual);
-        let now = self.shared.clock.now();
         let mut st = self.shared.lock();
         let reserved = self.cost.tokens;
         let key = &mut st.keys[self.index];

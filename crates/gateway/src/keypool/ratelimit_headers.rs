@@ -110,22 +110,41 @@ fn scan<'h, const N: usize>(
     };
     let mut seen = [false; N];
     let mut seen_scope = [false; 3];
-    let text = |v: &'h http::HeaderValue| v.to_str().ok().map(str::trim).filter(|v| !v.is_empty());
+    let text = |v: &'h http::HeaderValue| v.to_str().ok().map(trim).filter(|v| !v.is_empty());
+    let prefix_first = prefix.as_bytes().first().copied();
     for (name, value) in headers {
         let name = name.as_str();
-        if let Some(rest) = name.strip_prefix(prefix) {
+        // Most headers start with neither the prefix's letter nor a scope name's: one byte
+        // compare passes them (no prefix or name comparisons).
+        let first = name.as_bytes().first().copied();
+        if first == prefix_first
+            && let Some(rest) = name.strip_prefix(prefix)
+        {
             if let Some(i) = names.iter().position(|n| *n == rest)
                 && !std::mem::replace(&mut seen[i], true)
             {
                 out.values[i] = text(value);
             }
-        } else if let Some(i) = SCOPE_NAMES.iter().position(|n| *n == name)
+        } else if matches!(first, Some(b'o' | b'a'))
+            && let Some(i) = SCOPE_NAMES.iter().position(|n| *n == name)
             && !std::mem::replace(&mut seen_scope[i], true)
         {
             out.scope[i] = text(value);
         }
     }
     out
+}
+
+/// `str::trim` for header values, which rarely carry the whitespace: two byte checks first.
+fn trim(v: &str) -> &str {
+    let b = v.as_bytes();
+    if b.first().is_some_and(u8::is_ascii_whitespace)
+        || b.last().is_some_and(u8::is_ascii_whitespace)
+    {
+        v.trim()
+    } else {
+        v
+    }
 }
 
 fn prefixed_values<'h, const N: usize>(
@@ -238,6 +257,15 @@ pub fn scope_id(headers: &HeaderMap) -> Option<String> {
     scope_from(SCOPE_NAMES.map(|n| header_str(headers, n))).map(std::borrow::Cow::into_owned)
 }
 
+/// The value of ASCII digits (checked by the caller; empty is 0): a plain fold, where
+/// `str::parse::<u128>` costs several times more on every response's reset headers.
+fn digits_value(digits: &str) -> Option<u128> {
+    digits.bytes().try_fold(0u128, |n, d| {
+        n.checked_mul(10)?
+            .checked_add(u128::from(d.wrapping_sub(b'0')))
+    })
+}
+
 /// Go `time.ParseDuration` syntax without sign: one or more `<number><unit>` with units `h`, `m`,
 /// `s`, `ms`, `us`/`µs`, `ns` and optional fractions (`2m59.56s`, `45.837906927s`, `1h2m3s`), or a
 /// bare `0`. Also reads protobuf JSON Durations (`"38s"`), which are a subset. Exact (integer
@@ -286,16 +314,12 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
             "h" => 3_600 * NS_PER_S,
             _ => return None,
         };
-        let int_value: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().ok()?
-        };
+        let int_value = digits_value(int_part)?;
         let mut ns = int_value.checked_mul(unit_ns)?;
         if !frac.is_empty() {
             // 18 digits keep num * unit_ns far below u128::MAX and are finer than a nanosecond.
             let digits = &frac[..frac.len().min(18)];
-            let num: u128 = digits.parse().ok()?;
+            let num = digits_value(digits)?;
             let den = 10u128.checked_pow(u32::try_from(digits.len()).ok()?)?;
             ns = ns.checked_add(num.checked_mul(unit_ns)? / den)?;
         }
@@ -1002,6 +1026,13 @@ pub(super) mod tests {
                 ("date", "Wed, 01 May 2024 12:00:00 GMT"),
                 ("anthropic-organization-id", "a22c"),
             ]),
+            // Values padded with blanks read as if trimmed.
+            hm(&[
+                ("x-ratelimit-limit-requests", " 5000"),
+                ("x-ratelimit-remaining-requests", "4999 "),
+                ("x-ratelimit-reset-requests", "\t12ms "),
+                ("openai-project", " proj_2 "),
+            ]),
             HeaderMap::new(),
         ];
         let now = 1_714_564_800_000;
@@ -1024,6 +1055,9 @@ pub(super) mod tests {
             Some("a22c"),
             "the first value of a name counts, blank or not, as `HeaderMap::get` reads it"
         );
+        let padded = observation(&maps[3], Flavor::OpenAi, now);
+        assert_eq!(padded.limits.requests, dim(5000, 4999, 12));
+        assert_eq!(padded.scope_id.as_deref(), Some("proj_2"));
         for h in &maps {
             for flavor in [
                 Flavor::OpenAi,

@@ -462,9 +462,9 @@ fn smart_selection_shares_load_by_capacity() {
     assert!(counts[1] > 0, "{counts:?}");
 }
 
-#[test]
-fn token_reservations_are_settled_with_real_usage() {
-    let (p, _) = pool(
+/// One key allowed 10 000 tokens a minute.
+fn ten_thousand_tokens_a_minute() -> KeyPool {
+    pool(
         1,
         PoolSettings {
             limits: Some(RateLimitSpec::All(vec![RateLimit {
@@ -473,7 +473,13 @@ fn token_reservations_are_settled_with_real_usage() {
             }])),
             ..rr()
         },
-    );
+    )
+    .0
+}
+
+#[test]
+fn token_reservations_are_settled_with_real_usage() {
+    let p = ten_thousand_tokens_a_minute();
     assert!(p.needs_tokens("m"));
     let cost = Cost {
         requests: 1,
@@ -490,6 +496,33 @@ fn token_reservations_are_settled_with_real_usage() {
     l.settle_tokens(1200);
     drop(l);
     assert!(matches!(p.acquire("m", cost, &[]), Acquire::Granted(_)));
+}
+
+#[test]
+fn a_success_settled_at_once_frees_the_reservation_and_heals_the_key() {
+    let p = ten_thousand_tokens_a_minute();
+    let cost = Cost {
+        requests: 1,
+        tokens: 6000,
+        input_tokens: 1000,
+    };
+    let mut l = match p.acquire("m", cost, &[]) {
+        Acquire::Granted(l) => l,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(p.acquire("m", cost, &[]), Acquire::Wait { .. }));
+    l.success_settled(Some(1200));
+    drop(l);
+    let mut l = match p.acquire("m", cost, &[]) {
+        Acquire::Granted(l) => l,
+        other => panic!("settled at 1200 of 6000, the next request fits: {other:?}"),
+    };
+    assert_eq!(p.status()[0].requests_ok, 1, "the success counted");
+    // Without usage it is a plain success: the reservation stays booked until it expires.
+    l.success_settled(None);
+    drop(l);
+    assert!(matches!(p.acquire("m", cost, &[]), Acquire::Wait { .. }));
+    assert_eq!(p.status()[0].requests_ok, 2);
 }
 
 #[test]

@@ -16,7 +16,8 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -38,8 +39,24 @@ pub type ReqBody = crate::server::body::RespBody;
 /// An idle connection older than this is closed rather than reused (upstreams close theirs
 /// after 60–120 s; reusing one they are closing fails the request).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const IDLE_SECS: u64 = IDLE_TIMEOUT.as_secs();
 /// Idle HTTP/1.1 connections kept per host; more are closed when they come back.
 const MAX_IDLE_PER_HOST: usize = 1024;
+
+/// Idle ages are whole seconds of a coarse clock that [`Pool::expire_idle`] (the upkeep tick,
+/// every few seconds) moves on: a 90-second limit needs no finer time, and the request path
+/// then reads no clock for its connection (it read two a request).
+static COARSE_SECS: AtomicU64 = AtomicU64::new(0);
+static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn coarse_secs() -> u64 {
+    COARSE_SECS.load(Ordering::Relaxed)
+}
+
+fn advance_coarse_clock() -> u64 {
+    let now = ORIGIN.elapsed().as_secs();
+    COARSE_SECS.fetch_max(now, Ordering::Relaxed).max(now)
+}
 
 /// A connection could not be opened (DNS, TCP, proxy tunnel, TLS, HTTP/2 handshake): nothing
 /// was sent, so another key or channel can take the request.
@@ -110,7 +127,7 @@ struct Host {
 #[derive(Default)]
 struct Idle {
     /// Oldest first; taken from the back (the warmest connection).
-    h1: VecDeque<(http1::SendRequest<ReqBody>, Instant)>,
+    h1: VecDeque<(http1::SendRequest<ReqBody>, u64)>,
     /// The shared HTTP/2 connection, with its number (see [`Host::forget_h2`]).
     h2: Option<(u64, http2::SendRequest<ReqBody>)>,
 }
@@ -130,7 +147,7 @@ impl Host {
     }
 
     /// A live connection to send on, if one is idle (or shared, for HTTP/2).
-    fn checkout(&self, now: Instant) -> Option<Sender> {
+    fn checkout(&self, now: u64) -> Option<Sender> {
         let mut idle = self.idle();
         if let Some((id, h2)) = &idle.h2 {
             if !h2.is_closed() {
@@ -139,7 +156,7 @@ impl Host {
             idle.h2 = None;
         }
         while let Some((sender, since)) = idle.h1.pop_back() {
-            if now.saturating_duration_since(since) >= IDLE_TIMEOUT {
+            if now.saturating_sub(since) >= IDLE_SECS {
                 // The rest are older still.
                 idle.h1.clear();
                 return None;
@@ -165,7 +182,7 @@ impl Host {
         if sender.is_closed() {
             return;
         }
-        let now = Instant::now();
+        let now = coarse_secs();
         let mut idle = self.idle();
         expire(&mut idle, now);
         if idle.h1.len() < MAX_IDLE_PER_HOST {
@@ -175,10 +192,12 @@ impl Host {
 }
 
 /// Close idle connections past [`IDLE_TIMEOUT`] and forget a closed HTTP/2 connection.
-fn expire(idle: &mut Idle, now: Instant) {
-    while idle.h1.front().is_some_and(|(s, since)| {
-        s.is_closed() || now.saturating_duration_since(*since) >= IDLE_TIMEOUT
-    }) {
+fn expire(idle: &mut Idle, now: u64) {
+    while idle
+        .h1
+        .front()
+        .is_some_and(|(s, since)| s.is_closed() || now.saturating_sub(*since) >= IDLE_SECS)
+    {
         idle.h1.pop_front();
     }
     if idle.h2.as_ref().is_some_and(|(_, s)| s.is_closed()) {
@@ -206,7 +225,7 @@ where
         mut req: Request<ReqBody>,
     ) -> Result<Response<UpstreamBody>, BoxError> {
         let host = self.host(req.uri())?;
-        let now = Instant::now();
+        let now = coarse_secs();
         while let Some(sender) = host.checkout(now) {
             match sender {
                 Sender::H2(id, mut s) => match send_h2(&mut s, req, &host).await {
@@ -317,7 +336,7 @@ where
     /// Close idle connections past [`IDLE_TIMEOUT`]; forget hosts with nothing idle and
     /// nothing in flight (image URLs from clients would otherwise add hosts without end).
     pub fn expire_idle(&self) {
-        let now = Instant::now();
+        let now = advance_coarse_clock();
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         hosts.retain(|_, host| {
             let mut idle = host.idle();

@@ -274,7 +274,7 @@ pub fn whole_answer(
     triggers: &[String],
 ) -> Result<Option<Tokens>, String> {
     if !triggers.is_empty() {
-        let text = String::from_utf8_lossy(body);
+        let text = protocol::sse::utf8_lossy(body);
         if let Some(t) = trigger_in(&text, triggers) {
             return Err(format!("{EMPTY} (error trigger `{t}`)"));
         }

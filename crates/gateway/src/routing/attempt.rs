@@ -1371,13 +1371,12 @@ async fn attempt(
             }
         };
         if let Some(l) = lease.as_mut() {
-            l.success();
-            if let Some(t) = tokens
-                && l.reserved_tokens() > 0
-                && t.total() > 0
-            {
-                l.settle_tokens(t.total());
-            }
+            let reserved = l.reserved_tokens() > 0;
+            l.success_settled(
+                tokens
+                    .map(|t| t.total())
+                    .filter(|total| reserved && *total > 0),
+            );
         }
         if ctx.log.is_on() {
             ctx.log.set_tokens(tokens.unwrap_or_else(|| {
@@ -1468,10 +1467,8 @@ async fn converted_answer(
     match convert_body(conv, &body) {
         Ok((converted, usage)) => {
             if let Some(l) = lease.as_mut() {
-                l.success();
-                if l.reserved_tokens() > 0 && usage.total() > 0 {
-                    l.settle_tokens(usage.total());
-                }
+                let reserved = l.reserved_tokens() > 0;
+                l.success_settled(Some(usage.total()).filter(|total| reserved && *total > 0));
             }
             if checks.log.is_on() {
                 checks.log.set_tokens(if usage.total() > 0 {
@@ -1553,8 +1550,8 @@ async fn first_content(
             return Verdict::Content;
         };
         let data = view.data.as_deref().unwrap_or_default();
-        let data = String::from_utf8_lossy(data);
-        let event = view.event.map(String::from_utf8_lossy);
+        let data = protocol::sse::utf8_lossy(data);
+        let event = view.event.map(protocol::sse::utf8_lossy);
         answer::stream_event(f, event.as_deref(), &data, triggers)
     };
     let mut framer = protocol::sse::SseFramer::new(MAX_FIRST_EVENT);

@@ -24,8 +24,12 @@ pub fn admit(
     model: &str,
     now: Instant,
 ) -> Result<(), ApiError> {
-    let since = usage::window_start(key.created_at_ms, usage::time::now_ms());
-    if let Some(b) = usage::credit_state(ledger, &key.id, key.prefs.credits, since)
+    // Only a key with credits has a window to read the clock for.
+    let credits = key.prefs.credits.and_then(|configured| {
+        let since = usage::window_start(key.created_at_ms, usage::time::now_ms());
+        usage::credit_state(ledger, &key.id, Some(configured), since)
+    });
+    if let Some(b) = credits
         && !b.enabled
     {
         return Err(ApiError::new(

@@ -145,6 +145,7 @@ pub fn finish(resp: Response<RespBody>, log: RequestLog, request_id: &str) -> Re
         log,
         status,
         first_sent: false,
+        ended: false,
     };
     Response::from_parts(parts, body.boxed_unsync())
 }
@@ -155,19 +156,24 @@ struct Recorded {
     /// The status sent (the record keeps the attempt loop's own when it set one).
     status: u16,
     first_sent: bool,
+    ended: bool,
 }
 
 impl Recorded {
-    fn end(&mut self) {
+    fn end(&mut self, now: Instant) {
+        self.ended = true;
         // Dropped first: a relay settles the tokens it saw into the record when it goes.
         self.inner = None;
-        self.log.finish(Instant::now(), self.status);
+        self.log.finish(now, self.status);
     }
 }
 
 impl Drop for Recorded {
     fn drop(&mut self) {
-        self.end();
+        // The clock only for a body dropped before its end (the client went away).
+        if !self.ended {
+            self.end(Instant::now());
+        }
     }
 }
 
@@ -186,21 +192,23 @@ impl Body for Recorded {
         match Pin::new(inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
+                // A whole answer's one frame is its first byte and its end: one reading.
+                let mut now = None;
                 if !this.first_sent
                     && frame
                         .data_ref()
                         .is_some_and(|d| !d.is_empty() && d.as_ref() != KEEPALIVE)
                 {
                     this.first_sent = true;
-                    this.log.first_byte(Instant::now());
+                    this.log.first_byte(*now.insert(Instant::now()));
                 }
                 if this.inner.as_ref().is_some_and(Body::is_end_stream) {
-                    this.end();
+                    this.end(now.unwrap_or_else(Instant::now));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => {
-                this.end();
+                this.end(Instant::now());
                 Poll::Ready(other)
             }
         }

@@ -106,8 +106,15 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Nobody finished it: the request was dropped before an answer went out.
-        self.finish(Instant::now(), CLIENT_CLOSED);
+        // Nobody finished it: the request was dropped before an answer went out. (Looked at
+        // first, so a finished request reads no clock here.)
+        let finished = match self.draft.get_mut() {
+            Ok(d) => d.finished,
+            Err(poisoned) => poisoned.into_inner().finished,
+        };
+        if !finished {
+            self.finish(Instant::now(), CLIENT_CLOSED);
+        }
     }
 }
 
