@@ -616,20 +616,32 @@ fn has_usage_value(data: &[u8]) -> bool {
 pub fn generated_chars(data: &[u8]) -> u64 {
     // `"choices":` or `"delta":` cannot occur inside a string (its quotes would be escaped):
     // a walk starting at one starts outside any string.
+    const CHOICES_KEY: &[u8] = b"\"choices\":";
+    const DELTA_KEY: &[u8] = b"\"delta\":";
     static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\":"));
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CHOICES_KEY));
     static DELTA: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"delta\":"));
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(DELTA_KEY));
     let Some(choices) = CHOICES.find(data) else {
         return text_chars(data, 0, false);
     };
+    let rest = |at: usize| data.get(at..).unwrap_or_default();
+    if rest(choices + CHOICES_KEY.len())
+        .trim_ascii_start()
+        .starts_with(b"[]")
+    {
+        // The usage-only chunk.
+        return 0;
+    }
     // A chat chunk's text is in `choices[].delta`; the members around it (id, model, index,
-    // finish_reason, usage) hold none.
+    // finish_reason, usage) hold none. (`find` in a loop: `find_iter` copies the searcher.)
     let mut total = 0;
     let mut deltas = false;
-    for at in DELTA.find_iter(data.get(choices..).unwrap_or_default()) {
+    let mut pos = choices;
+    while let Some(at) = DELTA.find(rest(pos)) {
         deltas = true;
-        total += text_chars(data, choices + at + b"\"delta\":".len(), true);
+        pos += at + DELTA_KEY.len();
+        total += plain_content(rest(pos)).unwrap_or_else(|| text_chars(data, pos, true));
     }
     if deltas {
         total
@@ -637,6 +649,23 @@ pub fn generated_chars(data: &[u8]) -> u64 {
         // Legacy completions (`choices[].text`).
         text_chars(data, choices, false)
     }
+}
+
+/// The usual delta, exactly `{"content":"…"}` with no escape in the text: its characters,
+/// counted without the general walk. `None` for any other shape.
+fn plain_content(value: &[u8]) -> Option<u64> {
+    let text = value.strip_prefix(b"{\"content\":\"")?;
+    let end = memchr::memchr2(b'"', b'\\', text)?;
+    if text.get(end..end + 2) != Some(b"\"}") {
+        return None;
+    }
+    // UTF-8 lead bytes: one per character.
+    Some(
+        text.get(..end)?
+            .iter()
+            .map(|&b| u64::from(b & 0xC0 != 0x80))
+            .sum(),
+    )
 }
 
 /// The walk of [`generated_chars`] from `from` (outside any string): to the end of `data`, or
@@ -971,6 +1000,35 @@ mod tests {
             generated_chars(br#"{"choices":[{"delta":{"content":"abc"#),
             3
         );
+    }
+
+    #[test]
+    fn plain_content_deltas_count_as_the_walk_does() {
+        let chunks: [&str; 7] = [
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":" said: é😀"},"logprobs":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"ab"}},{"index":1,"delta":{"content":"cde"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":""}}]}"#,
+            // Shapes the fast path leaves to the walk: escapes, more members, other keys.
+            r#"{"choices":[{"delta":{"content":"a"b"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"ab","refusal":null}}]}"#,
+            r#"{"choices":[{"delta":{"role":"assistant","content":"xy"}},{"delta":{"content":"z"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"unterminated"#,
+        ];
+        for (i, chunk) in chunks.iter().enumerate() {
+            let chunk = chunk.as_bytes();
+            let walked = text_chars(chunk, 0, false);
+            assert_eq!(generated_chars(chunk), walked, "chunk {i}");
+            let delta = memchr::memmem::find(chunk, b"\"delta\":").unwrap() + 8;
+            assert_eq!(
+                plain_content(&chunk[delta..]).is_some(),
+                i < 3,
+                "chunk {i}: only the plain shape is read without the walk"
+            );
+        }
+        let usage_only = br#"{"choices": [ ],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
+        assert_eq!(generated_chars(usage_only), 0);
+        assert_eq!(generated_chars(chunks[0].as_bytes()), 9);
+        assert_eq!(generated_chars(chunks[1].as_bytes()), 5);
     }
 
     #[test]
