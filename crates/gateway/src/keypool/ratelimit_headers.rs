@@ -276,6 +276,18 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     if s == "0" {
         return Some(Duration::ZERO);
     }
+    // OpenAI's usual forms, `12ms` and `6s`, without the general loop (every response).
+    let whole = |digits: &str| {
+        (!digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|d| d.is_ascii_digit()))
+            .then(|| digits_value(digits).and_then(|n| u64::try_from(n).ok()))
+            .flatten()
+    };
+    if let Some(ms) = s.strip_suffix("ms").and_then(whole) {
+        return Some(Duration::from_millis(ms));
+    }
+    if let Some(secs) = s.strip_suffix('s').and_then(whole) {
+        return Some(Duration::from_secs(secs));
+    }
     let b = s.as_bytes();
     if b.is_empty() {
         return None;
@@ -685,6 +697,11 @@ pub(super) mod tests {
             ("1µs", Duration::from_micros(1)),
             ("300ns", Duration::from_nanos(300)),
             (" 2s ", Duration::from_secs(2)),
+            // Around the 18-digit fast path for whole `ms` and `s`.
+            ("123456789012345678ms", ms(123_456_789_012_345_678)),
+            ("1234567890123456789ms", ms(1_234_567_890_123_456_789)),
+            ("0ms", Duration::ZERO),
+            ("007s", Duration::from_secs(7)),
         ];
         for (s, want) in ok {
             assert_eq!(parse_go_duration(s), Some(*want), "{s:?}");
