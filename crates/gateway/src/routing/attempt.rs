@@ -1508,7 +1508,10 @@ fn client_response(
     }
     if sse {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        h.insert(
+            crate::server::keepalive::X_ACCEL_BUFFERING.clone(),
+            HeaderValue::from_static("no"),
+        );
     }
     resp
 }

@@ -17,6 +17,10 @@ use http_body_util::BodyExt;
 use protocol::ir::Format;
 use tokio::time::{Instant, Sleep};
 
+/// Tells nginx-style proxies in front not to buffer a stream. Made once: a name given as
+/// `&str` is parsed and classified on every insert.
+pub static X_ACCEL_BUFFERING: http::HeaderName = http::HeaderName::from_static("x-accel-buffering");
+
 use crate::server::body::{BoxError, RespBody};
 
 pub type PendingAnswer = Pin<Box<dyn Future<Output = Response<RespBody>> + Send>>;
@@ -48,7 +52,7 @@ pub async fn race(
                 HeaderValue::from_static("text/event-stream; charset=utf-8"),
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            h.insert(X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
             resp
         }
     }

@@ -21,7 +21,9 @@ use crate::server::body::{BoxError, RespBody};
 use crate::server::relay::KEEPALIVE;
 use crate::usage::{Api, RequestInfo, RequestLog};
 
-pub const REQUEST_ID: &str = "x-request-id";
+/// A header name made once: `entry("x-request-id")` would parse and classify the name on
+/// every response (~480 instructions, callgrind).
+pub static REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// A fresh request id: 32 hex digits, shared by the request's usage rows.
 pub fn new_request_id() -> Arc<str> {
@@ -138,7 +140,7 @@ pub fn finish(resp: Response<RespBody>, log: RequestLog, request_id: &str) -> Re
     let status = resp.status().as_u16();
     let (mut parts, body) = resp.into_parts();
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        parts.headers.entry(REQUEST_ID).or_insert(v);
+        parts.headers.entry(REQUEST_ID.clone()).or_insert(v);
     }
     let body = Recorded {
         inner: Some(body),
