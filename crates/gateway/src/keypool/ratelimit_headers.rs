@@ -524,7 +524,7 @@ fn checked_days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
 }
 
 fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
-    let v = headers.get(name)?.to_str().ok()?.trim();
+    let v = trim(headers.get(name)?.to_str().ok()?);
     (!v.is_empty()).then_some(v)
 }
 

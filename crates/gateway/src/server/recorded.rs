@@ -147,7 +147,6 @@ pub fn finish(resp: Response<RespBody>, log: RequestLog, request_id: &str) -> Re
         log,
         status,
         first_sent: false,
-        ended: false,
     };
     Response::from_parts(parts, body.boxed_unsync())
 }
@@ -158,12 +157,11 @@ struct Recorded {
     /// The status sent (the record keeps the attempt loop's own when it set one).
     status: u16,
     first_sent: bool,
-    ended: bool,
 }
 
 impl Recorded {
+    /// Once: `inner` is `None` from here on.
     fn end(&mut self, now: Instant) {
-        self.ended = true;
         // Dropped first: a relay settles the tokens it saw into the record when it goes.
         self.inner = None;
         self.log.finish(now, self.status);
@@ -173,7 +171,7 @@ impl Recorded {
 impl Drop for Recorded {
     fn drop(&mut self) {
         // The clock only for a body dropped before its end (the client went away).
-        if !self.ended {
+        if self.inner.is_some() {
             self.end(Instant::now());
         }
     }
