@@ -125,7 +125,9 @@ fn scan<'h, const N: usize>(
             {
                 out.values[i] = text(value);
             }
-        } else if matches!(first, Some(b'o' | b'a'))
+        } else if SCOPE_NAMES
+            .iter()
+            .any(|n| n.as_bytes().first() == first.as_ref())
             && let Some(i) = SCOPE_NAMES.iter().position(|n| *n == name)
             && !std::mem::replace(&mut seen_scope[i], true)
         {

@@ -1009,7 +1009,7 @@ mod tests {
             r#"{"choices":[{"index":0,"delta":{"content":"ab"}},{"index":1,"delta":{"content":"cde"}}]}"#,
             r#"{"choices":[{"index":0,"delta":{"content":""}}]}"#,
             // Shapes the fast path leaves to the walk: escapes, more members, other keys.
-            r#"{"choices":[{"delta":{"content":"a"b"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"a\"b"}}]}"#,
             r#"{"choices":[{"delta":{"content":"ab","refusal":null}}]}"#,
             r#"{"choices":[{"delta":{"role":"assistant","content":"xy"}},{"delta":{"content":"z"}}]}"#,
             r#"{"choices":[{"delta":{"content":"unterminated"#,
@@ -1029,6 +1029,8 @@ mod tests {
         assert_eq!(generated_chars(usage_only), 0);
         assert_eq!(generated_chars(chunks[0].as_bytes()), 9);
         assert_eq!(generated_chars(chunks[1].as_bytes()), 5);
+        // `a\"b`: the escape counts as one character.
+        assert_eq!(generated_chars(chunks[3].as_bytes()), 3);
     }
 
     #[test]
