@@ -192,7 +192,9 @@ pub struct ClientKey {
     pub role: Option<String>,
     pub is_admin: bool,
     pub prefs: ApiKeyPreferences,
-    routes: HashMap<String, Arc<[Candidate]>>,
+    /// Looked up by the requested model on every request: hashbrown's fast default hasher
+    /// (the table comes from the config, so a client cannot choose colliding entries).
+    routes: hashbrown::HashMap<String, Arc<[Candidate]>>,
     /// Aliases in rule order, as `/v1/models` lists them.
     pub model_ids: Vec<String>,
     /// Pre-rendered `/v1/models` body.
@@ -759,7 +761,7 @@ fn key_dependency_order(keys: &[ApiKeyConfig], file: &str) -> Result<Vec<usize>,
 }
 
 type Routes = (
-    HashMap<String, Arc<[Candidate]>>,
+    hashbrown::HashMap<String, Arc<[Candidate]>>,
     Vec<String>,
     Vec<Diagnostic>,
 );

@@ -7,7 +7,10 @@
 //! `t`: it may count up to one hour of spending before `t`, never less than the truth, so a
 //! key is never let over its credits by the bucketing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Charged on every request: hashbrown's fast default hasher (keys come from the config).
+use hashbrown::HashMap;
 use std::sync::Mutex;
 
 use super::time::{DAY_MS, HOUR_MS};
