@@ -561,7 +561,7 @@ impl Scanner<'_> {
     }
 
     /// A string literal at `pos`; returns whether it contains escapes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn string(&mut self) -> Result<bool, Fail> {
         // Most strings hold no escape: one word scan to the closing quote, inlined into the
         // caller; the rest of the grammar out of line.
