@@ -18,7 +18,7 @@ use protocol::ir::{ChatRequest, Format};
 use crate::app::App;
 use crate::config::schema::AutoRetry;
 use crate::error::ApiError;
-use crate::keypool::classify::{self, Classified, ErrorClass, Flavor};
+use crate::keypool::classify::{self, Classified, ErrorClass};
 use crate::keypool::limits::Cost;
 use crate::keypool::{Acquire, Lease, Observed, Ticket, ratelimit_headers};
 use crate::providers::client::UpstreamBody;
@@ -1180,18 +1180,7 @@ async fn attempt(
     };
     let status = resp.status();
     let now_ms = unix_ms();
-    // A whole chat answer that succeeds teaches the pool its headers after the client has it
-    // (see `settle_after_send`); every other answer before it is judged.
-    let is_sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    let whole_chat = status.is_success()
-        && endpoint == Endpoint::ChatCompletions
-        && convert.is_none()
-        && !is_sse;
-    if let Some(l) = lease.as_ref().filter(|_| !whole_chat) {
+    if let Some(l) = &lease {
         l.observe(&observed(channel, resp.headers(), now_ms));
     }
     if status == StatusCode::UNAUTHORIZED
@@ -1269,6 +1258,11 @@ async fn attempt(
         }
         return Outcome::Retry(failure);
     }
+    let is_sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
     let (parts, incoming) = resp.into_parts();
     let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
     let is_event_stream = content_type
@@ -1358,9 +1352,6 @@ async fn attempt(
     } else if endpoint == Endpoint::ChatCompletions {
         // A whole chat answer is checked (empty, error triggers) before the client sees it.
         let Some(body) = read_limited(incoming, MAX_CONVERTED_BODY, times.idle).await else {
-            if let Some(l) = &lease {
-                l.observe(&observed(channel, &parts.headers, now_ms));
-            }
             let msg = format!("provider `{}`: the answer could not be read", channel.name);
             let c = Classified::new(ErrorClass::ServerError, msg);
             return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, Some(status));
@@ -1372,9 +1363,6 @@ async fn attempt(
         let tokens = match checked {
             Ok(tokens) => tokens,
             Err(why) => {
-                if let Some(l) = &lease {
-                    l.observe(&observed(channel, &parts.headers, now_ms));
-                }
                 let c = Classified::new(
                     ErrorClass::ServerError,
                     format!("provider `{}`: {why}", channel.name),
@@ -1382,8 +1370,13 @@ async fn attempt(
                 return retry_failure(&mut lease, c, StatusCode::BAD_GATEWAY, Some(status));
             }
         };
-        if let Some(l) = lease {
-            settle_after_send(l, channel.flavor, parts.headers, now_ms, tokens);
+        if let Some(l) = lease.as_mut() {
+            let reserved = l.reserved_tokens() > 0;
+            l.success_settled(
+                tokens
+                    .map(|t| t.total())
+                    .filter(|total| reserved && *total > 0),
+            );
         }
         if ctx.log.is_on() {
             ctx.log.set_tokens(tokens.unwrap_or_else(|| {
@@ -1403,28 +1396,6 @@ async fn attempt(
             .with_log(&ctx.log, estimate_basis(ctx));
         Outcome::Done(client_response(status, content_type, relay, false), None)
     }
-}
-
-/// The key-pool bookkeeping of a whole answer that succeeded (its rate-limit headers, the
-/// success, the reserved tokens settled against the reported usage), run as its own task: it
-/// changes nothing the client sees, and on the single-threaded runtime the task runs once the
-/// connection has written the answer and yields, so its cost is off the request's latency.
-fn settle_after_send(
-    mut lease: Lease,
-    flavor: Flavor,
-    headers: http::HeaderMap,
-    unix_ms: u64,
-    tokens: Option<Tokens>,
-) {
-    tokio::spawn(async move {
-        lease.observe(&ratelimit_headers::observation(&headers, flavor, unix_ms));
-        let reserved = lease.reserved_tokens() > 0;
-        lease.success_settled(
-            tokens
-                .map(|t| t.total())
-                .filter(|total| reserved && *total > 0),
-        );
-    });
 }
 
 /// Where one candidate of a request stands in the attempt loop.
