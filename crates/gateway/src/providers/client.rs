@@ -101,7 +101,9 @@ impl UpstreamClient {
             return self.send(req).await;
         };
         let client = self.proxied_client(url)?;
-        client.send(req).await
+        // Boxed: the proxied pool's future is as large as the direct one's, and inline it
+        // would double the size of every request's future.
+        Box::pin(client.send(req)).await
     }
 
     /// Close idle connections past their time and forget hosts no longer used (run

@@ -249,7 +249,10 @@ where
                 }
             }
         }
-        let fresh = self.connect(&host).await?;
+        // Boxed: connecting (TCP, TLS, the HTTP/2 handshake) is a large future that the usual
+        // request, on a pooled connection, never runs; inline it would be carried (and copied)
+        // by every request's future.
+        let fresh = Box::pin(self.connect(&host)).await?;
         let sent = match fresh {
             Sender::H2(_, mut s) => send_h2(&mut s, req, &host).await,
             Sender::H1(s) => send_h1(s, req, &host).await,
