@@ -328,7 +328,7 @@ pub async fn run_json(
     let mut ir: Option<ChatRequest> = None;
     let client = req.client;
     if needs_inlined_images(rt, &req, &candidates) {
-        match inline_images(app, rt, &req).await {
+        match Box::pin(inline_images(app, rt, &req)).await {
             Ok(parsed) => ir = parsed,
             Err(resp) => return *resp,
         }
@@ -1121,7 +1121,9 @@ async fn attempt(
     let answer_by = started + timeout;
     // A service account (Vertex) signs in with a cached OAuth token instead of a key.
     let bearer = match (&channel.google, &lease) {
-        (Some(google), None) => match google.token(&app.client).await {
+        // Boxed here and below: paths only some providers take; inline, their futures would
+        // be laid out beside the usual path's and copied with every request.
+        (Some(google), None) => match Box::pin(google.token(&app.client)).await {
             Ok(token) => Some(token),
             Err(message) => {
                 return Outcome::Retry(Failure {
@@ -1190,7 +1192,7 @@ async fn attempt(
     }
     if !status.is_success() {
         let headers = resp.headers().clone();
-        let body = read_limited(resp.into_body(), MAX_ERROR_BODY, times.idle).await;
+        let body = Box::pin(read_limited(resp.into_body(), MAX_ERROR_BODY, times.idle)).await;
         let mut c = classify::classify_response(
             channel.flavor,
             status.as_u16(),
@@ -1273,7 +1275,7 @@ async fn attempt(
         // Bedrock's binary stream: held until its first event past `messageStart`, so an
         // exception there (throttling, capacity) fails over like an HTTP error; then decoded
         // (and checksummed) frame by frame by the relay.
-        let (prefix, incoming) = match first_bedrock_event(incoming, answer_by).await {
+        let (prefix, incoming) = match Box::pin(first_bedrock_event(incoming, answer_by)).await {
             Ok(held) => held,
             Err(mut c) => {
                 c.message = format!("provider `{}`: {}", channel.name, c.message);
@@ -1348,7 +1350,10 @@ async fn attempt(
             log: &ctx.log,
             request_len: ctx.body_len,
         };
-        converted_answer(channel, status, incoming, times.idle, lease, &conv, &checks).await
+        Box::pin(converted_answer(
+            channel, status, incoming, times.idle, lease, &conv, &checks,
+        ))
+        .await
     } else if endpoint == Endpoint::ChatCompletions {
         // A whole chat answer is checked (empty, error triggers) before the client sees it.
         let Some(body) = read_limited(incoming, MAX_CONVERTED_BODY, times.idle).await else {

@@ -212,23 +212,39 @@ async fn serve(
     req: Request<Incoming>,
     log: RequestLog,
 ) -> Response<RespBody> {
+    // Every route but the OpenAI JSON one is boxed: the compiler lays the arms' futures out
+    // side by side rather than over each other, and this future (inside every request's) is
+    // copied whole when a request starts.
     match route {
         Route::Health => json_response(StatusCode::OK, Bytes::from_static(HEALTH_BODY), None),
         Route::Models => json_response(StatusCode::OK, key.models_body.clone(), None),
         Route::Json(endpoint) => openai::json_endpoint(app, rt, key, endpoint, req, log).await,
         Route::Multipart(endpoint) => {
-            openai::multipart_endpoint(app, rt, key, endpoint, req, log).await
+            Box::pin(openai::multipart_endpoint(app, rt, key, endpoint, req, log)).await
         }
         Route::AdminKeys => admin::keys(rt, key),
-        Route::BodyModel(format) => ingress::body_model(app, rt, key, format, req, log).await,
-        Route::Gemini(call) if call.method == ingress::GeminiMethod::CountTokens => {
-            ingress::count_tokens(rt, key, Format::Gemini, Some(call.model), req).await
+        Route::BodyModel(format) => {
+            Box::pin(ingress::body_model(app, rt, key, format, req, log)).await
         }
-        Route::Gemini(call) => ingress::gemini(app, rt, key, call, req, log).await,
-        Route::CountTokens(format) => ingress::count_tokens(rt, key, format, None, req).await,
+        Route::Gemini(call) if call.method == ingress::GeminiMethod::CountTokens => {
+            Box::pin(ingress::count_tokens(
+                rt,
+                key,
+                Format::Gemini,
+                Some(call.model),
+                req,
+            ))
+            .await
+        }
+        Route::Gemini(call) => Box::pin(ingress::gemini(app, rt, key, call, req, log)).await,
+        Route::CountTokens(format) => {
+            Box::pin(ingress::count_tokens(rt, key, format, None, req)).await
+        }
         Route::Providers => ingress::providers(rt, key),
-        Route::AdminReload => admin::reload(app, key).await,
-        Route::Stats(which) => stats::handle(app, rt, key, which, req.uri().query()).await,
+        Route::AdminReload => Box::pin(admin::reload(app, key)).await,
+        Route::Stats(which) => {
+            Box::pin(stats::handle(app, rt, key, which, req.uri().query())).await
+        }
         Route::Metrics if key.is_admin => stats::metrics(app, rt),
         Route::Metrics => ApiError::new(
             StatusCode::FORBIDDEN,
