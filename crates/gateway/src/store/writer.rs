@@ -225,7 +225,8 @@ pub struct UsageWriter {
 }
 
 impl UsageWriter {
-    /// Start the writer task on the current tokio runtime.
+    /// Start the writer task on a thread of its own (see [`own_thread`]); on the current
+    /// tokio runtime if that thread cannot be started.
     pub fn spawn<S: UsageStore>(
         store: Arc<S>,
         cfg: WriterConfig,
@@ -239,7 +240,7 @@ impl UsageWriter {
             Ordering::Relaxed,
         );
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(run(store, rx, cfg, Arc::clone(&stats), Arc::clone(&stop)));
+        let task = own_thread(run(store, rx, cfg, Arc::clone(&stats), Arc::clone(&stop)));
         UsageWriter {
             sink: UsageSink {
                 inner: Arc::new(SinkInner {
@@ -276,6 +277,44 @@ impl UsageWriter {
             );
         }
         stats.snapshot()
+    }
+}
+
+/// Runs `task` on a dedicated thread with its own single-threaded runtime, which lives until
+/// the task ends or is aborted. Writing a batch binds every row on the writer's thread (a few
+/// thousand instructions a row): on a server worker's runtime that stalled the requests of
+/// that worker for the length of each batch.
+fn own_thread<F>(task: F) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("llmux-usage-writer".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            // Dropped when the task ends (or is aborted): the runtime then stops.
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            if started_tx.send((runtime.handle().clone(), done_tx)).is_ok() {
+                runtime.block_on(async move {
+                    let _ = done_rx.await;
+                });
+            }
+        });
+    match thread.ok().and_then(|_| started_rx.recv().ok()) {
+        Some((handle, done)) => handle.spawn(async move {
+            task.await;
+            drop(done);
+        }),
+        None => {
+            tracing::warn!("usage store: no thread for the writer; it runs on a server worker");
+            tokio::spawn(task)
+        }
     }
 }
 
