@@ -65,7 +65,11 @@ fn small(capacity: usize, batch_size: usize, retries: u32) -> WriterConfig {
 async fn full_queue_drops_and_counts_and_the_ledger_still_sees_the_spend() {
     let store = FakeStore::new(false, false);
     let ledger = Arc::new(CostLedger::new());
-    let writer = UsageWriter::spawn(Arc::clone(&store), small(8, 4, 0), Arc::clone(&ledger));
+    let writer = UsageWriter::spawn_on_current_runtime(
+        Arc::clone(&store),
+        small(8, 4, 0),
+        Arc::clone(&ledger),
+    );
     let sink = writer.sink();
     let mut rec = request("k", "m", T0, 1_000_000, 0); // $1 at price 1,2
     rec.price = price(1.0, 2.0);
@@ -410,4 +414,29 @@ async fn disabled_database_keeps_the_ledger_and_reports_zeros() {
         0,
         "nothing is dropped when there is no database"
     );
+}
+
+#[tokio::test]
+async fn the_writer_needs_no_turn_of_the_callers_runtime() {
+    // Server workers record and never wait for the writer: it runs on a thread of its own,
+    // so a worker busy with requests is not where batches are bound.
+    let store = FakeStore::new(true, false);
+    let writer = UsageWriter::spawn(
+        Arc::clone(&store),
+        small(100, 10, 0),
+        Arc::new(CostLedger::new()),
+    );
+    let sink = writer.sink();
+    for i in 0..10 {
+        sink.record(request("k", "m", T0 + i, 1, 1));
+    }
+    // This (single-threaded) runtime is blocked here; only another thread can write.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while writer.stats().snapshot().written < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(writer.stats().snapshot().written, 10);
+    assert_eq!(store.rows.load(Ordering::SeqCst), 10);
+    let s = writer.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((s.written, s.queue_depth), (10, 0));
 }

@@ -232,6 +232,25 @@ impl UsageWriter {
         cfg: WriterConfig,
         ledger: Arc<CostLedger>,
     ) -> UsageWriter {
+        Self::start(store, cfg, ledger, own_thread)
+    }
+
+    /// As [`UsageWriter::spawn`], on the current tokio runtime: the writer runs only when the
+    /// caller yields (tests that look at the queue before it drains).
+    pub fn spawn_on_current_runtime<S: UsageStore>(
+        store: Arc<S>,
+        cfg: WriterConfig,
+        ledger: Arc<CostLedger>,
+    ) -> UsageWriter {
+        Self::start(store, cfg, ledger, tokio::spawn)
+    }
+
+    fn start<S: UsageStore>(
+        store: Arc<S>,
+        cfg: WriterConfig,
+        ledger: Arc<CostLedger>,
+        spawn: fn(Writing) -> JoinHandle<()>,
+    ) -> UsageWriter {
         let capacity = cfg.capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let stats = Arc::new(WriterStats::default());
@@ -240,7 +259,13 @@ impl UsageWriter {
             Ordering::Relaxed,
         );
         let stop = Arc::new(Notify::new());
-        let task = own_thread(run(store, rx, cfg, Arc::clone(&stats), Arc::clone(&stop)));
+        let task = spawn(Box::pin(run(
+            store,
+            rx,
+            cfg,
+            Arc::clone(&stats),
+            Arc::clone(&stop),
+        )));
         UsageWriter {
             sink: UsageSink {
                 inner: Arc::new(SinkInner {
@@ -279,6 +304,9 @@ impl UsageWriter {
         stats.snapshot()
     }
 }
+
+/// The writer's task, boxed so that both ways of starting it take one type.
+type Writing = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
 
 /// Runs `task` on a dedicated thread with its own single-threaded runtime, which lives until
 /// the task ends or is aborted. Writing a batch binds every row on the writer's thread (a few
