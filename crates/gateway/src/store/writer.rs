@@ -312,10 +312,7 @@ type Writing = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '
 /// the task ends or is aborted. Writing a batch binds every row on the writer's thread (a few
 /// thousand instructions a row): on a server worker's runtime that stalled the requests of
 /// that worker for the length of each batch.
-fn own_thread<F>(task: F) -> JoinHandle<()>
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
+fn own_thread(task: Writing) -> JoinHandle<()> {
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("llmux-usage-writer".into())
