@@ -295,6 +295,10 @@ impl UsageWriter {
         let mut task = self.task;
         if tokio::time::timeout(deadline, &mut task).await.is_err() {
             task.abort();
+            // The task runs on the writer's own thread: wait for the abort to land there and
+            // drop the queue, so that what it held is counted once and later records are
+            // refused (and counted) rather than queued to nobody.
+            let _ = tokio::time::timeout(Duration::from_millis(500), &mut task).await;
             let left = stats.pending.swap(0, Ordering::Relaxed);
             add(&stats.dropped_shutdown, left);
             tracing::warn!(
