@@ -1,8 +1,10 @@
 use clap::Parser;
 use llmux::cli::{Cli, Command};
 
+mod allocator;
+
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 fn init_tracing() {
     let debug = std::env::var("DEBUG")
