@@ -1388,10 +1388,13 @@ async fn attempt(
                 Tokens::estimate(to_usize(ctx.body_len.unwrap_or(0)), body.len())
             }));
         }
-        let mut resp = crate::error::json_response(status, body, None);
-        if let Some(ct) = content_type {
-            resp.headers_mut().insert(header::CONTENT_TYPE, ct);
-        }
+        // The upstream's own content type when it sent one (one header insert, not two).
+        let mut resp = Response::new(crate::server::body::full(body));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            content_type.unwrap_or(HeaderValue::from_static("application/json")),
+        );
         Outcome::Done(resp, None)
     } else {
         if let Some(l) = lease.as_mut() {
@@ -1718,8 +1721,9 @@ async fn first_bedrock_event(
 }
 
 async fn read_limited(body: UpstreamBody, limit: usize, timeout: Duration) -> Option<Bytes> {
-    let read = crate::server::body::read_whole(body, limit);
-    tokio::time::timeout(timeout, read).await.ok()?.ok()
+    crate::server::body::read_whole_within(body, limit, timeout)
+        .await?
+        .ok()
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

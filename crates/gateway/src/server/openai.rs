@@ -18,7 +18,7 @@ use crate::providers::upstream;
 use crate::providers::urls::Endpoint;
 use crate::routing::attempt::{self, JsonRequest, Prepared, Send};
 use crate::runtime::{ClientKey, Runtime};
-use crate::server::body::{ReadError, RespBody, full, read_whole};
+use crate::server::body::{ReadError, RespBody, full, read_whole_within};
 use crate::server::multipart::{self, FieldScan, PrefixedBody};
 use crate::usage::RequestLog;
 
@@ -119,18 +119,18 @@ pub(crate) async fn read_body(
     if declared_length(headers).is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
-    let read = read_whole(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
-        Err(_) => Err(ApiError::new(
+    let limit_bytes = usize::try_from(limit).unwrap_or(usize::MAX);
+    match read_whole_within(body, limit_bytes, BODY_READ_TIMEOUT).await {
+        None => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "invalid_request_error",
             "timed out reading the request body",
         )),
-        Ok(Err(ReadError::TooLarge)) => Err(too_large(limit)),
-        Ok(Err(ReadError::Body(e))) => Err(ApiError::bad_request(format!(
+        Some(Err(ReadError::TooLarge)) => Err(too_large(limit)),
+        Some(Err(ReadError::Body(e))) => Err(ApiError::bad_request(format!(
             "could not read the request body: {e}"
         ))),
-        Ok(Ok(body)) => Ok(body),
+        Some(Ok(body)) => Ok(body),
     }
 }
 
