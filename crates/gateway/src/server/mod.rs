@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod head_timer;
 pub mod ingress;
 pub mod keepalive;
 pub mod listen;
