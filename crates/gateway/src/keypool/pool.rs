@@ -451,7 +451,8 @@ impl KeyPool {
                 ticket: None,
             };
         }
-        let mut candidates: Vec<(usize, f64, f64)> = Vec::new();
+        // Inline for up to 8 keys: no allocation per request for the usual channel.
+        let mut candidates: smallvec::SmallVec<[(usize, f64, f64); 8]> = smallvec::SmallVec::new();
         // The earliest a key frees, and that key when a booking can hold its slot.
         let mut earliest: Option<(Nanos, Option<usize>)> = None;
         // The key to send beyond its estimated limit rather than wait long for it.
