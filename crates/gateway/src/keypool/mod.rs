@@ -23,6 +23,6 @@ pub mod shared;
 mod tests;
 
 pub use pool::{
-    Acquire, Algorithm, Event, Fact, KeyPool, KeySpec, KeyStatus, Lease, Observed, Peers,
+    Acquire, Algorithm, Event, Fact, KeyPool, KeySpec, KeyStatus, Lease, Observed, Observer, Peers,
     PoolSettings, Ticket,
 };

@@ -1219,79 +1219,19 @@ impl Lease {
 
     /// Learn limits and scope from a response's headers (success or failure alike).
     pub fn observe(&self, obs: &Observed<'_>) {
-        let now = self.shared.clock.now();
-        let mut st = self.shared.lock();
-        let mut joined = false;
-        if let Some(scope_id) = &obs.scope_id {
-            let key = &st.keys[self.index];
-            let provider = &self.shared.settings.name;
-            // Compare as `<provider>:<scope_id>` without building the string per response.
-            let current = &st.scopes[key.scope].name;
-            let same = current.len() == provider.len() + 1 + scope_id.len()
-                && current.starts_with(provider.as_str())
-                && current.ends_with(&**scope_id)
-                && current.as_bytes()[provider.len()] == b':';
-            if !key.scope_learned && !same && !self.shared.settings.shared_scope {
-                let seen = remote::before(&self.shared, &st, self.index, "");
-                join_scope(&mut st, self.index, &format!("{provider}:{scope_id}"));
-                remote::publish_changes(&self.shared, &st, self.index, "", seen);
-                joined = true;
-            }
-        }
-        let scope = st.keys[self.index].scope;
-        let sm = st.scopes[scope].models.entry_ref(&*self.model).or_default();
-        // A key moved to another scope since this request started: its headers describe
-        // the old one (unless this very answer revealed the move).
-        if self.seq < sm.snap_seq || (scope != self.scope_at_grant && !joined) {
-            return;
-        }
-        sm.snap_seq = self.seq;
-        // The snapshot is the provider's view when this request arrived, not now: re-apply
-        // what was granted after it, and the slots booked for waiters.
-        let later = sm
-            .inflight
-            .range(self.seq + 1..)
-            .fold(sm.booked, |a, (_, c)| a.plus(*c));
-        let at = self.started;
-        let dims = [
-            (Dim::Requests, obs.limits.requests),
-            (Dim::Tokens, obs.limits.tokens),
-            (Dim::InputTokens, obs.limits.input_tokens),
-            (Dim::OutputTokens, obs.limits.output_tokens),
-        ];
-        for (dim, snap) in dims {
-            let Some(snap) = snap else { continue };
-            let (Some(limit), Some(remaining)) = (snap.limit, snap.remaining) else {
-                continue;
-            };
-            if limit == 0 {
-                continue;
-            }
-            // The provider reports this limit: no estimate needed.
-            sm.est.forget(dim);
-            let period =
-                if dim == Dim::Requests && obs.limits.requests_window == RequestsWindow::Day {
-                    Duration::from_secs(86_400)
-                } else {
-                    Duration::from_secs(60)
-                };
-            let extra = match dim {
-                Dim::Requests => later.requests,
-                Dim::Tokens => later.tokens,
-                _ => 0,
-            };
-            match sm.learned.get_mut(dim) {
-                Some(b) => {
-                    b.observe(limit, remaining, at);
-                    b.force(extra, now);
-                }
-                None => {
-                    let mut b = Bucket::new(limit, period);
-                    b.observe(limit, remaining, at);
-                    b.force(extra, now);
-                    sm.learned.buckets.push((dim, b));
-                }
-            }
+        self.observer().observe(obs);
+    }
+
+    /// What [`Lease::observe`] needs, detached from the lease: a successful answer's headers
+    /// are learned from after the answer has gone out, when the lease is already released.
+    pub fn observer(&self) -> Observer {
+        Observer {
+            shared: Arc::clone(&self.shared),
+            index: self.index,
+            model: self.model.clone(),
+            seq: self.seq,
+            scope_at_grant: self.scope_at_grant,
+            started: self.started,
         }
     }
 
@@ -1630,6 +1570,97 @@ impl Lease {
             cool(&mut st.keys[self.index], until, c.class);
         }
         remote::publish_changes(&shared, st, self.index, model, seen);
+    }
+}
+
+/// Which key, model and moment a response's headers describe, detached from the lease: see
+/// [`Lease::observer`].
+pub struct Observer {
+    shared: Arc<Shared>,
+    index: usize,
+    model: Box<str>,
+    seq: u64,
+    scope_at_grant: usize,
+    started: Nanos,
+}
+
+impl Observer {
+    /// [`Lease::observe`], for the lease this was taken from.
+    pub fn observe(&self, obs: &Observed<'_>) {
+        let now = self.shared.clock.now();
+        let mut st = self.shared.lock();
+        let mut joined = false;
+        if let Some(scope_id) = &obs.scope_id {
+            let key = &st.keys[self.index];
+            let provider = &self.shared.settings.name;
+            // Compare as `<provider>:<scope_id>` without building the string per response.
+            let current = &st.scopes[key.scope].name;
+            let same = current.len() == provider.len() + 1 + scope_id.len()
+                && current.starts_with(provider.as_str())
+                && current.ends_with(&**scope_id)
+                && current.as_bytes()[provider.len()] == b':';
+            if !key.scope_learned && !same && !self.shared.settings.shared_scope {
+                let seen = remote::before(&self.shared, &st, self.index, "");
+                join_scope(&mut st, self.index, &format!("{provider}:{scope_id}"));
+                remote::publish_changes(&self.shared, &st, self.index, "", seen);
+                joined = true;
+            }
+        }
+        let scope = st.keys[self.index].scope;
+        let sm = st.scopes[scope].models.entry_ref(&*self.model).or_default();
+        // A key moved to another scope since this request started: its headers describe
+        // the old one (unless this very answer revealed the move).
+        if self.seq < sm.snap_seq || (scope != self.scope_at_grant && !joined) {
+            return;
+        }
+        sm.snap_seq = self.seq;
+        // The snapshot is the provider's view when this request arrived, not now: re-apply
+        // what was granted after it, and the slots booked for waiters.
+        let later = sm
+            .inflight
+            .range(self.seq + 1..)
+            .fold(sm.booked, |a, (_, c)| a.plus(*c));
+        let at = self.started;
+        let dims = [
+            (Dim::Requests, obs.limits.requests),
+            (Dim::Tokens, obs.limits.tokens),
+            (Dim::InputTokens, obs.limits.input_tokens),
+            (Dim::OutputTokens, obs.limits.output_tokens),
+        ];
+        for (dim, snap) in dims {
+            let Some(snap) = snap else { continue };
+            let (Some(limit), Some(remaining)) = (snap.limit, snap.remaining) else {
+                continue;
+            };
+            if limit == 0 {
+                continue;
+            }
+            // The provider reports this limit: no estimate needed.
+            sm.est.forget(dim);
+            let period =
+                if dim == Dim::Requests && obs.limits.requests_window == RequestsWindow::Day {
+                    Duration::from_secs(86_400)
+                } else {
+                    Duration::from_secs(60)
+                };
+            let extra = match dim {
+                Dim::Requests => later.requests,
+                Dim::Tokens => later.tokens,
+                _ => 0,
+            };
+            match sm.learned.get_mut(dim) {
+                Some(b) => {
+                    b.observe(limit, remaining, at);
+                    b.force(extra, now);
+                }
+                None => {
+                    let mut b = Bucket::new(limit, period);
+                    b.observe(limit, remaining, at);
+                    b.force(extra, now);
+                    sm.learned.buckets.push((dim, b));
+                }
+            }
+        }
     }
 }
 

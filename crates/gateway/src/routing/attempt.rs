@@ -20,7 +20,7 @@ use crate::config::schema::AutoRetry;
 use crate::error::ApiError;
 use crate::keypool::classify::{self, Classified, ErrorClass};
 use crate::keypool::limits::Cost;
-use crate::keypool::{Acquire, Lease, Observed, Ticket, ratelimit_headers};
+use crate::keypool::{Acquire, Lease, Observed, Observer, Ticket, ratelimit_headers};
 use crate::providers::client::UpstreamBody;
 use crate::providers::demo;
 use crate::providers::engine::Engine;
@@ -939,6 +939,22 @@ fn observed<'h>(channel: &Channel, headers: &'h http::HeaderMap, unix_ms: u64) -
     ratelimit_headers::observation(headers, channel.flavor, unix_ms)
 }
 
+/// Learns a key's limits from a successful answer's headers, once the answer has gone out
+/// (see [`crate::server::after_reply`]); a failed one is learned from at once, before the
+/// next key is chosen.
+struct LearnLimits {
+    observer: Observer,
+    headers: HeaderMap,
+    flavor: classify::Flavor,
+}
+
+impl Drop for LearnLimits {
+    fn drop(&mut self) {
+        let obs = ratelimit_headers::observation(&self.headers, self.flavor, unix_ms());
+        self.observer.observe(&obs);
+    }
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1182,7 +1198,9 @@ async fn attempt(
     };
     let status = resp.status();
     let now_ms = unix_ms();
-    if let Some(l) = &lease {
+    if let Some(l) = &lease
+        && !status.is_success()
+    {
         l.observe(&observed(channel, resp.headers(), now_ms));
     }
     if status == StatusCode::UNAUTHORIZED
@@ -1267,6 +1285,13 @@ async fn attempt(
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     let (parts, incoming) = resp.into_parts();
     let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
+    if let Some(l) = &lease {
+        crate::server::after_reply::defer(LearnLimits {
+            observer: l.observer(),
+            headers: parts.headers,
+            flavor: channel.flavor,
+        });
+    }
     let is_event_stream = content_type
         .as_ref()
         .and_then(|v| v.to_str().ok())

@@ -68,6 +68,7 @@ async fn serve_boxed(
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let _ticker = TimerAnchor::start();
+    let _after_reply = crate::server::after_reply::Host::start();
     let accept_count = &ACCEPTED[WORKER_INDEX.with(|w| w.get()).min(ACCEPTED.len() - 1)];
     let mut shutdown = shutdown;
     loop {

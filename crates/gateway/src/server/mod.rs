@@ -2,6 +2,7 @@
 //! error rendering.
 
 pub mod admin;
+pub mod after_reply;
 pub mod auth;
 pub mod body;
 pub mod head_timer;

@@ -175,7 +175,25 @@ impl Recorded {
     fn end(&mut self, now: Instant) {
         // Dropped first: a relay settles the tokens it saw into the record when it goes.
         self.inner = None;
-        self.log.finish(now, self.status);
+        // The record is written (and charged) once the answer has gone out.
+        crate::server::after_reply::defer(Finish {
+            log: std::mem::replace(&mut self.log, RequestLog::off()),
+            at: now,
+            status: self.status,
+        });
+    }
+}
+
+/// Finishes a usage record when dropped (see [`crate::server::after_reply`]).
+struct Finish {
+    log: RequestLog,
+    at: Instant,
+    status: u16,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.log.finish(self.at, self.status);
     }
 }
 
