@@ -30,7 +30,13 @@
 #   TARGETS="direct limitproxy llmux"   subset of targets to run (also: llmux-nodb;
 #                       `store` sets TARGETS="llmux llmux-nodb" CONCS=50 unless given)
 #   MODES="nonstream stream"            subset of modes
-#   CONCS="1 50"                        concurrency levels (threads: 1 for c=1, else 2)
+#   CONCS="1 1p 50"                     concurrency levels (threads: 1 for c=1, else 2). `1p` is
+#                       c=1 with the load generator pinned to CPU 0 and every server (mock,
+#                       limitproxy, llmux, with all their threads) to CPU 1, for those runs only:
+#                       unpinned, where the scheduler happens to place the three processes (and
+#                       so which wake-ups cross CPUs) moves a c=1 p50 by tens of microseconds
+#                       from one run to the next, more than a proxy adds; pinned the same way
+#                       for every target, the rows compare what each proxy costs on the path.
 #   MOCK_PORT=9000 PROXY_PORT=9100 LLMUX_PORT=8000 LLMUX_NODB_PORT=8001
 #   MOCK_ARGS=""        extra mock-upstream args, e.g. "--latency-ms 20 --chunk-delay-ms 5"
 #   LLMUX_ARGS=""       extra `llmux serve` args
@@ -62,7 +68,7 @@ ROUNDS="${ROUNDS:-1}"
 WARMUP="${WARMUP:-3s}"
 TARGETS="${TARGETS:-direct limitproxy llmux}"
 MODES="${MODES:-nonstream stream}"
-CONCS="${CONCS:-1 50}"
+CONCS="${CONCS:-1 1p 50}"
 MOCK_PORT="${MOCK_PORT:-9000}"
 PROXY_PORT="${PROXY_PORT:-9100}"
 LLMUX_PORT="${LLMUX_PORT:-8000}"
@@ -275,11 +281,24 @@ done
 declare -A RPS P50 P99 ERRS RPS_ALL P50_ALL P99_ALL
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 run_wrk() { # target mode conc duration
-  local threads=1
-  [ "$3" -gt 1 ] && threads=2
+  local threads=1 conns="${3%p}" pin=()
+  [ "$conns" -gt 1 ] && threads=2
+  [ "$conns" != "$3" ] && pin=(taskset -c 0)
   WRK_BODY_FILE="$(body_of "$1" "$2")" WRK_API_KEY="$CLIENT_KEY" \
-    wrk -t"$threads" -c"$3" -d"$4" --latency --timeout 10s -s "$LUA" "$(url_of "$1")" 2>&1
+    "${pin[@]}" wrk -t"$threads" -c"$conns" -d"$4" --latency --timeout 10s -s "$LUA" "$(url_of "$1")" 2>&1
 }
+# `1p` runs: every server thread on CPU 1 (run_wrk puts wrk on CPU 0); back on all CPUs after.
+pin_servers() { # cpu-list
+  local pid
+  for pid in "${PIDS[@]}"; do
+    taskset -a -p -c "$1" "$pid" >/dev/null 2>&1 || log "WARNING: cannot set the CPU affinity of pid $pid"
+  done
+}
+if [[ " $CONCS " == *p\ * ]] && { [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null 2>&1; }; then
+  log "pinned c=1 needs 2 CPUs and taskset: dropping it"
+  CONCS="$(tr -s ' ' '\n' <<<"$CONCS" | grep -v p | tr '\n' ' ')"
+fi
+ALL_CPUS="0-$(($(nproc) - 1))"
 field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -n1; }
 
 median() { tr -s ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END {
@@ -293,6 +312,7 @@ declare -A ROUND_RPS
 for r in $(seq 1 "$ROUNDS"); do
   for m in $MODES; do
     for c in $CONCS; do
+      [ "${c%p}" != "$c" ] && pin_servers 1
       for t in $TARGETS; do
         key="$t/$m/$c"
         if [ "$WARMUP" != 0 ] && [ "$r" = 1 ]; then
@@ -326,6 +346,7 @@ for r in $(seq 1 "$ROUNDS"); do
         [ -n "$err" ] && ERRS[$key]="${ERRS[$key]:+${ERRS[$key]}; }$err"
         log "  rps=$rps p50=$(field p50_us "$line")us p99=$(field p99_us "$line")us ${err:+ERRORS: $err}"
       done
+      [ "${c%p}" != "$c" ] && pin_servers "$ALL_CPUS"
     done
   done
 done
@@ -353,7 +374,7 @@ REPORT="$OUT_DIR/latest.md"
   echo "# llmux benchmark"
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "- machine: $(nproc) cores, shared by wrk, mock-upstream and the proxy under test (nothing pinned)"
+  echo "- machine: $(nproc) cores, shared by wrk, mock-upstream and the proxy under test (nothing pinned, except in the \`1p\` rows: c=1 with wrk on CPU 0 and every server on CPU 1)"
   echo "- load: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), duration $DURATION per run after $([ "$WARMUP" = 0 ] && echo "no warm-up" || echo "a $WARMUP warm-up"); threads 1 at c=1, else 2; $ROUNDS round(s), medians reported"
   echo "- machine load average (1, 5, 15 min) before the runs: $LOAD_BEFORE; after: $LOAD_AFTER"
   echo "- request: POST /v1/chat/completions $(tr -d '\n' <"$BENCH_DIR/chat.json") (stream mode adds \"stream\":true)"
@@ -385,7 +406,8 @@ REPORT="$OUT_DIR/latest.md"
       echo "- throughput $m c=$hi: llmux/limitproxy rps = $ratio (target >= 0.80): $(verdict "$ok")"
     done
     if has_target direct; then
-      lo="$(tr -s ' ' '\n' <<<"$CONCS" | grep . | sort -n | head -n1)"
+      for lo in $CONCS; do
+      [ "${lo%p}" = 1 ] || continue
       for m in $MODES; do
         d="${P50[direct/$m/$lo]:-0}" lp="${P50[limitproxy/$m/$lo]:-0}" lx="${P50[llmux/$m/$lo]:-0}"
         echo "- added p50 latency $m c=$lo: llmux $(sms "$(awk -v a="$lx" -v b="$d" 'BEGIN { print a - b }')") ms, limitproxy $(sms "$(awk -v a="$lp" -v b="$d" 'BEGIN { print a - b }')") ms;" \
@@ -400,6 +422,7 @@ REPORT="$OUT_DIR/latest.md"
               md = 1e6 / d; mp = 1e6 / lp - md; mx = 1e6 / lx - md
               printf "llmux %+.1f us, limitproxy %+.1f us", mx, mp
               if (mp > 0) printf ", ratio %.2f", mx / mp }')"
+      done
       done
     fi
     echo
