@@ -38,8 +38,12 @@ pub struct SseFramer {
     limit: usize,
     /// Stream offset of the first held byte.
     base: usize,
-    /// Stream offsets where complete frames end, not yet handed out.
-    ends: VecDeque<usize>,
+    /// Where complete frames end (stream offsets), not yet handed out.
+    ends: VecDeque<FrameEnd>,
+    /// Where the current frame's first line ends, once it has.
+    first_line_end: Option<usize>,
+    /// The current frame has more than one line.
+    more_lines: bool,
     /// Stream offset where the current (incomplete) frame starts.
     frame_start: usize,
     /// Stream offset where the current line starts.
@@ -48,6 +52,17 @@ pub struct SseFramer {
     scan: usize,
     bom_checked: bool,
     failed: bool,
+}
+
+/// Where a frame ends, and where its line ends when it has only one (the usual `data: …`
+/// event): offsets into the slice [`SseFramer::take_frame_ends`] returns (stream offsets
+/// inside the framer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameEnd {
+    pub end: usize,
+    /// The end of the frame's only line (before its line end): with [`line_data`], the
+    /// frame's data without a second scan for line ends.
+    pub only_line_end: Option<usize>,
 }
 
 /// The bytes a framer holds: its own buffer, or a chunk it was handed whole.
@@ -100,6 +115,8 @@ impl SseFramer {
             limit: max_event_bytes,
             base: 0,
             ends: VecDeque::new(),
+            first_line_end: None,
+            more_lines: false,
             frame_start: 0,
             line_start: 0,
             scan: 0,
@@ -133,7 +150,7 @@ impl SseFramer {
 
     /// The next complete frame, if one has been received.
     pub fn next_frame(&mut self) -> Option<Bytes> {
-        let end = self.ends.pop_front()?;
+        let end = self.ends.pop_front()?.end;
         let frame = self.held.split_to(end - self.base);
         self.base = end;
         Some(frame)
@@ -142,10 +159,27 @@ impl SseFramer {
     /// Every complete frame received so far as one slice, with the end offset of each frame
     /// in it appended to `ends`; `None` when no frame is complete.
     pub fn take_frames(&mut self, ends: &mut Vec<usize>) -> Option<Bytes> {
-        let last = *self.ends.back()?;
         let base = self.base;
-        ends.extend(self.ends.drain(..).map(|end| end - base));
-        let frames = self.held.split_to(last - base);
+        let frames = self.take_all()?;
+        ends.extend(self.ends.drain(..).map(|e| e.end - base));
+        Some(frames)
+    }
+
+    /// As [`take_frames`](Self::take_frames), with where each frame's only line ends.
+    pub fn take_frame_ends(&mut self, ends: &mut Vec<FrameEnd>) -> Option<Bytes> {
+        let base = self.base;
+        let frames = self.take_all()?;
+        ends.extend(self.ends.drain(..).map(|e| FrameEnd {
+            end: e.end - base,
+            only_line_end: e.only_line_end.map(|l| l - base),
+        }));
+        Some(frames)
+    }
+
+    /// Every complete frame, as one slice (their ends still queued).
+    fn take_all(&mut self) -> Option<Bytes> {
+        let last = self.ends.back()?.end;
+        let frames = self.held.split_to(last - self.base);
         self.base = last;
         Some(frames)
     }
@@ -161,6 +195,8 @@ impl SseFramer {
         let rest = self.held.take();
         let end = self.base + rest.len();
         self.ends.clear();
+        self.first_line_end = None;
+        self.more_lines = false;
         self.base = end;
         self.frame_start = end;
         self.line_start = end;
@@ -210,8 +246,17 @@ impl SseFramer {
                 if next - self.frame_start > self.limit {
                     return self.fail();
                 }
-                self.ends.push_back(next);
+                let only_line_end = self.first_line_end.take().filter(|_| !self.more_lines);
+                self.more_lines = false;
+                self.ends.push_back(FrameEnd {
+                    end: next,
+                    only_line_end,
+                });
                 self.frame_start = next;
+            } else if self.first_line_end.is_none() {
+                self.first_line_end = Some(line_end);
+            } else {
+                self.more_lines = true;
             }
             self.line_start = next;
             self.scan = next;
@@ -314,6 +359,17 @@ pub fn parse_frame(frame: &[u8]) -> Option<SseEvent> {
 /// no `data` line. Bytes are not checked for UTF-8 (a JSON parser checks what it reads).
 pub fn frame_data(frame: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     frame_view(frame)?.data
+}
+
+/// The data of a frame whose only line is `line` (without its line end), as [`frame_data`]
+/// reads it: `None` unless it is a `data` field.
+pub fn line_data(line: &[u8]) -> Option<&[u8]> {
+    let (name, value) = match memchr::memchr(b':', line) {
+        Some(0) => return None,
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, &[][..]),
+    };
+    (name == b"data").then(|| value.strip_prefix(b" ").unwrap_or(value))
 }
 
 /// The fields of one frame that say what it is, borrowed from it.

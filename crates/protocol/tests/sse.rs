@@ -4,7 +4,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use protocol::sse::{
     DONE_FRAME, SseDecoder, SseError, SseEvent, SseFramer, encode_comment, encode_data, frame_data,
-    frame_view, parse_frame,
+    frame_view, line_data, parse_frame,
 };
 
 const OPENAI_STREAM: &str = concat!(
@@ -356,6 +356,56 @@ fn frame_data_borrows_one_line_and_joins_several() {
     assert_eq!(&frame_data(b"data: \xff\n\n").unwrap()[..], b"\xff");
 }
 
+/// Frames with where the framer says each one's only line ends, taken with `take_frame_ends`
+/// after every chunk.
+fn frames_with_line_ends(chunks: &[&[u8]]) -> Vec<(Bytes, Option<usize>)> {
+    let mut f = SseFramer::new(1 << 20);
+    let mut out = Vec::new();
+    let mut ends = Vec::new();
+    for c in chunks {
+        f.push_bytes(Bytes::copy_from_slice(c)).unwrap();
+        ends.clear();
+        if let Some(batch) = f.take_frame_ends(&mut ends) {
+            let mut start = 0;
+            for e in &ends {
+                out.push((
+                    batch.slice(start..e.end),
+                    e.only_line_end.map(|l| l - start),
+                ));
+                start = e.end;
+            }
+        }
+    }
+    out
+}
+
+/// The lines of a frame, without their line ends.
+fn lines_of(frame: &[u8]) -> Vec<&[u8]> {
+    let mut lines = Vec::new();
+    let mut rest = frame;
+    while let Some(i) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
+        lines.push(&rest[..i]);
+        let skip = if rest[i..].starts_with(b"\r\n") { 2 } else { 1 };
+        rest = &rest[i + skip..];
+    }
+    lines
+}
+
+#[test]
+fn a_frame_of_one_line_is_marked_with_its_end() {
+    let got = frames_with_line_ends(&[
+        b"data: a\n\nevent: x\ndata: b\n\n: c\r\n\r\n\n",
+        b"data: d\r",
+    ]);
+    let marks: Vec<Option<usize>> = got.iter().map(|(_, m)| *m).collect();
+    assert_eq!(marks, [Some(7), None, Some(3), None]);
+    assert_eq!(line_data(&got[0].0[..7]), Some(&b"a"[..]));
+    assert_eq!(line_data(b": c"), None);
+    assert_eq!(line_data(b"data"), Some(&b""[..]));
+    assert_eq!(line_data(b"data:x"), Some(&b"x"[..]));
+    assert_eq!(line_data(b"event: data"), None);
+}
+
 fn stream_strategy() -> impl Strategy<Value = Vec<u8>> {
     let line = prop_oneof![
         "[a-z {}\":,é]{0,20}".prop_map(|s| format!("data: {s}")),
@@ -405,6 +455,19 @@ proptest! {
         // Every frame but the last ends with a blank line's line end.
         for f in &frames {
             prop_assert!(f.ends_with(b"\n") || f.ends_with(b"\r"));
+        }
+        // A frame is marked with its line's end exactly when it has one line, wherever the
+        // chunks were cut, and that line's data is the frame's.
+        let marked = frames_with_line_ends(&chunks);
+        prop_assert_eq!(marked.len(), want_frames.len());
+        for (f, mark) in &marked {
+            let lines = lines_of(f);
+            let one = lines.len() == 2 && !lines[0].is_empty();
+            prop_assert_eq!(mark.is_some(), one, "{:?}", f);
+            if let Some(end) = *mark {
+                let whole = frame_data(f);
+                prop_assert_eq!(line_data(&f[..end]), whole.as_deref());
+            }
         }
         // The cheap data view agrees with the full decoder.
         for f in frames.iter().chain([&rest]) {

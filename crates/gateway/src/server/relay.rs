@@ -76,7 +76,7 @@ struct UsageTap {
     /// Non-stream: the last bytes of the body, where `usage` sits.
     tail: Vec<u8>,
     /// Where each frame of one read ends (reused from read to read).
-    ends: Vec<usize>,
+    ends: Vec<protocol::sse::FrameEnd>,
     tokens: Option<Tokens>,
     /// OpenAI's own total, when it says one.
     total: Option<u64>,
@@ -118,7 +118,7 @@ impl UsageTap {
             return Some(if self.strip { held } else { data });
         }
         self.ends.clear();
-        let Some(frames) = framer.take_frames(&mut self.ends) else {
+        let Some(frames) = framer.take_frame_ends(&mut self.ends) else {
             return (!self.strip).then_some(data);
         };
         // Frames that arrived together leave together (one write, not one per event): as a
@@ -126,10 +126,12 @@ impl UsageTap {
         let mut dropped: Option<std::ops::Range<usize>> = None;
         let mut joined: Option<Vec<u8>> = None;
         let mut start = 0;
-        for &end in &self.ends {
+        for e in &self.ends {
+            let end = e.end;
             let frame = frames.get(start..end).unwrap_or_default();
             let usage_chunk = look(
                 frame,
+                e.only_line_end.map(|l| l - start),
                 &mut self.tokens,
                 &mut self.total,
                 &mut self.text_chars,
@@ -174,6 +176,7 @@ impl UsageTap {
         let rest = framer.take_rest();
         look(
             &rest,
+            None,
             &mut self.tokens,
             &mut self.total,
             &mut self.text_chars,
@@ -210,15 +213,24 @@ impl UsageTap {
 
 /// Reads one stream event: its usage (merged into `tokens`, OpenAI's total into `total`) and,
 /// when counted, its generated characters. True when it is OpenAI's usage-only chunk.
+/// `only_line_end`: where the frame's only line ends, when the framer saw it has one.
 fn look(
     frame: &[u8],
+    only_line_end: Option<usize>,
     tokens: &mut Option<Tokens>,
     total: &mut Option<u64>,
     text_chars: &mut Option<u64>,
 ) -> bool {
     static EMPTY_CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\":[]"));
-    let Some(data) = protocol::sse::frame_data(frame) else {
+    let data = match only_line_end {
+        Some(end) => frame
+            .get(..end)
+            .and_then(protocol::sse::line_data)
+            .map(std::borrow::Cow::Borrowed),
+        None => protocol::sse::frame_data(frame),
+    };
+    let Some(data) = data else {
         return false;
     };
     if let Some(chars) = text_chars.as_mut() {
