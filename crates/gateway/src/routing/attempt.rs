@@ -1197,18 +1197,17 @@ async fn attempt(
         Ok(Ok(resp)) => resp,
     };
     let status = resp.status();
-    let now_ms = unix_ms();
-    if let Some(l) = &lease
-        && !status.is_success()
-    {
-        l.observe(&observed(channel, resp.headers(), now_ms));
-    }
     if status == StatusCode::UNAUTHORIZED
         && let Some(google) = &channel.google
     {
         google.invalidate();
     }
     if !status.is_success() {
+        // Learned from before the next key is chosen (a success's headers after the reply).
+        let now_ms = unix_ms();
+        if let Some(l) = &lease {
+            l.observe(&observed(channel, resp.headers(), now_ms));
+        }
         let headers = resp.headers().clone();
         let body = Box::pin(read_limited(resp.into_body(), MAX_ERROR_BODY, times.idle)).await;
         let mut c = classify::classify_response(
