@@ -162,7 +162,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn deferred_work_runs_after_the_task_yields_and_before_io() {
+    async fn deferred_work_runs_once_the_task_yields() {
         let host = Host::start().expect("a current-thread runtime");
         assert!(Host::start().is_none(), "one drain task per thread");
         let n = Arc::new(AtomicUsize::new(0));
