@@ -28,8 +28,10 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// a frame whose blank line ends in a bare `\r` at the end of the buffered
 /// data is held back until the next byte shows whether a `\n` follows.
 ///
-/// Each byte is scanned once, so pushing is linear in the stream length.
-/// A chunk pushed with [`push_bytes`](Self::push_bytes) while nothing is held
+/// Each byte is scanned once, so framing is linear in the stream length, and
+/// only as far as frames are asked for: [`next_frame`](Self::next_frame) scans
+/// up to the next frame's end, so a reader that stops after the first few
+/// events of a large read does not scan the rest. A chunk pushed with [`push_bytes`](Self::push_bytes) while nothing is held
 /// is not copied: its frames are slices of it, and only an unfinished event
 /// at its end is copied when the next chunk arrives.
 #[derive(Debug)]
@@ -131,7 +133,7 @@ impl SseFramer {
             return Err(SseError::TooLarge { limit: self.limit });
         }
         self.held.extend(chunk);
-        self.scan_frames()
+        self.check_limit()
     }
 
     /// As [`push`](Self::push), keeping `chunk` itself when nothing is held, so the frames
@@ -145,11 +147,15 @@ impl SseFramer {
         } else {
             self.held.extend(&chunk);
         }
-        self.scan_frames()
+        self.check_limit()
     }
 
     /// The next complete frame, if one has been received.
     pub fn next_frame(&mut self) -> Option<Bytes> {
+        if self.ends.is_empty() {
+            // Cannot fail: `push` checked the held bytes against the limit.
+            let _ = self.scan_frames(true);
+        }
         let end = self.ends.pop_front()?.end;
         let frame = self.held.split_to(end - self.base);
         self.base = end;
@@ -178,6 +184,8 @@ impl SseFramer {
 
     /// Every complete frame, as one slice (their ends still queued).
     fn take_all(&mut self) -> Option<Bytes> {
+        // Cannot fail: `push` checked the held bytes against the limit.
+        let _ = self.scan_frames(false);
         let last = self.ends.back()?.end;
         let frames = self.held.split_to(last - self.base);
         self.base = last;
@@ -204,7 +212,20 @@ impl SseFramer {
         rest
     }
 
-    fn scan_frames(&mut self) -> Result<(), SseError> {
+    /// Push's size check: an event over the limit fails the push that brings its bytes.
+    /// Unscanned bytes all lie after `frame_start`, so unless there are more of them than
+    /// the limit, no event among them can be too large and scanning waits until frames are
+    /// asked for.
+    fn check_limit(&mut self) -> Result<(), SseError> {
+        let buf_end = self.base + self.held.bytes().len();
+        if buf_end - self.frame_start <= self.limit {
+            return Ok(());
+        }
+        self.scan_frames(false)
+    }
+
+    /// Scans for frame ends: all of the held bytes, or (`one`) up to the next frame end.
+    fn scan_frames(&mut self, one: bool) -> Result<(), SseError> {
         if !self.bom_checked {
             let buf = self.held.bytes();
             let n = buf.len().min(BOM.len());
@@ -253,6 +274,11 @@ impl SseFramer {
                     only_line_end,
                 });
                 self.frame_start = next;
+                if one {
+                    self.line_start = next;
+                    self.scan = next;
+                    return Ok(());
+                }
             } else if self.first_line_end.is_none() {
                 self.first_line_end = Some(line_end);
             } else {

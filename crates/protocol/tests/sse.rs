@@ -53,6 +53,19 @@ fn frames_of_shared(chunks: &[&[u8]], limit: usize) -> (Vec<Bytes>, Bytes) {
     (out, f.take_rest())
 }
 
+/// As [`frames_of`], taking at most one frame after each push (the framer scans only as far
+/// as frames are asked for, so scanning resumes mid-chunk on the next ask).
+fn frames_of_one_at_a_time(chunks: &[&[u8]], limit: usize) -> (Vec<Bytes>, Bytes) {
+    let mut f = SseFramer::new(limit);
+    let mut out = Vec::new();
+    for c in chunks {
+        f.push(c).unwrap();
+        out.extend(f.next_frame());
+    }
+    out.extend(std::iter::from_fn(|| f.next_frame()));
+    (out, f.take_rest())
+}
+
 #[test]
 fn shared_chunk_frames_are_slices_of_it() {
     let chunk = Bytes::from_static(b"data: a\n\ndata: b\n\ndata: c");
@@ -317,6 +330,17 @@ fn too_large() {
     }
     assert_eq!(n, 100);
 
+    // An event over the limit behind small ones fails the push that brings it, whether or not
+    // the frames before it were taken.
+    let mut input = b"data: 1\n\n".repeat(3);
+    input.extend_from_slice(b"data: 0123456789\n\n");
+    let mut f = SseFramer::new(9);
+    assert!(f.push(&input).is_err());
+    let mut f = SseFramer::new(9);
+    f.push(&input[..20]).unwrap();
+    assert_eq!(f.next_frame().as_deref(), Some(&b"data: 1\n\n"[..]));
+    assert!(f.push(&input[20..]).is_err());
+
     let mut d = SseDecoder::new(8);
     assert!(d.push(b"data: 123456789").is_err());
 }
@@ -448,6 +472,9 @@ proptest! {
         let (shared, shared_rest) = frames_of_shared(&chunks, 1 << 20);
         prop_assert_eq!(&shared, &want_frames);
         prop_assert_eq!(&shared_rest, &want_rest);
+        let (one_by_one, one_rest) = frames_of_one_at_a_time(&chunks, 1 << 20);
+        prop_assert_eq!(&one_by_one, &want_frames);
+        prop_assert_eq!(&one_rest, &want_rest);
         let mut all = frames.concat();
         all.extend_from_slice(&rest);
         prop_assert_eq!(&all, &input);
