@@ -32,10 +32,19 @@ impl<'a> Reader<'a> {
     /// A reader over `bytes`, which must be UTF-8.
     pub fn new(bytes: &'a [u8]) -> Result<Self, Malformed> {
         std::str::from_utf8(bytes).map_err(|_| Malformed)?;
-        Ok(Reader {
+        Ok(Self::of_str(bytes))
+    }
+
+    /// A reader over text already known to be UTF-8 (no second check).
+    pub fn new_str(text: &'a str) -> Self {
+        Self::of_str(text.as_bytes())
+    }
+
+    fn of_str(bytes: &'a [u8]) -> Self {
+        Reader {
             sc: Scanner { b: bytes, pos: 0 },
             fresh: false,
-        })
+        }
     }
 
     /// The first byte of the next value (after whitespace), without consuming it.

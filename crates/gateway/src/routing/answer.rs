@@ -117,7 +117,7 @@ pub fn stream_event(
     }
     if format == Format::OpenAiChat
         && event.is_none()
-        && let Some((content, _)) = fast::openai(data.as_bytes())
+        && let Some((content, _)) = fast::openai_str(data)
     {
         return if content {
             Verdict::Content
@@ -197,11 +197,15 @@ mod fast {
 
     /// `(has content, usage)`, or `None` for the general path.
     pub fn openai(body: &[u8]) -> Option<(bool, Option<Tokens>)> {
-        read(body).ok().flatten()
+        read(Reader::new(body).ok()?).ok().flatten()
     }
 
-    fn read(body: &[u8]) -> Result<Option<(bool, Option<Tokens>)>, Malformed> {
-        let mut r = Reader::new(body)?;
+    /// As [`openai`], for text already checked to be UTF-8.
+    pub fn openai_str(text: &str) -> Option<(bool, Option<Tokens>)> {
+        read(Reader::new_str(text)).ok().flatten()
+    }
+
+    fn read(mut r: Reader<'_>) -> Result<Option<(bool, Option<Tokens>)>, Malformed> {
         r.begin_object()?;
         let mut content = false;
         let mut tokens = None;
@@ -590,8 +594,10 @@ pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
 fn has_usage_value(data: &[u8]) -> bool {
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage"));
-    FINDER.find_iter(data).any(|at| {
-        let key_rest = data.get(at + 6..).unwrap_or_default();
+    // `find` in a loop: `find_iter` copies the searcher for every event.
+    let mut pos = 0;
+    while let Some(at) = FINDER.find(data.get(pos..).unwrap_or_default()) {
+        let key_rest = data.get(pos + at + 6..).unwrap_or_default();
         let Some(close) = memchr::memchr(b'"', key_rest) else {
             return false;
         };
@@ -599,10 +605,15 @@ fn has_usage_value(data: &[u8]) -> bool {
             .get(close + 1..)
             .unwrap_or_default()
             .trim_ascii_start();
-        after
+        if after
             .strip_prefix(b":")
             .is_some_and(|v| !v.trim_ascii_start().starts_with(b"null"))
-    })
+        {
+            return true;
+        }
+        pos += at + 6;
+    }
+    false
 }
 
 /// Characters of generated text in one stream event of any format (text, reasoning, refusal,
@@ -879,6 +890,7 @@ mod tests {
         ];
         for body in bodies {
             let (content, usage) = general(body);
+            assert_eq!(fast::openai_str(body), fast::openai(body.as_bytes()));
             assert_eq!(
                 fast::openai(body.as_bytes()),
                 Some((content, usage)),
@@ -891,6 +903,7 @@ mod tests {
             r#"{"choices":[],"\u0075sage":{"prompt_tokens":1}}"#,
             "{\"choices\":[{\"message\":{\"content\":\"\u{0}\"}}]}",
         ] {
+            assert_eq!(fast::openai_str(general_only), None, "{general_only}");
             assert_eq!(
                 fast::openai(general_only.as_bytes()),
                 None,
