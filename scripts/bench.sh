@@ -308,7 +308,7 @@ median() { tr -s ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END {
 # Targets are interleaved per mode and concurrency, so the rows compared with each other are
 # measured back to back; with ROUNDS > 1 every cell is measured that many times and reported
 # as the median (and the SQLite/DISABLE_DATABASE ratio as the median of the per-round ratios).
-declare -A ROUND_RPS
+declare -A ROUND_RPS ROUND_P50
 for r in $(seq 1 "$ROUNDS"); do
   for m in $MODES; do
     for c in $CONCS; do
@@ -333,6 +333,7 @@ for r in $(seq 1 "$ROUNDS"); do
         fi
         rps="$(field rps "$line")"
         ROUND_RPS[$key/$r]="$rps"
+        ROUND_P50[$key/$r]="$(field p50_us "$line")"
         RPS_ALL[$key]+=" $rps"
         P50_ALL[$key]+=" $(field p50_us "$line")"
         P99_ALL[$key]+=" $(field p99_us "$line")"
@@ -369,6 +370,29 @@ ms() { awk -v u="$1" 'BEGIN { printf "%.3f", u / 1000 }'; }
 sms() { awk -v u="$1" 'BEGIN { printf "%+.3f", u / 1000 }'; }
 verdict() { if [ "$1" = 1 ]; then echo "PASS"; else echo "FAIL"; fi; }
 
+# The same ratios within each round (the targets of a round ran back to back): their spread
+# shows how much of a verdict is the machine's noise.
+per_round_rps() { # mode conc
+  [ "$ROUNDS" -gt 1 ] || return 0
+  local r out=""
+  for r in $(seq 1 "$ROUNDS"); do
+    out+=" $(awk -v a="${ROUND_RPS[llmux/$1/$2/$r]:-0}" -v b="${ROUND_RPS[limitproxy/$1/$2/$r]:-0}" \
+      'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')"
+  done
+  echo "; per round:$out"
+}
+per_round_p50() { # mode conc
+  [ "$ROUNDS" -gt 1 ] || return 0
+  local r out="" direct=""
+  for r in $(seq 1 "$ROUNDS"); do
+    out+=" $(awk -v d="${ROUND_P50[direct/$1/$2/$r]:-0}" -v lp="${ROUND_P50[limitproxy/$1/$2/$r]:-0}" \
+      -v lx="${ROUND_P50[llmux/$1/$2/$r]:-0}" 'BEGIN {
+        if (lp - d > 0) printf "%.2f", (lx - d) / (lp - d); else print "n/a" }')"
+    direct+=" ${ROUND_P50[direct/$1/$2/$r]:-0}"
+  done
+  echo "; per round:$out (direct p50 us:$direct)"
+}
+
 REPORT="$OUT_DIR/latest.md"
 {
   echo "# llmux benchmark"
@@ -403,7 +427,7 @@ REPORT="$OUT_DIR/latest.md"
       lp="${RPS[limitproxy/$m/$hi]:-0}" lx="${RPS[llmux/$m/$hi]:-0}"
       ratio="$(awk -v a="$lx" -v b="$lp" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')"
       ok="$(awk -v r="$ratio" 'BEGIN { print (r != "n/a" && r + 0 >= 0.80) ? 1 : 0 }')"
-      echo "- throughput $m c=$hi: llmux/limitproxy rps = $ratio (target >= 0.80): $(verdict "$ok")"
+      echo "- throughput $m c=$hi: llmux/limitproxy rps = $ratio (target >= 0.80): $(verdict "$ok")$(per_round_rps "$m" "$hi")"
     done
     if has_target direct; then
       for lo in $CONCS; do
@@ -414,7 +438,7 @@ REPORT="$OUT_DIR/latest.md"
           "$(awk -v d="$d" -v lp="$lp" -v lx="$lx" 'BEGIN {
               if (lp - d <= 0) { print "ratio n/a (limitproxy added no measurable latency)"; exit }
               r = (lx - d) / (lp - d); printf "ratio %.2f (target <= 1.3): %s", r, (r <= 1.3) ? "PASS" : "FAIL"
-              if (lp - d < 20) printf " (limitproxy adds < 20 us: the ratio is mostly noise)" }')"
+              if (lp - d < 20) printf " (limitproxy adds < 20 us: the ratio is mostly noise)" }')$(per_round_p50 "$m" "$lo")"
         # At c=1 the mean latency is 1/rps: a cross-check that uses every request, not one percentile.
         echo "  - cross-check with mean latency (1/rps) $m c=$lo: $(awk \
           -v d="${RPS[direct/$m/$lo]:-0}" -v lp="${RPS[limitproxy/$m/$lo]:-0}" -v lx="${RPS[llmux/$m/$lo]:-0}" 'BEGIN {
