@@ -559,15 +559,17 @@ impl KeyPool {
         sm.est.granted(&sm.learned, &cost, now);
         sm.inflight.insert(seq, cost);
         Acquire::Granted(Lease {
-            seq,
-            scope_at_grant: scope,
-            shared: Arc::clone(&self.shared),
-            index,
-            model: Arc::from(model),
+            grant: Observer {
+                shared: Arc::clone(&self.shared),
+                index,
+                model: Arc::from(model),
+                seq,
+                scope_at_grant: scope,
+                started: now,
+            },
             cost,
             probe,
             reported: false,
-            started: now,
             credential,
             fingerprint,
             remote: None,
@@ -1174,15 +1176,12 @@ fn resort_by_success(st: &mut State) {
 /// One upstream attempt holding a key. Dropping it releases the key (a stream holds it until
 /// the client has the last byte or goes away).
 pub struct Lease {
-    seq: u64,
-    scope_at_grant: usize,
-    shared: Arc<Shared>,
-    index: usize,
-    model: Arc<str>,
+    /// Which key, model and moment: also what learns from the answer's headers
+    /// ([`Lease::observer`]).
+    grant: Observer,
     cost: Cost,
     probe: bool,
     reported: bool,
-    started: Nanos,
     credential: Arc<Credential>,
     fingerprint: Arc<str>,
     /// What the shared limits reserved for this attempt (several instances).
@@ -1191,7 +1190,7 @@ pub struct Lease {
 
 impl Lease {
     pub fn index(&self) -> usize {
-        self.index
+        self.grant.index
     }
 
     /// The secret, only for the upstream request's auth.
@@ -1225,26 +1224,19 @@ impl Lease {
     /// What [`Lease::observe`] needs, detached from the lease: a successful answer's headers
     /// are learned from after the answer has gone out, when the lease is already released.
     pub fn observer(&self) -> Observer {
-        Observer {
-            shared: Arc::clone(&self.shared),
-            index: self.index,
-            model: self.model.clone(),
-            seq: self.seq,
-            scope_at_grant: self.scope_at_grant,
-            started: self.started,
-        }
+        self.grant.clone()
     }
 
     /// The attempt succeeded.
     pub fn success(&mut self) {
-        let now = self.shared.clock.now();
+        let now = self.grant.shared.clock.now();
         self.success_at(now);
     }
 
     /// [`Lease::success`] and, with the usage the provider reported, [`Lease::settle_tokens`]:
     /// one clock reading for both (a whole answer is judged and settled at one moment).
     pub fn success_settled(&mut self, actual: Option<u64>) {
-        let now = self.shared.clock.now();
+        let now = self.grant.shared.clock.now();
         self.success_at(now);
         if let Some(actual) = actual {
             self.settle_tokens_at(actual, now);
@@ -1253,9 +1245,9 @@ impl Lease {
 
     fn success_at(&mut self, now: Nanos) {
         self.reported = true;
-        let mut st = self.shared.lock();
-        let seen = remote::before(&self.shared, &st, self.index, &self.model);
-        let key = &mut st.keys[self.index];
+        let mut st = self.grant.shared.lock();
+        let seen = remote::before(&self.grant.shared, &st, self.grant.index, &self.grant.model);
+        let key = &mut st.keys[self.grant.index];
         // A request sent before the key was disabled may still succeed: that does not
         // bring a revoked key back (re-validation does).
         if !matches!(key.health, Health::Disabled { .. }) {
@@ -1266,45 +1258,51 @@ impl Lease {
         key.consecutive_transport = 0;
         key.ok += 1;
         key.success = key.success * 0.95 + 0.05;
-        let elapsed = now.saturating_sub(self.started) as f64;
+        let elapsed = now.saturating_sub(self.grant.started) as f64;
         key.latency = if key.latency == 0.0 {
             elapsed
         } else {
             key.latency * 0.9 + elapsed * 0.1
         };
         let scope = key.scope;
-        if let Some(sm) = st.scopes[scope].models.get_mut(&*self.model) {
+        if let Some(sm) = st.scopes[scope].models.get_mut(&*self.grant.model) {
             sm.block_strikes = 0;
             if sm.est.succeeded(&mut sm.learned, now) {
                 st.dirty = true;
             }
         }
-        let m = st.models.entry_ref(&*self.model).or_default();
+        let m = st.models.entry_ref(&*self.grant.model).or_default();
         record_model_outcome(m, now, true);
         m.overload_strikes = 0;
-        remote::publish_changes(&self.shared, &st, self.index, &self.model, seen);
+        remote::publish_changes(
+            &self.grant.shared,
+            &st,
+            self.grant.index,
+            &self.grant.model,
+            seen,
+        );
     }
 
     /// Settle the token reservation with the usage the provider reported.
     pub fn settle_tokens(&self, actual: u64) {
-        self.settle_tokens_at(actual, self.shared.clock.now());
+        self.settle_tokens_at(actual, self.grant.shared.clock.now());
     }
 
     fn settle_tokens_at(&self, actual: u64, now: Nanos) {
         self.settle_remote(actual);
-        let mut st = self.shared.lock();
+        let mut st = self.grant.shared.lock();
         let reserved = self.cost.tokens;
-        let key = &mut st.keys[self.index];
-        if let Some(set) = key.limits.get_mut(&*self.model) {
+        let key = &mut st.keys[self.grant.index];
+        if let Some(set) = key.limits.get_mut(&*self.grant.model) {
             set.settle_tokens(reserved, actual, now);
         }
         let scope = key.scope;
-        if let Some(sm) = st.scopes[scope].models.get_mut(&*self.model) {
+        if let Some(sm) = st.scopes[scope].models.get_mut(&*self.grant.model) {
             // A snapshot taken after this request started already counts what it really used.
-            if self.seq > sm.snap_seq {
+            if self.grant.seq > sm.snap_seq {
                 sm.learned.settle_tokens(reserved, actual, now);
             }
-            sm.inflight.remove(&self.seq);
+            sm.inflight.remove(&self.grant.seq);
         }
     }
 
@@ -1312,18 +1310,18 @@ impl Lease {
     pub fn failure(&mut self, c: &Classified) {
         self.reported = true;
         self.refund_remote_on(c);
-        let shared = Arc::clone(&self.shared);
+        let shared = Arc::clone(&self.grant.shared);
         let settings = &shared.settings;
         let now = shared.clock.now();
         let mut guard = shared.lock();
         let st = &mut *guard;
         let multi = st.keys.len() >= 2;
         let n_keys = st.keys.len();
-        let model: &str = &self.model;
+        let model: &str = &self.grant.model;
         let unix_now = shared.clock.unix_ms();
-        let seen = remote::before(&shared, st, self.index, model);
+        let seen = remote::before(&shared, st, self.grant.index, model);
         {
-            let key = &mut st.keys[self.index];
+            let key = &mut st.keys[self.grant.index];
             key.last_error = Some((c.class, truncate(&c.message, 300), unix_now));
             // Rate limits say nothing about the key's reliability (headroom covers them).
             if c.class.retry_elsewhere()
@@ -1339,8 +1337,8 @@ impl Lease {
                 key.success *= 0.95;
             }
         }
-        let scope_index = st.keys[self.index].scope;
-        let masked = st.keys[self.index].masked.clone();
+        let scope_index = st.keys[self.grant.index].scope;
+        let masked = st.keys[self.grant.index].masked.clone();
         match c.class {
             ErrorClass::RateLimited => {
                 let keys = &st.keys;
@@ -1364,7 +1362,7 @@ impl Lease {
                     refused: BucketSet::cost_of(c.limit_dim.unwrap_or(Dim::Requests), &self.cost),
                 };
                 // A refused request did not count against the limit it hit.
-                sm.est.sent.unrecord(&self.cost, self.started, now);
+                sm.est.sent.unrecord(&self.cost, self.grant.started, now);
                 if sm
                     .est
                     .rate_limited(&mut sm.learned, limit, configured, window_end, now)
@@ -1389,7 +1387,7 @@ impl Lease {
                     && multi
                 {
                     let until = now + nanos(min).max(wait);
-                    cool(&mut st.keys[self.index], until, c.class);
+                    cool(&mut st.keys[self.grant.index], until, c.class);
                 }
             }
             ErrorClass::RequestTooLarge => {
@@ -1419,7 +1417,7 @@ impl Lease {
             }
             ErrorClass::Billing => {
                 if c.model_unavailable {
-                    st.keys[self.index]
+                    st.keys[self.grant.index]
                         .excluded
                         .insert(Box::from(model), (now + 24 * HOUR, c.class));
                 } else {
@@ -1442,7 +1440,7 @@ impl Lease {
                 st.dirty = true;
             }
             ErrorClass::AuthInvalid => {
-                st.keys[self.index].auth_failed_at = Some(now);
+                st.keys[self.grant.index].auth_failed_at = Some(now);
                 let recent = st
                     .keys
                     .iter()
@@ -1478,7 +1476,7 @@ impl Lease {
                     );
                     tracing::error!("{}", m.why);
                 } else {
-                    let key = &mut st.keys[self.index];
+                    let key = &mut st.keys[self.grant.index];
                     // More 401s from requests already in flight are the same event: keep the
                     // schedule step (only a failed re-validation moves it on).
                     let attempt = match key.health {
@@ -1491,18 +1489,18 @@ impl Lease {
                 }
             }
             ErrorClass::Permission => {
-                st.keys[self.index]
+                st.keys[self.grant.index]
                     .excluded
                     .insert(Box::from(model), (now + HOUR, c.class));
             }
             ErrorClass::ServerError => {
-                let key = &mut st.keys[self.index];
+                let key = &mut st.keys[self.grant.index];
                 key.consecutive_server += 1;
                 if key.consecutive_server >= 2 {
                     key.strikes += 1;
                     let until =
                         now + jitter(backoff(10 * SECOND, key.strikes, 5 * MINUTE), &mut st.rng);
-                    cool(&mut st.keys[self.index], until, c.class);
+                    cool(&mut st.keys[self.grant.index], until, c.class);
                 }
                 let m = st.models.entry_ref(model).or_default();
                 record_model_outcome(m, now, false);
@@ -1511,7 +1509,7 @@ impl Lease {
                 if st
                     .models
                     .get(model)
-                    .is_some_and(|m| m.blocked_until > self.started) =>
+                    .is_some_and(|m| m.blocked_until > self.grant.started) =>
             {
                 // An answer to a request sent before the current pause: the same wave, already
                 // acted on.
@@ -1531,7 +1529,7 @@ impl Lease {
                 );
             }
             ErrorClass::TransportPreSend => {
-                let key = &mut st.keys[self.index];
+                let key = &mut st.keys[self.grant.index];
                 key.consecutive_transport += 1;
                 if key.consecutive_transport >= 3 {
                     key.strikes += 1;
@@ -1552,29 +1550,30 @@ impl Lease {
             | ErrorClass::ClientCancelled
             | ErrorClass::UnknownClientError => {}
         }
-        let key = &mut st.keys[self.index];
+        let key = &mut st.keys[self.grant.index];
         // A failed probe: back to cooling, twice as long as last time.
         if self.probe && matches!(key.health, Health::Probation { .. }) && c.class.retry_elsewhere()
         {
             key.strikes += 1;
             let until = now + jitter(backoff(10 * SECOND, key.strikes, 10 * MINUTE), &mut st.rng);
-            cool(&mut st.keys[self.index], until, c.class);
+            cool(&mut st.keys[self.grant.index], until, c.class);
         }
         // uni-api's `api_key_cooldown_period`: any failure of the key cools it (with >= 2 keys).
         if let Some(period) = settings.cooldown
             && multi
             && c.class.retry_elsewhere()
-            && !matches!(st.keys[self.index].health, Health::Disabled { .. })
+            && !matches!(st.keys[self.grant.index].health, Health::Disabled { .. })
         {
             let until = now + nanos(period);
-            cool(&mut st.keys[self.index], until, c.class);
+            cool(&mut st.keys[self.grant.index], until, c.class);
         }
-        remote::publish_changes(&shared, st, self.index, model, seen);
+        remote::publish_changes(&shared, st, self.grant.index, model, seen);
     }
 }
 
 /// Which key, model and moment a response's headers describe, detached from the lease: see
 /// [`Lease::observer`].
+#[derive(Clone)]
 pub struct Observer {
     shared: Arc<Shared>,
     index: usize,
@@ -1666,15 +1665,15 @@ impl Observer {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let mut st = self.shared.lock();
+        let mut st = self.grant.shared.lock();
         if let Some(sm) = st
             .scopes
-            .get_mut(self.scope_at_grant)
-            .and_then(|s| s.models.get_mut(&*self.model))
+            .get_mut(self.grant.scope_at_grant)
+            .and_then(|s| s.models.get_mut(&*self.grant.model))
         {
-            sm.inflight.remove(&self.seq);
+            sm.inflight.remove(&self.grant.seq);
         }
-        if let Some(key) = st.keys.get_mut(self.index) {
+        if let Some(key) = st.keys.get_mut(self.grant.index) {
             key.inflight = key.inflight.saturating_sub(1);
             if self.probe
                 && !self.reported
@@ -1735,11 +1734,11 @@ impl std::fmt::Debug for Ticket {
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
-            .field("pool", &self.shared.settings.name)
-            .field("key", &self.index)
+            .field("pool", &self.grant.shared.settings.name)
+            .field("key", &self.grant.index)
             .field("masked", &mask(self.secret()))
-            .field("model", &self.model)
-            .field("seq", &self.seq)
+            .field("model", &self.grant.model)
+            .field("seq", &self.grant.seq)
             .field("probe", &self.probe)
             .finish_non_exhaustive()
     }

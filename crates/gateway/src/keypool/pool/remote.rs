@@ -356,15 +356,15 @@ impl KeyPool {
 
     fn admission_for(&self, lease: &Lease) -> Option<Admission> {
         let st = self.shared.lock();
-        let key = st.keys.get(lease.index)?;
-        let set = key.limits.get(&*lease.model)?;
+        let key = st.keys.get(lease.grant.index)?;
+        let set = key.limits.get(&*lease.grant.model)?;
         if set.buckets.is_empty() {
             return None;
         }
         Some(Admission {
             pool: self.shared.settings.name.clone(),
             key: key.fingerprint.to_string(),
-            model: lease.model.to_string(),
+            model: lease.grant.model.to_string(),
             buckets: set
                 .buckets
                 .iter()
@@ -539,12 +539,12 @@ impl Lease {
     /// The shared limits refused this grant: nothing was sent, so give the local reservation
     /// back (no health penalty) and hold the refused bucket until the store says it fits.
     fn not_admitted(self, bucket: usize, wait: Nanos) {
-        let now = self.shared.clock.now();
+        let now = self.grant.shared.clock.now();
         {
-            let mut guard = self.shared.lock();
+            let mut guard = self.grant.shared.lock();
             let st = &mut *guard;
-            if let Some(key) = st.keys.get_mut(self.index)
-                && let Some(set) = key.limits.get_mut(&*self.model)
+            if let Some(key) = st.keys.get_mut(self.grant.index)
+                && let Some(set) = key.limits.get_mut(&*self.grant.model)
             {
                 set.refund(&self.cost, now);
                 if let Some((dim, b)) = set.buckets.get_mut(bucket) {
@@ -553,8 +553,8 @@ impl Lease {
             }
             if let Some(sm) = st
                 .scopes
-                .get_mut(self.scope_at_grant)
-                .and_then(|s| s.models.get_mut(&*self.model))
+                .get_mut(self.grant.scope_at_grant)
+                .and_then(|s| s.models.get_mut(&*self.grant.model))
             {
                 sm.learned.refund(&self.cost, now);
             }
