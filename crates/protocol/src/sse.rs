@@ -31,9 +31,10 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Each byte is scanned once, so framing is linear in the stream length, and
 /// only as far as frames are asked for: [`next_frame`](Self::next_frame) scans
 /// up to the next frame's end, so a reader that stops after the first few
-/// events of a large read does not scan the rest. A chunk pushed with [`push_bytes`](Self::push_bytes) while nothing is held
-/// is not copied: its frames are slices of it, and only an unfinished event
-/// at its end is copied when the next chunk arrives.
+/// events of a large read does not scan the rest. A chunk pushed with
+/// [`push_bytes`](Self::push_bytes) while nothing is held is not copied: its
+/// frames are slices of it, and only an unfinished event at its end is copied
+/// when the next chunk arrives.
 #[derive(Debug)]
 pub struct SseFramer {
     held: Held,
