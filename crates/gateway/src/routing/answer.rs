@@ -599,6 +599,7 @@ fn has_usage_value(data: &[u8]) -> bool {
     while let Some(at) = FINDER.find(data.get(pos..).unwrap_or_default()) {
         let key_rest = data.get(pos + at + 6..).unwrap_or_default();
         let Some(close) = memchr::memchr(b'"', key_rest) else {
+            // No quote left, so no later `"usage` either.
             return false;
         };
         let after = key_rest
