@@ -40,6 +40,21 @@ impl<'a> Reader<'a> {
         Self::of_str(text.as_bytes())
     }
 
+    /// A reader at offset `pos` of `bytes`, for the one value a search found there. Nothing
+    /// before `pos` is looked at, and no UTF-8 check is made: what it reads (numbers, keys)
+    /// does not depend on the bytes of the strings it skips.
+    pub fn at(bytes: &'a [u8], pos: usize) -> Self {
+        Reader {
+            sc: Scanner { b: bytes, pos },
+            fresh: false,
+        }
+    }
+
+    /// The offset the reader has reached.
+    pub fn position(&self) -> usize {
+        self.sc.pos
+    }
+
     fn of_str(bytes: &'a [u8]) -> Self {
         Reader {
             sc: Scanner { b: bytes, pos: 0 },

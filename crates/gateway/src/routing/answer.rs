@@ -97,6 +97,52 @@ fn gemini_has_content(v: &Value) -> bool {
         })
 }
 
+const CHOICES_KEY: &[u8] = b"\"choices\":";
+const DELTA_KEY: &[u8] = b"\"delta\":";
+static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CHOICES_KEY));
+static DELTA: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(DELTA_KEY));
+
+/// The usual OpenAI chat chunk with text, `{…,"choices":[{…,"delta":{"content":"x…`, seen
+/// without walking it: the walk would find content there too. `false` when not certain (the
+/// walk decides): an `"error"` anywhere, an object or array before `choices` or before the
+/// first choice's `delta`, a delta that does not start with non-empty `content`.
+///
+/// Why it is exact: `"choices":` cannot match inside a string (its quotes would be escaped),
+/// and with no `{` or `[` between the event's opening brace and it, it is a member of the
+/// top-level object; likewise `delta` is a member of the first choice. For bytes that are not
+/// JSON the general path answers content too.
+fn openai_plain_text(data: &[u8]) -> bool {
+    static ERROR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));
+    let Some(body) = data.strip_prefix(b"{") else {
+        return false;
+    };
+    let Some(choices) = CHOICES.find(body) else {
+        return false;
+    };
+    let (before, rest) = body.split_at(choices);
+    let Some(first_choice) = rest
+        .get(CHOICES_KEY.len()..)
+        .and_then(|r| r.trim_ascii_start().strip_prefix(b"["))
+        .and_then(|r| r.trim_ascii_start().strip_prefix(b"{"))
+    else {
+        return false;
+    };
+    let Some(delta) = DELTA.find(first_choice) else {
+        return false;
+    };
+    let (members, value) = first_choice.split_at(delta);
+    memchr::memchr2(b'{', b'[', before).is_none()
+        && memchr::memchr3(b'{', b'[', b'}', members).is_none()
+        && value
+            .get(DELTA_KEY.len()..)
+            .and_then(|v| v.strip_prefix(b"{\"content\":\""))
+            .is_some_and(|text| text.first().is_some_and(|&c| c != b'"'))
+        && ERROR.find(data).is_none()
+}
+
 /// Judges one stream event of an upstream speaking `format`: its `event` name and `data`.
 pub fn stream_event(
     format: Format,
@@ -114,6 +160,9 @@ pub fn stream_event(
         } else {
             Verdict::Nothing
         };
+    }
+    if format == Format::OpenAiChat && event.is_none() && openai_plain_text(data.as_bytes()) {
+        return Verdict::Content;
     }
     if format == Format::OpenAiChat
         && event.is_none()
@@ -528,11 +577,19 @@ impl UsageNumbers {
 }
 
 /// As [`tokens_in`], for raw bytes, with OpenAI's `total_tokens` when present; cheap for the
-/// common event without usage (a byte search), and for the one with usage a walk that reads
-/// only the `usage` members (bytes the reader cannot follow are parsed the general way).
+/// common event without usage (a byte search), and for the one with usage a read of only the
+/// `usage` members: where the search found it when it is the top-level object's last member
+/// (OpenAI's usage chunk, Anthropic's `message_delta`), else a walk of the object (bytes the
+/// reader cannot follow are parsed the general way).
 pub fn usage_in_bytes(data: &[u8]) -> Option<(Tokens, Option<u64>)> {
-    if !has_usage_value(data) {
-        return None;
+    usage_in_bytes_from(data, 0)
+}
+
+/// As [`usage_in_bytes`], for `data` whose bytes before `from` hold no `"usage`.
+fn usage_in_bytes_from(data: &[u8], from: usize) -> Option<(Tokens, Option<u64>)> {
+    let key = first_usage_value(data, from)?;
+    if let Some(last) = last_member_usage(data, &key) {
+        return last;
     }
     match usage_walk(data) {
         Ok(Walked::Usage(found)) => found,
@@ -540,6 +597,44 @@ pub fn usage_in_bytes(data: &[u8]) -> Option<(Tokens, Option<u64>)> {
             usage_in_value(&serde_json::from_slice::<Value>(data).ok()?)
         }
     }
+}
+
+/// The first `"usage…"` key (`usage`, `usageMetadata`) with a value other than `null`.
+struct UsageKey {
+    /// Offset of the key's opening quote.
+    quote: usize,
+    /// The key is exactly `usage`.
+    exact: bool,
+    /// Offset of the value.
+    value: usize,
+}
+
+/// The usage when `key` is `"usage"`, a member of the object that closes at the end of
+/// `data`, with an object value; `None` when that is not so (the walk decides).
+///
+/// Why it is that member: the key's quote follows `{` or `,`, so it is not an escaped quote
+/// inside a string, and a quote followed by a letter opens a string: the key is a key. The
+/// object it belongs to closes right after its value, at the end of `data`: the outermost
+/// one. No other usage key can count: the search found none (non-null) before this one, and
+/// nothing follows it but the closing brace.
+fn last_member_usage(data: &[u8], key: &UsageKey) -> Option<Option<(Tokens, Option<u64>)>> {
+    if !key.exact
+        || !matches!(
+            data.get(..key.quote)?.trim_ascii_end().last(),
+            Some(b'{' | b',')
+        )
+    {
+        return None;
+    }
+    let mut r = Reader::at(data, key.value);
+    if r.peek() != Some(b'{') {
+        return None;
+    }
+    let usage = read_usage(&mut r).ok()??;
+    if data.get(r.position()..)?.trim_ascii() != b"}" {
+        return None;
+    }
+    Some(Some(usage.tokens()))
 }
 
 enum Walked {
@@ -591,30 +686,45 @@ pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
 }
 
 /// Some `"usage…"` key (`usage`, `usageMetadata`) in `data` has a value other than `null`.
+#[cfg(test)]
 fn has_usage_value(data: &[u8]) -> bool {
-    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage"));
+    first_usage_value(data, 0).is_some()
+}
+
+static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage"));
+
+/// Where the first `"usage…"` key at or after `from` with a value other than `null` is (a
+/// byte search: it may also stop at such text inside a string, which the reading after it
+/// rejects).
+fn first_usage_value(data: &[u8], from: usize) -> Option<UsageKey> {
     // `find` in a loop: `find_iter` copies the searcher for every event.
-    let mut pos = 0;
-    while let Some(at) = FINDER.find(data.get(pos..).unwrap_or_default()) {
-        let key_rest = data.get(pos + at + 6..).unwrap_or_default();
-        let Some(close) = memchr::memchr(b'"', key_rest) else {
-            // No quote left, so no later `"usage` either.
-            return false;
-        };
-        let after = key_rest
-            .get(close + 1..)
-            .unwrap_or_default()
-            .trim_ascii_start();
-        if after
-            .strip_prefix(b":")
-            .is_some_and(|v| !v.trim_ascii_start().starts_with(b"null"))
-        {
-            return true;
+    let mut pos = from;
+    while let Some(at) = USAGE.find(data.get(pos..).unwrap_or_default()) {
+        let quote = pos + at;
+        let name_end = quote + 6;
+        // No quote left, so no later `"usage` either.
+        let close = name_end + memchr::memchr(b'"', data.get(name_end..).unwrap_or_default())?;
+        let after = data.get(close + 1..).unwrap_or_default();
+        let colon = after.trim_ascii_start();
+        if let Some(value) = colon.strip_prefix(b":") {
+            let value = value.trim_ascii_start();
+            let at = data.len() - value.len();
+            if !value.starts_with(b"null") {
+                return Some(UsageKey {
+                    quote,
+                    exact: close == name_end,
+                    value: at,
+                });
+            }
+            // On past the `null` (OpenAI's `"usage":null` ends most chunks that ask for usage:
+            // the search then has nothing left to look at).
+            pos = at + 4;
+            continue;
         }
-        pos += at + 6;
+        pos = name_end;
     }
-    false
+    None
 }
 
 /// Characters of generated text in one stream event of any format (text, reasoning, refusal,
@@ -626,15 +736,14 @@ fn has_usage_value(data: &[u8]) -> bool {
 /// 171 ns). An OpenAI chat chunk is walked only inside its `delta` objects, found with one
 /// vectorised search, which halves that again.
 pub fn generated_chars(data: &[u8]) -> u64 {
+    chars_after_choices(data, CHOICES.find(data))
+}
+
+/// [`generated_chars`] with the first `"choices":` of `data` already found.
+fn chars_after_choices(data: &[u8], choices: Option<usize>) -> u64 {
     // `"choices":` or `"delta":` cannot occur inside a string (its quotes would be escaped):
     // a walk starting at one starts outside any string.
-    const CHOICES_KEY: &[u8] = b"\"choices\":";
-    const DELTA_KEY: &[u8] = b"\"delta\":";
-    static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CHOICES_KEY));
-    static DELTA: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(DELTA_KEY));
-    let Some(choices) = CHOICES.find(data) else {
+    let Some(choices) = choices else {
         return text_chars(data, 0, false);
     };
     let rest = |at: usize| data.get(at..).unwrap_or_default();
@@ -660,6 +769,76 @@ pub fn generated_chars(data: &[u8]) -> u64 {
     } else {
         // Legacy completions (`choices[].text`).
         text_chars(data, choices, false)
+    }
+}
+
+/// Reads the events of one stream: their generated characters and usage. OpenAI chat chunks
+/// of one stream begin with the same bytes (`id`, `object`, `created`, `model`, … up to
+/// `"choices":`, about two thirds of a text chunk); when an event begins with the bytes its
+/// predecessor began with, where `choices` is and that no usage precedes it are known, and
+/// the searches for both skip them (one comparison instead of two scans).
+#[derive(Debug, Default)]
+pub struct EventReader {
+    /// The last chunk's bytes through `"choices":`, holding no `"usage`; empty when unknown.
+    prefix: Vec<u8>,
+    /// Events that did not begin with `prefix`: after a few, this stream's chunks differ
+    /// from one another and no more are learned.
+    misses: u8,
+}
+
+/// What one event says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventRead {
+    /// Generated characters (0 when not counted).
+    pub chars: u64,
+    /// Its usage, and OpenAI's total when it says one.
+    pub usage: Option<(Tokens, Option<u64>)>,
+}
+
+impl EventReader {
+    const MAX_MISSES: u8 = 4;
+
+    /// [`generated_chars`] (when `count`) and [`usage_in_bytes`] of one event's data.
+    pub fn read(&mut self, data: &[u8], count: bool) -> EventRead {
+        let known = !self.prefix.is_empty() && data.starts_with(&self.prefix);
+        let (choices, usage_from) = if known {
+            (
+                Some(self.prefix.len() - CHOICES_KEY.len()),
+                self.prefix.len(),
+            )
+        } else {
+            (CHOICES.find(data), 0)
+        };
+        let read = EventRead {
+            chars: if count {
+                chars_after_choices(data, choices)
+            } else {
+                0
+            },
+            usage: usage_in_bytes_from(data, usage_from),
+        };
+        if !known {
+            self.learn(data, choices);
+        }
+        read
+    }
+
+    fn learn(&mut self, data: &[u8], choices: Option<usize>) {
+        if !self.prefix.is_empty() {
+            self.prefix.clear();
+            self.misses += 1;
+        }
+        if self.misses >= Self::MAX_MISSES {
+            return;
+        }
+        let Some(end) = choices.map(|c| c + CHOICES_KEY.len()) else {
+            return;
+        };
+        if let Some(prefix) = data.get(..end)
+            && USAGE.find(prefix).is_none()
+        {
+            self.prefix.extend_from_slice(prefix);
+        }
     }
 }
 
@@ -1096,5 +1275,159 @@ mod tests {
             Some(Some(7))
         );
         assert_eq!(usage_in_bytes(br#"{"usage":7}"#), None);
+    }
+
+    /// A stream's events read with what earlier ones taught read as each alone would.
+    #[test]
+    fn an_event_reader_reads_each_event_as_alone() {
+        let head = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","#;
+        let chunk = |delta: &str| format!(r#"{head}"choices":[{{"index":0,"delta":{delta}}}]}}"#);
+        let usage = r#"{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}"#;
+        let mut events = vec![
+            chunk(r#"{"role":"assistant","content":""}"#),
+            chunk(r#"{"content":"Hé"}"#),
+            chunk(r#"{"content":"llo \"x\""}"#),
+            format!(r#"{head}"choices":[],"usage":{usage}}}"#),
+            // The same head, then the usage first: it is not skipped.
+            format!(r#"{head}"usage":{usage},"choices":[]}}"#),
+            chunk(r#"{"content":"a"}"#),
+            // A head that differs (another id), and one with usage in it.
+            r#"{"id":"c2","choices":[{"delta":{"content":"bc"}}]}"#.to_string(),
+            format!(r#"{{"usage":{usage},"choices":[{{"delta":{{"content":"d"}}}}]}}"#),
+            format!(r#"{{"usage":{usage},"choices":[{{"delta":{{"content":"e"}}}}]}}"#),
+            r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"hi"}}"#
+                .to_string(),
+            r#"[DONE]"#.to_string(),
+            String::new(),
+        ];
+        // Heads that change every event: the reader gives up learning and stays right.
+        for i in 0..8 {
+            events.push(format!(
+                r#"{{"id":"x{i}","choices":[{{"delta":{{"content":"{i}"}}}}]}}"#
+            ));
+        }
+        events.push(chunk(r#"{"content":"z"}"#));
+        events.push(chunk(r#"{"content":"z"}"#));
+        let mut reader = EventReader::default();
+        for (i, e) in events.iter().enumerate() {
+            let got = reader.read(e.as_bytes(), true);
+            let alone = EventRead {
+                chars: generated_chars(e.as_bytes()),
+                usage: usage_in_bytes(e.as_bytes()),
+            };
+            assert_eq!(got, alone, "event {i}: {e}");
+            assert_eq!(
+                reader.read(e.as_bytes(), false).usage,
+                alone.usage,
+                "event {i}"
+            );
+        }
+        assert!(reader.prefix.is_empty() && reader.misses >= EventReader::MAX_MISSES);
+        // A stream of the usual chunks is read with what the first one taught.
+        let mut reader = EventReader::default();
+        for e in &events[..4] {
+            reader.read(e.as_bytes(), true);
+        }
+        assert_eq!(reader.prefix, format!(r#"{head}"choices":"#).as_bytes());
+        assert_eq!(reader.misses, 0);
+    }
+
+    /// The first-content shortcut says content only where the walk (and the general parse)
+    /// finds it, and is taken for the usual text chunk.
+    #[test]
+    fn the_plain_text_shortcut_agrees_with_the_walk() {
+        let cases = [
+            (
+                r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}]}"#,
+                true,
+            ),
+            (
+                r#"{"choices":[ { "delta":{"content":"\"quoted\""}}]}"#,
+                true,
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null}}]}"#,
+                false,
+            ),
+            (r#"{"choices":[{"index":0,"delta":{"content":""}}]}"#, false),
+            (
+                r#"{"choices":[{"index":0,"delta":{"content":"x"}}],"error":{"message":"boom"}}"#,
+                false,
+            ),
+            (
+                r#"{"meta":{"choices":[{"delta":{"content":"x"}}]},"choices":[]}"#,
+                false,
+            ),
+            (
+                r#"{"choices":[{"extra":{"delta":{"content":"x"}},"delta":{}}]}"#,
+                false,
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{}},{"delta":{"content":"x"}}]}"#,
+                false,
+            ),
+            (
+                r#"{"model":"a{b","choices":[{"delta":{"content":"x"}}]}"#,
+                false,
+            ),
+            (r#"{"choices":[],"usage":{"prompt_tokens":1}}"#, false),
+        ];
+        for (event, shortcut) in cases {
+            assert_eq!(openai_plain_text(event.as_bytes()), shortcut, "{event}");
+            let walked = fast::openai_str(event).map(|(content, _)| content);
+            if shortcut {
+                assert_eq!(walked, Some(true), "{event}");
+            }
+            // The general reading (what the walk stands for) agrees with the verdict.
+            let verdict = stream_event(Format::OpenAiChat, None, event, &[]);
+            match walked {
+                Some(true) => assert_eq!(verdict, Verdict::Content, "{event}"),
+                Some(false) => assert_eq!(verdict, Verdict::Nothing, "{event}"),
+                None => assert!(matches!(verdict, Verdict::Failed(_)), "{event}"),
+            }
+        }
+    }
+
+    /// Reading the usage from where the search found it agrees with parsing the whole event,
+    /// also where that shortcut must not be taken (usage nested, not last, or inside text).
+    #[test]
+    fn the_last_member_shortcut_reads_what_a_full_parse_reads() {
+        let u = r#"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":2}}"#;
+        let events = [
+            format!(r#"{{"id":"c","choices":[],"usage":{u}}}"#),
+            format!(r#" {{ "choices" : [ ] ,"usage" :{u} }} "#),
+            format!(r#"{{"usage":{u}}}"#),
+            format!(r#"{{"usage":null,"usage":{u}}}"#),
+            format!(r#"{{"usage":{u},"usage":{{"prompt_tokens":9}}}}"#),
+            format!(r#"{{"usage":{u},"model":"m"}}"#),
+            format!(r#"{{"message":{{"usage":{u}}}}}"#),
+            format!(r#"{{"message":{{"usage":{{"input_tokens":5}}}},"usage":{u}}}"#),
+            format!(r#"{{"response":{{"usage":{u},"x":1}}}}"#),
+            format!(r#"{{"text":"\"usage\":{{\"prompt_tokens\":9}}}}","usage":{u}}}"#),
+            r#"{"text":"\"usage\":{\"prompt_tokens\":9}}"}"#.to_string(),
+            format!(r#"{{"usageMetadata":{{"promptTokenCount":2}},"usage":{u}}}"#),
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}"#
+                .to_string(),
+            r#"{"usage":{"prompt_tokens":2,"extra":{"usage":{"prompt_tokens":8}}}}"#.to_string(),
+        ];
+        for event in &events {
+            let parsed = serde_json::from_str::<Value>(event).unwrap();
+            let want = usage_in_value(&parsed);
+            assert_eq!(usage_in_bytes(event.as_bytes()), want, "{event}");
+        }
+        // The shortcut was taken where it applies (and only there).
+        let shortcut = |e: &str| {
+            first_usage_value(e.as_bytes(), 0)
+                .and_then(|k| last_member_usage(e.as_bytes(), &k))
+                .is_some()
+        };
+        let taken: Vec<bool> = events.iter().map(|e| shortcut(e)).collect();
+        assert_eq!(
+            taken,
+            [
+                true, true, true, true, false, false, false, false, false, false, false, false,
+                true, true
+            ]
+        );
     }
 }

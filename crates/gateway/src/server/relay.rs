@@ -83,6 +83,7 @@ struct UsageTap {
     /// Generated text seen in stream events (for an estimate when no usage comes); counted
     /// only when the answer is recorded.
     text_chars: Option<u64>,
+    events: answer::EventReader,
 }
 
 const USAGE_TAIL: usize = 4096;
@@ -97,6 +98,7 @@ impl UsageTap {
             tokens: None,
             total: None,
             text_chars: None,
+            events: answer::EventReader::default(),
         }
     }
 
@@ -132,6 +134,7 @@ impl UsageTap {
             let usage_chunk = look(
                 frame,
                 e.only_line_end.map(|l| l - start),
+                &mut self.events,
                 &mut self.tokens,
                 &mut self.total,
                 &mut self.text_chars,
@@ -177,6 +180,7 @@ impl UsageTap {
         look(
             &rest,
             None,
+            &mut self.events,
             &mut self.tokens,
             &mut self.total,
             &mut self.text_chars,
@@ -217,6 +221,7 @@ impl UsageTap {
 fn look(
     frame: &[u8],
     only_line_end: Option<usize>,
+    events: &mut answer::EventReader,
     tokens: &mut Option<Tokens>,
     total: &mut Option<u64>,
     text_chars: &mut Option<u64>,
@@ -233,10 +238,11 @@ fn look(
     let Some(data) = data else {
         return false;
     };
+    let read = events.read(&data, text_chars.is_some());
     if let Some(chars) = text_chars.as_mut() {
-        *chars += answer::generated_chars(&data);
+        *chars += read.chars;
     }
-    let Some((seen, said_total)) = answer::usage_in_bytes(&data) else {
+    let Some((seen, said_total)) = read.usage else {
         return false;
     };
     tokens.get_or_insert_with(Tokens::default).merge(seen);
