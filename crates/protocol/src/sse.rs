@@ -244,7 +244,13 @@ impl SseFramer {
         let buf_end = self.base + buf.len();
         while self.scan < buf_end {
             let from = self.scan - self.base;
-            let Some(i) = memchr::memchr2(b'\n', b'\r', &buf[from..]) else {
+            // A line end right where the scan resumes (the blank line after an event) needs
+            // no search.
+            let found = match buf.get(from) {
+                Some(b'\n' | b'\r') => Some(0),
+                _ => memchr::memchr2(b'\n', b'\r', &buf[from..]),
+            };
+            let Some(i) = found else {
                 self.scan = buf_end;
                 break;
             };
@@ -391,6 +397,10 @@ pub fn frame_data(frame: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
 /// The data of a frame whose only line is `line` (without its line end), as [`frame_data`]
 /// reads it: `None` unless it is a `data` field.
 pub fn line_data(line: &[u8]) -> Option<&[u8]> {
+    // The usual line, without a search for its colon.
+    if let Some(value) = line.strip_prefix(b"data:") {
+        return Some(value.strip_prefix(b" ").unwrap_or(value));
+    }
     let (name, value) = match memchr::memchr(b':', line) {
         Some(0) => return None,
         Some(i) => (&line[..i], &line[i + 1..]),
@@ -431,7 +441,14 @@ pub fn frame_view(frame: &[u8]) -> Option<FrameView<'_>> {
             }
             continue;
         }
-        let (name, value) = match memchr::memchr(b':', line) {
+        // The field name ends at the first colon: where a line starts with `data:`, that
+        // is its name (found without a search).
+        let colon = if line.starts_with(b"data:") {
+            Some(4)
+        } else {
+            memchr::memchr(b':', line)
+        };
+        let (name, value) = match colon {
             Some(0) => continue,
             Some(i) => (
                 &line[..i],

@@ -516,17 +516,22 @@ fn read_usage(r: &mut Reader<'_>) -> Result<Option<UsageNumbers>, Malformed> {
             b"output_tokens" => &mut u.output_tokens,
             b"cache_read_input_tokens" => &mut u.cache_read_input_tokens,
             b"cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
-            b"prompt_tokens_details"
-            | b"completion_tokens_details"
-            | b"input_tokens_details"
-            | b"output_tokens_details" => {
-                let details = read_details(r)?;
-                *match key {
-                    b"prompt_tokens_details" => &mut u.prompt_tokens_details,
-                    b"completion_tokens_details" => &mut u.completion_tokens_details,
-                    b"input_tokens_details" => &mut u.input_tokens_details,
-                    _ => &mut u.output_tokens_details,
-                } = details;
+            // One arm each: a second match on the key to pick the field cost as much as
+            // reading the details.
+            b"prompt_tokens_details" => {
+                u.prompt_tokens_details = read_details(r)?;
+                continue;
+            }
+            b"completion_tokens_details" => {
+                u.completion_tokens_details = read_details(r)?;
+                continue;
+            }
+            b"input_tokens_details" => {
+                u.input_tokens_details = read_details(r)?;
+                continue;
+            }
+            b"output_tokens_details" => {
+                u.output_tokens_details = read_details(r)?;
                 continue;
             }
             _ => {
@@ -741,10 +746,19 @@ pub fn generated_chars(data: &[u8]) -> u64 {
 
 /// [`generated_chars`] with the first `"choices":` of `data` already found.
 fn chars_after_choices(data: &[u8], choices: Option<usize>) -> u64 {
+    chars_and_plain_text(data, choices).0
+}
+
+/// [`chars_after_choices`], and where the text is when it is all in one delta of the usual
+/// shape (see [`plain_content`]) and no other delta follows.
+fn chars_and_plain_text(
+    data: &[u8],
+    choices: Option<usize>,
+) -> (u64, Option<std::ops::Range<usize>>) {
     // `"choices":` or `"delta":` cannot occur inside a string (its quotes would be escaped):
     // a walk starting at one starts outside any string.
     let Some(choices) = choices else {
-        return text_chars(data, 0, false);
+        return (text_chars(data, 0, false), None);
     };
     let rest = |at: usize| data.get(at..).unwrap_or_default();
     if rest(choices + CHOICES_KEY.len())
@@ -752,31 +766,50 @@ fn chars_after_choices(data: &[u8], choices: Option<usize>) -> u64 {
         .starts_with(b"[]")
     {
         // The usage-only chunk.
-        return 0;
+        return (0, None);
     }
     // A chat chunk's text is in `choices[].delta`; the members around it (id, model, index,
     // finish_reason, usage) hold none. (`find` in a loop: `find_iter` copies the searcher.)
     let mut total = 0;
-    let mut deltas = false;
+    let mut deltas = 0;
+    let mut plain = None;
     let mut pos = choices;
     while let Some(at) = DELTA.find(rest(pos)) {
-        deltas = true;
+        deltas += 1;
         pos += at + DELTA_KEY.len();
-        total += plain_content(rest(pos)).unwrap_or_else(|| text_chars(data, pos, true));
+        total += match plain_content(rest(pos)) {
+            Some((chars, len)) => {
+                let start = pos + PLAIN_HEAD.len();
+                plain = Some(start..start + len);
+                chars
+            }
+            None => {
+                plain = None;
+                text_chars(data, pos, true)
+            }
+        };
     }
-    if deltas {
-        total
-    } else {
+    match deltas {
         // Legacy completions (`choices[].text`).
-        text_chars(data, choices, false)
+        0 => (text_chars(data, choices, false), None),
+        1 => (total, plain),
+        _ => (total, None),
     }
 }
 
 /// Reads the events of one stream: their generated characters and usage. OpenAI chat chunks
-/// of one stream begin with the same bytes (`id`, `object`, `created`, `model`, … up to
-/// `"choices":`, about two thirds of a text chunk); when an event begins with the bytes its
-/// predecessor began with, where `choices` is and that no usage precedes it are known, and
-/// the searches for both skip them (one comparison instead of two scans).
+/// of one stream repeat themselves: the same `id`, `object`, `created`, `model`, … up to
+/// `"choices":` (about two thirds of a text chunk), and, with most providers, the same bytes
+/// around the delta's text too. What earlier events taught spares the searches for what
+/// cannot have changed, at two levels:
+/// - the template: an event that is the last plain text chunk with other text (no quote or
+///   escape in it) has that text's characters and no usage — two comparisons and a count
+///   instead of four searches;
+/// - the head: an event that begins with the bytes its predecessor began with has its
+///   `choices` where that one had, and no usage before it.
+///
+/// Each level is learned from an event read in full and only ever spares a search whose
+/// answer the shared bytes fix (see the test `an_event_reader_reads_each_event_as_alone`).
 #[derive(Debug, Default)]
 pub struct EventReader {
     /// The last chunk's bytes through `"choices":`, holding no `"usage`; empty when unknown.
@@ -784,6 +817,14 @@ pub struct EventReader {
     /// Events that did not begin with `prefix`: after a few, this stream's chunks differ
     /// from one another and no more are learned.
     misses: u8,
+    /// The last plain text chunk before its text (ending with `{"content":"`, holding no
+    /// `"usage`) and after it (starting with `"}`, holding no other delta and no usage);
+    /// `before` is empty when unknown.
+    before: Vec<u8>,
+    after: Vec<u8>,
+    /// Templates learned: a stream whose text chunks differ elsewhere too (a random member
+    /// in each) stops learning after a few.
+    templates: u8,
 }
 
 /// What one event says.
@@ -797,9 +838,16 @@ pub struct EventRead {
 
 impl EventReader {
     const MAX_MISSES: u8 = 4;
+    const MAX_TEMPLATES: u8 = 4;
 
     /// [`generated_chars`] (when `count`) and [`usage_in_bytes`] of one event's data.
     pub fn read(&mut self, data: &[u8], count: bool) -> EventRead {
+        if let Some(chars) = self.template_text(data) {
+            return EventRead {
+                chars: if count { chars } else { 0 },
+                usage: None,
+            };
+        }
         let known = !self.prefix.is_empty() && data.starts_with(&self.prefix);
         let (choices, usage_from) = if known {
             (
@@ -809,21 +857,42 @@ impl EventReader {
         } else {
             (CHOICES.find(data), 0)
         };
-        let read = EventRead {
-            chars: if count {
-                chars_after_choices(data, choices)
-            } else {
-                0
-            },
-            usage: usage_in_bytes_from(data, usage_from),
+        let (chars, plain) = if count {
+            chars_and_plain_text(data, choices)
+        } else {
+            (0, None)
         };
+        let usage = usage_in_bytes_from(data, usage_from);
         if !known {
-            self.learn(data, choices);
+            self.learn_head(data, choices);
         }
-        read
+        if let Some(text) = plain.filter(|_| usage.is_none()) {
+            self.learn_template(data, text);
+        }
+        EventRead { chars, usage }
     }
 
-    fn learn(&mut self, data: &[u8], choices: Option<usize>) {
+    /// The characters of an event that is the template with other text.
+    ///
+    /// Why the answer is the same as a full reading: the bytes before the text fix where
+    /// `choices` and the delta are, and hold no usage; the text holds no quote, so no key
+    /// starts in it (a `"usage` starting at its opening quote ends at its closing one, which
+    /// a `}` follows, not a colon); after the text, the bytes are the ones that held no delta
+    /// and no usage before.
+    fn template_text(&self, data: &[u8]) -> Option<u64> {
+        if self.before.is_empty() {
+            return None;
+        }
+        let text = data
+            .strip_prefix(self.before.as_slice())?
+            .strip_suffix(self.after.as_slice())?;
+        if memchr::memchr2(b'"', b'\\', text).is_some() {
+            return None;
+        }
+        Some(utf8_chars(text))
+    }
+
+    fn learn_head(&mut self, data: &[u8], choices: Option<usize>) {
         if !self.prefix.is_empty() {
             self.prefix.clear();
             self.misses += 1;
@@ -840,23 +909,43 @@ impl EventReader {
             self.prefix.extend_from_slice(prefix);
         }
     }
+
+    /// Learns the bytes around `text`, the plain text of an event's one delta (an event
+    /// without usage).
+    fn learn_template(&mut self, data: &[u8], text: std::ops::Range<usize>) {
+        if self.templates >= Self::MAX_TEMPLATES {
+            return;
+        }
+        self.templates += 1;
+        self.before.clear();
+        self.after.clear();
+        let (Some(before), Some(after)) = (data.get(..text.start), data.get(text.end..)) else {
+            return;
+        };
+        if USAGE.find(before).is_none() {
+            self.before.extend_from_slice(before);
+            self.after.extend_from_slice(after);
+        }
+    }
 }
 
-/// The usual delta, exactly `{"content":"…"}` with no escape in the text: its characters,
-/// counted without the general walk. `None` for any other shape.
-fn plain_content(value: &[u8]) -> Option<u64> {
-    let text = value.strip_prefix(b"{\"content\":\"")?;
+const PLAIN_HEAD: &[u8] = b"{\"content\":\"";
+
+/// UTF-8 lead bytes: one per character.
+fn utf8_chars(text: &[u8]) -> u64 {
+    text.iter().map(|&b| u64::from(b & 0xC0 != 0x80)).sum()
+}
+
+/// The usual delta, exactly `{"content":"…"}` with no escape in the text: its characters
+/// (counted without the general walk) and the text's length in bytes. `None` for any other
+/// shape.
+fn plain_content(value: &[u8]) -> Option<(u64, usize)> {
+    let text = value.strip_prefix(PLAIN_HEAD)?;
     let end = memchr::memchr2(b'"', b'\\', text)?;
     if text.get(end..end + 2) != Some(b"\"}") {
         return None;
     }
-    // UTF-8 lead bytes: one per character.
-    Some(
-        text.get(..end)?
-            .iter()
-            .map(|&b| u64::from(b & 0xC0 != 0x80))
-            .sum(),
-    )
+    Some((utf8_chars(text.get(..end)?), end))
 }
 
 /// The walk of [`generated_chars`] from `from` (outside any string): to the end of `data`, or
@@ -1308,20 +1397,7 @@ mod tests {
         }
         events.push(chunk(r#"{"content":"z"}"#));
         events.push(chunk(r#"{"content":"z"}"#));
-        let mut reader = EventReader::default();
-        for (i, e) in events.iter().enumerate() {
-            let got = reader.read(e.as_bytes(), true);
-            let alone = EventRead {
-                chars: generated_chars(e.as_bytes()),
-                usage: usage_in_bytes(e.as_bytes()),
-            };
-            assert_eq!(got, alone, "event {i}: {e}");
-            assert_eq!(
-                reader.read(e.as_bytes(), false).usage,
-                alone.usage,
-                "event {i}"
-            );
-        }
+        let reader = read_alike(&events);
         assert!(reader.prefix.is_empty() && reader.misses >= EventReader::MAX_MISSES);
         // A stream of the usual chunks is read with what the first one taught.
         let mut reader = EventReader::default();
@@ -1330,6 +1406,71 @@ mod tests {
         }
         assert_eq!(reader.prefix, format!(r#"{head}"choices":"#).as_bytes());
         assert_eq!(reader.misses, 0);
+
+        // The template: text chunks that differ only in their text, among others.
+        let text = |t: &str| {
+            format!(
+                r#"{head}"choices":[{{"index":0,"delta":{{"content":"{t}"}},"logprobs":null,"finish_reason":null}}],"usage":null}}"#
+            )
+        };
+        let events = [
+            chunk(r#"{"role":"assistant","content":""}"#),
+            text("Hello"),
+            text(" usage"),
+            text("usage"),
+            text("delta"),
+            text(""),
+            text("é😀 ok"),
+            text(r#"\"usage\":{\"prompt_tokens\":9}"#),
+            text(r#"a\nb"#),
+            format!(
+                r#"{head}"choices":[{{"index":0,"delta":{{"content":"x"}},"logprobs":null,"finish_reason":null}}],"usage":{usage}}}"#
+            ),
+            format!(
+                r#"{head}"choices":[{{"index":0,"delta":{{"content":"x"}},"logprobs":null,"finish_reason":null}},{{"index":1,"delta":{{"content":"yz"}}}}],"usage":null}}"#
+            ),
+            text("again"),
+            chunk("{}"),
+            format!(r#"{head}"choices":[],"usage":{usage}}}"#),
+        ];
+        let reader = read_alike(&events);
+        // Learned once (from `Hello`): every later plain text chunk matched it.
+        assert_eq!(reader.templates, 1);
+        assert!(reader.before.ends_with(br#""delta":{"content":""#));
+        assert!(reader.after.starts_with(br#""},"logprobs""#));
+
+        // A member that changes in every chunk (as OpenAI's `obfuscation`): no template
+        // matches; after a few the reader stops learning them, and stays right.
+        let events: Vec<String> = (0..10)
+            .map(|i| {
+                format!(
+                    r#"{head}"choices":[{{"index":0,"delta":{{"content":"t{i}"}}}}],"obfuscation":"{}"}}"#,
+                    "x".repeat(i)
+                )
+            })
+            .collect();
+        let reader = read_alike(&events);
+        assert_eq!(reader.templates, EventReader::MAX_TEMPLATES);
+        assert!(!reader.prefix.is_empty());
+    }
+
+    /// Reads `events` as one stream, each as [`generated_chars`] and [`usage_in_bytes`] read
+    /// it alone (counting and not).
+    fn read_alike(events: &[String]) -> EventReader {
+        let mut reader = EventReader::default();
+        for (i, e) in events.iter().enumerate() {
+            let alone = EventRead {
+                chars: generated_chars(e.as_bytes()),
+                usage: usage_in_bytes(e.as_bytes()),
+            };
+            assert_eq!(reader.read(e.as_bytes(), true), alone, "event {i}: {e}");
+            assert_eq!(
+                reader.read(e.as_bytes(), false).usage,
+                alone.usage,
+                "event {i}"
+            );
+        }
+        reader
     }
 
     /// The first-content shortcut says content only where the walk (and the general parse)
