@@ -10,7 +10,9 @@ use std::time::Duration;
 mod timing;
 use timing::time;
 
-use llmux::routing::answer::{generated_chars, stream_event, usage_in_bytes, whole_answer};
+use llmux::routing::answer::{
+    EventReader, generated_chars, stream_event, usage_in_bytes, whole_answer,
+};
 use protocol::ir::Format;
 use protocol::sse::{SseFramer, frame_data, frame_view};
 
@@ -26,6 +28,8 @@ fn main() {
     let data = frame_data(TEXT_EVENT).unwrap().into_owned();
     let usage = frame_data(USAGE_EVENT).unwrap().into_owned();
     let stream = bytes::Bytes::from([TEXT_EVENT; 10].concat());
+    let mut reader = EventReader::default();
+    reader.read(&data, true);
     let rows = [
         (
             "frame_data (text event)",
@@ -44,6 +48,12 @@ fn main() {
         (
             "usage_in_bytes (usage event)",
             time(budget, || usage_in_bytes(black_box(&usage))),
+        ),
+        (
+            "EventReader::read (text event, template learned)",
+            // What the relay does for each text event after the first: the reader has learned
+            // the chunk from its predecessors.
+            time(budget, || reader.read(black_box(&data), true)),
         ),
         (
             "frame_view + stream_event (text event, first content)",
