@@ -621,7 +621,9 @@ struct UsageKey {
 /// inside a string, and a quote followed by a letter opens a string: the key is a key. The
 /// object it belongs to closes right after its value, at the end of `data`: the outermost
 /// one. No other usage key can count: the search found none (non-null) before this one, and
-/// nothing follows it but the closing brace.
+/// nothing follows it but the closing brace. The bytes before the key are not checked: an
+/// event malformed there, which the walk would give up on, still has its usage read (the
+/// provider's count, where the walk would leave an estimate).
 fn last_member_usage(data: &[u8], key: &UsageKey) -> Option<Option<(Tokens, Option<u64>)>> {
     if !key.exact
         || !matches!(
