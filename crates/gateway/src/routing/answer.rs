@@ -692,12 +692,6 @@ pub fn tokens_in_bytes(data: &[u8]) -> Option<Tokens> {
     usage_in_bytes(data).map(|(t, _)| t)
 }
 
-/// Some `"usage…"` key (`usage`, `usageMetadata`) in `data` has a value other than `null`.
-#[cfg(test)]
-fn has_usage_value(data: &[u8]) -> bool {
-    first_usage_value(data, 0).is_some()
-}
-
 static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage"));
 
@@ -743,16 +737,12 @@ fn first_usage_value(data: &[u8], from: usize) -> Option<UsageKey> {
 /// 171 ns). An OpenAI chat chunk is walked only inside its `delta` objects, found with one
 /// vectorised search, which halves that again.
 pub fn generated_chars(data: &[u8]) -> u64 {
-    chars_after_choices(data, CHOICES.find(data))
+    chars_and_plain_text(data, CHOICES.find(data)).0
 }
 
-/// [`generated_chars`] with the first `"choices":` of `data` already found.
-fn chars_after_choices(data: &[u8], choices: Option<usize>) -> u64 {
-    chars_and_plain_text(data, choices).0
-}
-
-/// [`chars_after_choices`], and where the text is when it is all in one delta of the usual
-/// shape (see [`plain_content`]) and no other delta follows.
+/// [`generated_chars`] with the first `"choices":` of `data` already found, and where the
+/// text is when it is all in one delta of the usual shape (see [`plain_content`]) and no
+/// other delta follows.
 fn chars_and_plain_text(
     data: &[u8],
     choices: Option<usize>,
@@ -1036,15 +1026,20 @@ fn text_chars(data: &[u8], from: usize, one_value: bool) -> u64 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    /// Some `"usage…"` key (`usage`, `usageMetadata`) in `data` has a value other than `null`.
+    fn has_usage_value(data: &[u8]) -> bool {
+        super::first_usage_value(data, 0).is_some()
+    }
+
     #[test]
     fn usage_members_that_are_null_are_skipped() {
-        assert!(!super::has_usage_value(br#"{"choices":[],"usage":null}"#));
-        assert!(!super::has_usage_value(br#"{"usage" :  null}"#));
-        assert!(super::has_usage_value(br#"{"usage":{"prompt_tokens":1}}"#));
-        assert!(super::has_usage_value(
+        assert!(!has_usage_value(br#"{"choices":[],"usage":null}"#));
+        assert!(!has_usage_value(br#"{"usage" :  null}"#));
+        assert!(has_usage_value(br#"{"usage":{"prompt_tokens":1}}"#));
+        assert!(has_usage_value(
             br#"{"usageMetadata": {"promptTokenCount": 2}}"#
         ));
-        assert!(!super::has_usage_value(br#"{"content":"no"}"#));
+        assert!(!has_usage_value(br#"{"content":"no"}"#));
         assert_eq!(
             super::tokens_in_bytes(br#"{"usage":{"prompt_tokens":3,"completion_tokens":4}}"#),
             Some(super::Tokens {
