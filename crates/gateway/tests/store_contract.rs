@@ -686,6 +686,89 @@ async fn sqlite_reopen_keeps_rows_and_migrates_once() {
     again.close().await;
 }
 
+/// The idle lane writes to the same file as the pool, each batch atomically, and `close`
+/// closes it too (the WAL is checkpointed into the main file once the last connection goes).
+#[tokio::test]
+async fn sqlite_idle_lane_writes_what_the_pool_reads_and_closes() {
+    use llmux::store::{Batch, UsageStore};
+    let dir = TempDir::new();
+    let s = sqlite(&dir).await;
+    assert_eq!(s.has_idle_lane(), cfg!(target_os = "linux"));
+    s.insert_idle(&Batch {
+        requests: vec![
+            request("k", "m", T0, 1, 2),
+            request("k", "m2", T0 + 1, 3, 4),
+        ],
+        attempts: vec![attempt(
+            "openai",
+            "m",
+            Some("sk-...up01#00000000000000aa"),
+            T0,
+            true,
+        )],
+    })
+    .await
+    .unwrap();
+    s.insert(&Batch {
+        requests: vec![request("k", "m3", T0 + 2, 5, 6)],
+        attempts: vec![],
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.token_usage(&Default::default()).await.unwrap().len(), 3);
+    let ranked = s.key_rankings("openai", 0, None).await.unwrap();
+    assert_eq!(ranked.len(), 1, "{ranked:?}");
+    s.close().await;
+    let wal = dir.path("stats.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "the WAL was checkpointed at close"
+    );
+}
+
+/// The idle lane's SQLite thread runs under SCHED_IDLE (policy 5 in `/proc/<tid>/stat`),
+/// the pool's threads do not.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sqlite_idle_lane_thread_is_under_sched_idle() {
+    fn sqlite_threads_by_policy() -> (usize, usize) {
+        let mut idle = 0;
+        let mut normal = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ...`: fields after the closing parenthesis; policy is field 41.
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            if !head.contains("sqlx-sqlite") {
+                continue;
+            }
+            let policy = rest.split_whitespace().nth(41 - 3).unwrap();
+            if policy == "5" {
+                idle += 1;
+            } else {
+                normal += 1;
+            }
+        }
+        (idle, normal)
+    }
+    let dir = TempDir::new();
+    let s = sqlite(&dir).await;
+    // Other tests of this binary open stores at the same time: count, don't equate.
+    let (idle, normal) = sqlite_threads_by_policy();
+    assert!(
+        idle >= 1,
+        "an idle-lane thread: {idle} idle, {normal} normal"
+    );
+    assert!(
+        normal >= 1,
+        "the pool's threads stay normal: {idle} idle, {normal} normal"
+    );
+    s.close().await;
+}
+
 /// A database made before migration 2 is brought up to date in place: rows kept, the two
 /// unneeded indexes gone.
 #[tokio::test]

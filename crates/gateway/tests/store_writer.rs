@@ -440,3 +440,118 @@ async fn the_writer_needs_no_turn_of_the_callers_runtime() {
     let s = writer.shutdown(Duration::from_secs(5)).await;
     assert_eq!((s.written, s.queue_depth), (10, 0));
 }
+
+/// A store with an idle lane that counts what each lane wrote.
+#[derive(Default)]
+struct LaneStore {
+    normal_rows: AtomicUsize,
+    idle_rows: AtomicUsize,
+    largest_idle_batch: AtomicUsize,
+    /// Every idle-lane write fails as a busy database would.
+    idle_fails: bool,
+    idle_failures: AtomicUsize,
+}
+
+impl UsageStore for LaneStore {
+    async fn insert(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.normal_rows.fetch_add(batch.len(), Ordering::SeqCst);
+        Ok(())
+    }
+    fn has_idle_lane(&self) -> bool {
+        true
+    }
+    async fn insert_idle(&self, batch: &Batch) -> Result<(), StoreError> {
+        if self.idle_fails {
+            self.idle_failures.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Timeout(Duration::from_millis(1)));
+        }
+        self.idle_rows.fetch_add(batch.len(), Ordering::SeqCst);
+        self.largest_idle_batch
+            .fetch_max(batch.len(), Ordering::SeqCst);
+        Ok(())
+    }
+    store_common::empty_reads!();
+}
+
+/// A queue that is behind goes to the normal lane, whatever the CPU: the idle lane would
+/// starve exactly when the writer must catch up.
+#[tokio::test]
+async fn a_queue_that_is_behind_is_written_on_the_normal_lane() {
+    let store = Arc::new(LaneStore::default());
+    let writer = UsageWriter::spawn_on_current_runtime(
+        Arc::clone(&store),
+        small(4096, 2048, 0),
+        Arc::new(CostLedger::new()),
+    );
+    let sink = writer.sink();
+    // The writer has not run yet: it finds 3000 records waiting.
+    for i in 0..3000 {
+        sink.record(request("k", "m", T0 + i, 1, 1));
+    }
+    let s = writer.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(s.written, 3000);
+    assert_eq!(store.normal_rows.load(Ordering::SeqCst), 3000);
+    assert_eq!(store.idle_rows.load(Ordering::SeqCst), 0);
+}
+
+/// Records that trickle in are written once each, on whichever lane, and an idle-lane
+/// transaction never holds more than the idle lane's batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_records_are_written_once_on_either_lane() {
+    let store = Arc::new(LaneStore::default());
+    let writer = UsageWriter::spawn(
+        Arc::clone(&store),
+        small(16_384, 2048, 0),
+        Arc::new(CostLedger::new()),
+    );
+    let sink = writer.sink();
+    for i in 0..60 {
+        for j in 0..20 {
+            sink.record(request("k", "m", T0 + i * 100 + j, 1, 1));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let s = writer.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(s.written, 1200);
+    assert_eq!(s.dropped(), 0);
+    let (normal, idle) = (
+        store.normal_rows.load(Ordering::SeqCst),
+        store.idle_rows.load(Ordering::SeqCst),
+    );
+    assert_eq!(normal + idle, 1200);
+    assert!(
+        store.largest_idle_batch.load(Ordering::SeqCst) <= llmux::store::background::IDLE_BATCH
+    );
+}
+
+/// A failed idle-lane write is retried on the normal lane: nothing is lost to a lane that
+/// keeps failing (or a thread that is starved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_idle_write_is_retried_on_the_normal_lane() {
+    let store = Arc::new(LaneStore {
+        idle_fails: true,
+        ..LaneStore::default()
+    });
+    let writer = UsageWriter::spawn(
+        Arc::clone(&store),
+        small(16_384, 2048, 1),
+        Arc::new(CostLedger::new()),
+    );
+    let sink = writer.sink();
+    // Long enough for a few of the CPU probe's windows: the idle lane gets chosen wherever
+    // this machine has idle CPU.
+    for i in 0..100 {
+        for j in 0..10 {
+            sink.record(request("k", "m", T0 + i * 100 + j, 1, 1));
+        }
+        tokio::time::sleep(Duration::from_millis(8)).await;
+    }
+    let s = writer.shutdown(Duration::from_secs(10)).await;
+    assert_eq!((s.written, s.dropped()), (1000, 0));
+    assert_eq!(store.normal_rows.load(Ordering::SeqCst), 1000);
+    assert_eq!(store.idle_rows.load(Ordering::SeqCst), 0);
+    eprintln!(
+        "idle-lane writes tried (and failed): {}",
+        store.idle_failures.load(Ordering::SeqCst)
+    );
+}

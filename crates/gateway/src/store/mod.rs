@@ -56,6 +56,7 @@
 //! queries both run and the reading of their rows), `writer` (queue, batching, retries, counters),
 //! `endpoints` (uni-api JSON shapes), `service` (startup, retention purge, shutdown).
 
+pub mod background;
 pub mod config;
 pub mod endpoints;
 pub mod postgres;
@@ -187,6 +188,17 @@ pub trait UsageStore: Send + Sync + 'static {
     /// Write one batch atomically.
     fn insert(&self, batch: &Batch) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Whether [`UsageStore::insert_idle`] has a lane of its own ([`background`]).
+    fn has_idle_lane(&self) -> bool {
+        false
+    }
+
+    /// Write one batch atomically on the idle-priority lane; where there is none, as
+    /// [`UsageStore::insert`].
+    fn insert_idle(&self, batch: &Batch) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.insert(batch)
+    }
+
     /// `/v1/stats` aggregates since `since_ms`.
     fn summary(&self, since_ms: i64) -> impl Future<Output = Result<Summary, StoreError>> + Send;
 
@@ -270,6 +282,12 @@ macro_rules! dispatch {
 impl UsageStore for Store {
     async fn insert(&self, batch: &Batch) -> Result<(), StoreError> {
         dispatch!(self, s => s.insert(batch).await)
+    }
+    fn has_idle_lane(&self) -> bool {
+        dispatch!(self, s => s.has_idle_lane())
+    }
+    async fn insert_idle(&self, batch: &Batch) -> Result<(), StoreError> {
+        dispatch!(self, s => s.insert_idle(batch).await)
     }
     async fn summary(&self, since_ms: i64) -> Result<Summary, StoreError> {
         dispatch!(self, s => s.summary(since_ms).await)

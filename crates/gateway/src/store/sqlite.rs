@@ -1,6 +1,7 @@
 //! The embedded backend: one SQLite file in WAL mode (readers never wait for the writer),
 //! `synchronous=NORMAL` (a power cut may lose the last commits, never corrupt the file) and a
-//! 5 s busy timeout (uni-api's). The writer task is the only writer.
+//! 5 s busy timeout (uni-api's). The writer task is the only writer; besides the pool it has
+//! one connection whose thread runs at idle CPU priority ([`super::background`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
@@ -14,7 +15,7 @@ use sqlx::sqlite::{
 };
 
 use super::schema::{self, CREATE_MIGRATIONS_TABLE};
-use super::{Batch, StoreError, UsageStore, clean_arc, sql, sql_i64};
+use super::{Batch, StoreError, UsageStore, background, clean_arc, sql, sql_i64};
 use crate::usage::time::now_ms;
 use crate::usage::{AttemptRecord, UsageRecord};
 
@@ -22,6 +23,9 @@ use crate::usage::{AttemptRecord, UsageRecord};
 pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
+    /// The idle lane: `None` where a thread cannot be put under `SCHED_IDLE`; emptied by
+    /// `close`.
+    idle: Option<Arc<tokio::sync::Mutex<Option<SqliteConnection>>>>,
 }
 
 impl SqliteStore {
@@ -42,12 +46,16 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         migrate(&pool).await?;
+        let idle = open_idle_connection(opts)
+            .await
+            .map(|c| Arc::new(tokio::sync::Mutex::new(Some(c))));
         Ok(SqliteStore {
             pool,
             path: path.to_owned(),
+            idle,
         })
     }
 
@@ -62,8 +70,62 @@ impl SqliteStore {
 
     /// Close every connection (checkpoints the WAL into the main file).
     pub async fn close(&self) {
+        // The idle lane first: SQLite checkpoints when its last connection closes.
+        if let Some(idle) = &self.idle {
+            let conn = idle.lock().await.take();
+            if let Some(conn) = conn {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+        }
         self.pool.close().await;
     }
+}
+
+/// A connection for the idle lane. sqlx runs each SQLite connection on a thread it starts
+/// when the connection opens, and a thread inherits its starter's scheduling policy: so the
+/// connection is opened from a short-lived thread that first puts itself under `SCHED_IDLE`.
+/// `None` (with the reason in the debug log) where that cannot be done: the writer then uses
+/// the pool for every batch.
+async fn open_idle_connection(opts: SqliteConnectOptions) -> Option<SqliteConnection> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let opened = std::thread::Builder::new()
+        .name("llmux-sqlite-idle-open".into())
+        .spawn(move || {
+            let conn = background::enter_idle_policy()
+                .map_err(|e| format!("no SCHED_IDLE: {e}"))
+                .and_then(|()| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|rt| {
+                    rt.block_on(sqlx::ConnectOptions::connect(&opts))
+                        .map_err(|e| e.to_string())
+                });
+            let _ = tx.send(conn);
+        });
+    if let Err(e) = opened {
+        tracing::debug!("usage store: no idle-priority lane (no thread: {e})");
+        return None;
+    }
+    match rx.await {
+        Ok(Ok(conn)) => Some(conn),
+        Ok(Err(e)) => {
+            tracing::debug!("usage store: no idle-priority lane ({e})");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// One batch in one transaction on `conn`.
+async fn insert_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<(), StoreError> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    insert_rows(&mut tx, &batch.requests, &REQUEST_INSERTS, bind_request).await?;
+    insert_rows(&mut tx, &batch.attempts, &ATTEMPT_INSERTS, bind_attempt).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
@@ -230,11 +292,22 @@ async fn insert_rows<T>(
 
 impl UsageStore for SqliteStore {
     async fn insert(&self, batch: &Batch) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        insert_rows(&mut tx, &batch.requests, &REQUEST_INSERTS, bind_request).await?;
-        insert_rows(&mut tx, &batch.attempts, &ATTEMPT_INSERTS, bind_attempt).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_batch(&mut conn, batch).await
+    }
+
+    fn has_idle_lane(&self) -> bool {
+        self.idle.is_some()
+    }
+
+    async fn insert_idle(&self, batch: &Batch) -> Result<(), StoreError> {
+        if let Some(idle) = &self.idle {
+            let mut lane = idle.lock().await;
+            if let Some(conn) = lane.as_mut() {
+                return insert_batch(conn, batch).await;
+            }
+        }
+        self.insert(batch).await
     }
 
     sql::shared_queries!();

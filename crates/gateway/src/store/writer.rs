@@ -4,6 +4,10 @@
 //! and reported in a rate-limited warning and on `/metrics`. A failed batch is retried a few
 //! times with backoff, then dropped and counted; a batch the database rejects for its data is
 //! written row by row so one bad row costs only itself.
+//!
+//! A store with an idle lane (SQLite, see [`super::background`]) gets small batches written
+//! at idle CPU priority while the machine has room and the queue is shallow; a queue that is
+//! behind, a retry, a shutdown flush and a starved idle write all use the normal lane.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -13,6 +17,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::background::{self, CpuIdle, Lane, Lanes};
 use super::{Batch, StoreError, UsageStore, WriterConfig};
 use crate::usage::time::now_ms;
 use crate::usage::{AttemptRecord, CostLedger, UsageRecord};
@@ -355,6 +360,10 @@ async fn run<S: UsageStore>(
     stop: Arc<Notify>,
 ) {
     let batch_size = cfg.batch_size.max(1);
+    let capacity = u64::try_from(cfg.capacity).unwrap_or(u64::MAX);
+    let idle_lane = store.has_idle_lane();
+    let mut lanes = Lanes::default();
+    let mut cpu = CpuIdle::default();
     // Both grow to the largest batch seen and are reused (a fresh batch of a few hundred
     // kilobytes per write costs page faults); an idle gateway allocates none.
     let mut buf: Vec<Entry> = Vec::new();
@@ -377,6 +386,18 @@ async fn run<S: UsageStore>(
                 }
             }
         }
+        // A batch that starts with more than the idle lane takes found a queue behind.
+        let lane = if idle_lane && !closing && buf.len() <= background::IDLE_BATCH {
+            let now = std::time::Instant::now();
+            let queued = stats.pending.load(Ordering::Relaxed);
+            lanes.choose(now, queued, capacity, cpu.idle_enough(now))
+        } else {
+            Lane::Normal
+        };
+        let batch_size = match lane {
+            Lane::Idle => background::IDLE_BATCH.min(batch_size),
+            Lane::Normal => batch_size,
+        };
         let deadline = Instant::now() + cfg.flush_interval;
         while buf.len() < batch_size {
             if closing {
@@ -410,7 +431,11 @@ async fn run<S: UsageStore>(
             }
         }
         fill(&mut batch, &mut buf);
-        write(&*store, &batch, &cfg, &stats, closing).await;
+        let started = std::time::Instant::now();
+        write(&*store, &batch, lane, &cfg, &stats, closing).await;
+        if lane == Lane::Idle {
+            lanes.idle_write_took(std::time::Instant::now(), started.elapsed());
+        }
     }
 }
 
@@ -433,17 +458,20 @@ fn count(batch: &Batch) -> u64 {
 async fn try_insert<S: UsageStore>(
     store: &S,
     batch: &Batch,
+    lane: Lane,
     timeout: Duration,
 ) -> Result<(), StoreError> {
-    match tokio::time::timeout(timeout, store.insert(batch)).await {
-        Ok(r) => r,
-        Err(_) => Err(StoreError::Timeout(timeout)),
-    }
+    let written = match lane {
+        Lane::Idle => tokio::time::timeout(timeout, store.insert_idle(batch)).await,
+        Lane::Normal => tokio::time::timeout(timeout, store.insert(batch)).await,
+    };
+    written.unwrap_or(Err(StoreError::Timeout(timeout)))
 }
 
 async fn write<S: UsageStore>(
     store: &S,
     batch: &Batch,
+    lane: Lane,
     cfg: &WriterConfig,
     stats: &WriterStats,
     closing: bool,
@@ -456,8 +484,9 @@ async fn write<S: UsageStore>(
         cfg.retries
     };
     let mut tries = 0u32;
+    let mut lane = lane;
     loop {
-        match try_insert(store, batch, cfg.write_timeout).await {
+        match try_insert(store, batch, lane, cfg.write_timeout).await {
             Ok(()) => {
                 add(&stats.written, n);
                 sub(&stats.pending, n);
@@ -472,6 +501,8 @@ async fn write<S: UsageStore>(
             Err(e) => {
                 add(&stats.write_errors, 1);
                 tries += 1;
+                // A retry must not wait on a thread that may be starved of CPU.
+                lane = Lane::Normal;
                 if tries > retries {
                     add(&stats.dropped_failed, n);
                     sub(&stats.pending, n);
@@ -507,7 +538,7 @@ async fn write_singly<S: UsageStore>(
             attempts: vec![a.clone()],
         }));
     for one in singles {
-        match try_insert(store, &one, cfg.write_timeout).await {
+        match try_insert(store, &one, Lane::Normal, cfg.write_timeout).await {
             Ok(()) => add(&stats.written, 1),
             Err(e) => {
                 add(&stats.write_errors, 1);
