@@ -54,7 +54,8 @@
 //! `config` (environment), `schema` + `migrations/` (per backend), `sqlite` / `postgres` (the
 //! two [`UsageStore`] implementations: connection, migration, batch inserts), `sql` (the
 //! queries both run and the reading of their rows), `writer` (queue, batching, retries, counters),
-//! `endpoints` (uni-api JSON shapes), `service` (startup, retention purge, shutdown).
+//! `background` (when a batch may be written at idle CPU priority), `endpoints` (uni-api JSON
+//! shapes), `service` (startup, retention purge, shutdown).
 
 pub mod background;
 pub mod config;
