@@ -494,24 +494,37 @@ async fn a_queue_that_is_behind_is_written_on_the_normal_lane() {
     assert_eq!(store.idle_rows.load(Ordering::SeqCst), 0);
 }
 
+/// Hands `rounds` groups of `per_round` records to a writer on `store`, pausing `pause`
+/// between groups (long enough for the CPU probe's windows, so the idle lane gets chosen
+/// wherever this machine has idle CPU), and shuts the writer down.
+async fn trickle(
+    store: &Arc<LaneStore>,
+    retries: u32,
+    rounds: i64,
+    per_round: i64,
+    pause: Duration,
+) -> StatsSnapshot {
+    let writer = UsageWriter::spawn(
+        Arc::clone(store),
+        small(16_384, 2048, retries),
+        Arc::new(CostLedger::new()),
+    );
+    let sink = writer.sink();
+    for i in 0..rounds {
+        for j in 0..per_round {
+            sink.record(request("k", "m", T0 + i * 100 + j, 1, 1));
+        }
+        tokio::time::sleep(pause).await;
+    }
+    writer.shutdown(Duration::from_secs(10)).await
+}
+
 /// Records that trickle in are written once each, on whichever lane, and an idle-lane
 /// transaction never holds more than the idle lane's batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickling_records_are_written_once_on_either_lane() {
     let store = Arc::new(LaneStore::default());
-    let writer = UsageWriter::spawn(
-        Arc::clone(&store),
-        small(16_384, 2048, 0),
-        Arc::new(CostLedger::new()),
-    );
-    let sink = writer.sink();
-    for i in 0..60 {
-        for j in 0..20 {
-            sink.record(request("k", "m", T0 + i * 100 + j, 1, 1));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let s = writer.shutdown(Duration::from_secs(5)).await;
+    let s = trickle(&store, 0, 60, 20, Duration::from_millis(5)).await;
     assert_eq!(s.written, 1200);
     assert_eq!(s.dropped(), 0);
     let (normal, idle) = (
@@ -532,21 +545,7 @@ async fn a_failed_idle_write_is_retried_on_the_normal_lane() {
         idle_fails: true,
         ..LaneStore::default()
     });
-    let writer = UsageWriter::spawn(
-        Arc::clone(&store),
-        small(16_384, 2048, 1),
-        Arc::new(CostLedger::new()),
-    );
-    let sink = writer.sink();
-    // Long enough for a few of the CPU probe's windows: the idle lane gets chosen wherever
-    // this machine has idle CPU.
-    for i in 0..100 {
-        for j in 0..10 {
-            sink.record(request("k", "m", T0 + i * 100 + j, 1, 1));
-        }
-        tokio::time::sleep(Duration::from_millis(8)).await;
-    }
-    let s = writer.shutdown(Duration::from_secs(10)).await;
+    let s = trickle(&store, 1, 100, 10, Duration::from_millis(8)).await;
     assert_eq!((s.written, s.dropped()), (1000, 0));
     assert_eq!(store.normal_rows.load(Ordering::SeqCst), 1000);
     assert_eq!(store.idle_rows.load(Ordering::SeqCst), 0);
