@@ -45,6 +45,7 @@ async fn postgres_outage_never_slows_requests_and_drops_are_counted() {
         flush_interval: Duration::from_millis(20),
         retries: 2,
         write_timeout: Duration::from_secs(1),
+        ..WriterConfig::default()
     };
     let usage = UsageService::start(cfg).await.unwrap();
     let sink = usage.sink();

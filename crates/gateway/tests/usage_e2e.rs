@@ -896,6 +896,7 @@ async fn postgres_stopped_under_load_clients_still_get_answers_and_drops_are_rep
             flush_interval: Duration::from_millis(10),
             retries: 1,
             write_timeout: Duration::from_millis(500),
+            ..WriterConfig::default()
         },
     })
     .await

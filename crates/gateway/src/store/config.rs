@@ -19,6 +19,7 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 
 use super::StoreError;
+use super::background::CpuProbe;
 
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
@@ -72,6 +73,8 @@ pub struct WriterConfig {
     pub retries: u32,
     /// Upper bound of one write; a hung database costs at most this per try.
     pub write_timeout: Duration,
+    /// How the writer learns whether the machine has idle CPU (for a store's idle lane).
+    pub cpu: CpuProbe,
 }
 
 impl Default for WriterConfig {
@@ -82,6 +85,7 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_millis(200),
             retries: 3,
             write_timeout: Duration::from_secs(10),
+            cpu: CpuProbe::ProcStat,
         }
     }
 }

@@ -363,7 +363,7 @@ async fn run<S: UsageStore>(
     let capacity = u64::try_from(cfg.capacity).unwrap_or(u64::MAX);
     let idle_lane = store.has_idle_lane();
     let mut lanes = Lanes::default();
-    let mut cpu = CpuIdle::default();
+    let mut cpu = CpuIdle::new(cfg.cpu);
     // Both grow to the largest batch seen and are reused (a fresh batch of a few hundred
     // kilobytes per write costs page faults); an idle gateway allocates none.
     let mut buf: Vec<Entry> = Vec::new();
