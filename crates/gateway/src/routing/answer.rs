@@ -104,43 +104,74 @@ static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
 static DELTA: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(DELTA_KEY));
 
-/// The usual OpenAI chat chunk with text, `{…,"choices":[{…,"delta":{"content":"x…`, seen
-/// without walking it: the walk would find content there too. `false` when not certain (the
-/// walk decides): an `"error"` anywhere, an object or array before `choices` or before the
-/// first choice's `delta`, a delta that does not start with non-empty `content`.
+/// The usual OpenAI chat chunks, judged without walking them: `Some(true)` for the text chunk
+/// `{…,"choices":[{…,"delta":{"content":"x…`, `Some(false)` for a first chunk that only
+/// announces the role (`"delta":{"role":"assistant","content":""…}`) and ends as OpenAI's
+/// do; `None` when not certain (the walk decides): an `"error"` anywhere, an object or array
+/// before `choices` or before the first choice's `delta`, any other delta or ending.
 ///
 /// Why it is exact: `"choices":` cannot match inside a string (its quotes would be escaped),
 /// and with no `{` or `[` between the event's opening brace and it, it is a member of the
-/// top-level object; likewise `delta` is a member of the first choice. For bytes that are not
-/// JSON the general path answers content too.
-fn openai_plain_text(data: &[u8]) -> bool {
+/// top-level object; likewise `delta` is a member of the first choice. An empty delta is
+/// taken only with the one ending that leaves no room for another choice or member with
+/// text. Bytes before `choices` that are not JSON the walk would take as content; the
+/// shortcut takes them as what the rest of the chunk says (a malformed role chunk is waited
+/// past, not relayed as the answer).
+fn openai_shortcut(data: &[u8]) -> Option<bool> {
     static ERROR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));
-    let Some(body) = data.strip_prefix(b"{") else {
-        return false;
-    };
-    let Some(choices) = CHOICES.find(body) else {
-        return false;
-    };
+    let body = data.strip_prefix(b"{")?;
+    let choices = CHOICES.find(body)?;
     let (before, rest) = body.split_at(choices);
-    let Some(first_choice) = rest
+    let first_choice = rest
         .get(CHOICES_KEY.len()..)
         .and_then(|r| r.trim_ascii_start().strip_prefix(b"["))
-        .and_then(|r| r.trim_ascii_start().strip_prefix(b"{"))
-    else {
-        return false;
-    };
-    let Some(delta) = DELTA.find(first_choice) else {
-        return false;
-    };
+        .and_then(|r| r.trim_ascii_start().strip_prefix(b"{"))?;
+    let delta = DELTA.find(first_choice)?;
     let (members, value) = first_choice.split_at(delta);
-    memchr::memchr2(b'{', b'[', before).is_none()
-        && memchr::memchr3(b'{', b'[', b'}', members).is_none()
-        && value
-            .get(DELTA_KEY.len()..)
-            .and_then(|v| v.strip_prefix(b"{\"content\":\""))
-            .is_some_and(|text| text.first().is_some_and(|&c| c != b'"'))
-        && ERROR.find(data).is_none()
+    if memchr::memchr2(b'{', b'[', before).is_some()
+        || memchr::memchr3(b'{', b'[', b'}', members).is_some()
+    {
+        return None;
+    }
+    let value = value.get(DELTA_KEY.len()..)?;
+    let verdict = if let Some(text) = value.strip_prefix(b"{\"content\":\"") {
+        // Non-empty text; `""` is one of the empty deltas below.
+        text.first().is_some_and(|&c| c != b'"').then_some(true)
+    } else {
+        None
+    };
+    let verdict = verdict.or_else(|| {
+        let after = EMPTY_DELTAS
+            .iter()
+            .find_map(|empty| value.strip_prefix(*empty))?;
+        openai_chunk_end(after).then_some(false)
+    })?;
+    ERROR.find(data).is_none().then_some(verdict)
+}
+
+/// Deltas without content that OpenAI and compatible servers send first.
+const EMPTY_DELTAS: [&[u8]; 4] = [
+    b"{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}",
+    b"{\"role\":\"assistant\",\"content\":\"\"}",
+    b"{\"role\":\"assistant\"}",
+    b"{\"content\":\"\"}",
+];
+
+/// The end of a chat chunk after its only choice's delta: `null` logprobs and finish reason,
+/// the closing brackets, and at most a `null` usage.
+fn openai_chunk_end(mut rest: &[u8]) -> bool {
+    while let Some(r) = rest
+        .strip_prefix(b",\"logprobs\":null")
+        .or_else(|| rest.strip_prefix(b",\"finish_reason\":null"))
+    {
+        rest = r;
+    }
+    let Some(rest) = rest.strip_prefix(b"}]") else {
+        return false;
+    };
+    let rest = rest.strip_prefix(b",\"usage\":null").unwrap_or(rest);
+    rest.trim_ascii_end() == b"}"
 }
 
 /// Judges one stream event of an upstream speaking `format`: its `event` name and `data`.
@@ -161,8 +192,15 @@ pub fn stream_event(
             Verdict::Nothing
         };
     }
-    if format == Format::OpenAiChat && event.is_none() && openai_plain_text(data.as_bytes()) {
-        return Verdict::Content;
+    if format == Format::OpenAiChat
+        && event.is_none()
+        && let Some(content) = openai_shortcut(data.as_bytes())
+    {
+        return if content {
+            Verdict::Content
+        } else {
+            Verdict::Nothing
+        };
     }
     if format == Format::OpenAiChat
         && event.is_none()
@@ -1470,51 +1508,92 @@ mod tests {
         reader
     }
 
-    /// The first-content shortcut says content only where the walk (and the general parse)
-    /// finds it, and is taken for the usual text chunk.
+    /// The first-content shortcut answers only where the walk (and the general parse) answers
+    /// the same, and is taken for the usual text chunk and the usual role chunk.
     #[test]
-    fn the_plain_text_shortcut_agrees_with_the_walk() {
+    fn the_first_content_shortcut_agrees_with_the_walk() {
         let cases = [
             (
                 r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}]}"#,
-                true,
+                Some(true),
             ),
             (
                 r#"{"choices":[ { "delta":{"content":"\"quoted\""}}]}"#,
-                true,
+                Some(true),
+            ),
+            (
+                r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","service_tier":"default","system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]}"#,
+                Some(false),
+            ),
+            (
+                r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}"#,
+                Some(false),
             ),
             (
                 r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null}}]}"#,
-                false,
+                Some(false),
             ),
-            (r#"{"choices":[{"index":0,"delta":{"content":""}}]}"#, false),
+            (
+                r#"{"choices":[{"index":0,"delta":{"content":""}}]}"#,
+                Some(false),
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]} "#,
+                Some(false),
+            ),
+            // A second choice, a member after the delta, a finish reason, a tool call, usage,
+            // an error: the walk decides.
+            (
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}},{"index":1,"delta":{"content":"x"}}]}"#,
+                None,
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant"},"text":"x"}]}"#,
+                None,
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"stop"}]}"#,
+                None,
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#,
+                None,
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":{"prompt_tokens":1}}"#,
+                None,
+            ),
+            (
+                r#"{"error":"quota","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+                None,
+            ),
             (
                 r#"{"choices":[{"index":0,"delta":{"content":"x"}}],"error":{"message":"boom"}}"#,
-                false,
+                None,
             ),
             (
                 r#"{"meta":{"choices":[{"delta":{"content":"x"}}]},"choices":[]}"#,
-                false,
+                None,
             ),
             (
                 r#"{"choices":[{"extra":{"delta":{"content":"x"}},"delta":{}}]}"#,
-                false,
+                None,
             ),
             (
                 r#"{"choices":[{"index":0,"delta":{}},{"delta":{"content":"x"}}]}"#,
-                false,
+                None,
             ),
             (
                 r#"{"model":"a{b","choices":[{"delta":{"content":"x"}}]}"#,
-                false,
+                None,
             ),
-            (r#"{"choices":[],"usage":{"prompt_tokens":1}}"#, false),
+            (r#"{"choices":[],"usage":{"prompt_tokens":1}}"#, None),
         ];
         for (event, shortcut) in cases {
-            assert_eq!(openai_plain_text(event.as_bytes()), shortcut, "{event}");
+            assert_eq!(openai_shortcut(event.as_bytes()), shortcut, "{event}");
             let walked = fast::openai_str(event).map(|(content, _)| content);
-            if shortcut {
-                assert_eq!(walked, Some(true), "{event}");
+            if shortcut.is_some() {
+                assert_eq!(walked, shortcut, "{event}");
             }
             // The general reading (what the walk stands for) agrees with the verdict.
             let verdict = stream_event(Format::OpenAiChat, None, event, &[]);

@@ -458,13 +458,13 @@ async fn inline_images(
 
 /// `stream_options` with `include_usage: true` (other stream options kept), from the
 /// request's raw value; `None` when that value is not an object (the body is left alone).
-fn usage_requested(raw: Option<&[u8]>) -> Option<Vec<u8>> {
+fn usage_requested(raw: Option<&[u8]>) -> Option<std::borrow::Cow<'static, [u8]>> {
     match raw {
-        None | Some(b"null") => Some(br#"{"include_usage":true}"#.to_vec()),
+        None | Some(b"null") => Some(std::borrow::Cow::Borrowed(br#"{"include_usage":true}"#)),
         Some(raw) => match serde_json::from_slice::<serde_json::Value>(raw) {
             Ok(serde_json::Value::Object(mut map)) => {
                 map.insert("include_usage".into(), serde_json::Value::Bool(true));
-                serde_json::to_vec(&map).ok()
+                serde_json::to_vec(&map).ok().map(std::borrow::Cow::Owned)
             }
             _ => None,
         },
@@ -907,8 +907,12 @@ fn json_body_for(
     if !rename && !refused && stream_options.is_none() {
         return req.body.clone();
     }
-    let model = protocol::body::json_string(&cand.upstream_model);
-    let mut edits = Vec::with_capacity(6);
+    let model = if rename {
+        protocol::body::json_string(&cand.upstream_model)
+    } else {
+        Vec::new()
+    };
+    let mut edits: smallvec::SmallVec<[Edit<'_>; 4]> = smallvec::SmallVec::new();
     if rename {
         edits.push(Edit::Set {
             key: "model",

@@ -33,31 +33,25 @@ pub fn plan(
     now: Instant,
 ) -> Result<Vec<Candidate>, ApiError> {
     let model = input.model;
-    let served: Vec<&Candidate> = candidates
+    // One pass and one list: whether any channel serves the path at all only picks the error.
+    let mut served = false;
+    let fits: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| {
-            !rt.channels[c.channel]
-                .config
-                .exclude_endpoints
-                .iter()
-                .any(|e| e == input.path)
-        })
-        .collect();
-    let fits: Vec<&Candidate> = match input.body_len {
-        None => served.clone(),
-        Some(len) => served
-            .iter()
-            .copied()
-            .filter(|c| {
-                rt.channels[c.channel]
-                    .config
+            let config = &rt.channels[c.channel].config;
+            if config.exclude_endpoints.iter().any(|e| e == input.path) {
+                return false;
+            }
+            served = true;
+            input.body_len.is_none_or(|len| {
+                config
                     .preferences
                     .max_request_body_bytes
                     .is_none_or(|max| len <= max)
             })
-            .collect(),
-    };
-    if fits.is_empty() && !served.is_empty() {
+        })
+        .collect();
+    if fits.is_empty() && served {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request_error",

@@ -235,7 +235,8 @@ fn look(
             .map(std::borrow::Cow::Borrowed),
         None => protocol::sse::frame_data(frame),
     };
-    let Some(data) = data else {
+    // OpenAI's end marker holds neither text nor usage.
+    let Some(data) = data.filter(|d| **d != *b"[DONE]") else {
         return false;
     };
     let read = events.read(&data, text_chars.is_some());
