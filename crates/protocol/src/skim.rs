@@ -57,6 +57,22 @@ impl<'a> Reader<'a> {
         self.sc.pos
     }
 
+    /// The bytes from the next value on (whitespace skipped), for a caller that recognises a
+    /// value of a shape it knows by comparing bytes; [`Reader::consume`] then moves past it.
+    #[inline(always)]
+    pub fn rest(&mut self) -> &'a [u8] {
+        self.sc.skip_ws();
+        self.sc.b.get(self.sc.pos..).unwrap_or_default()
+    }
+
+    /// Moves past the first `n` bytes of [`Reader::rest`], which the caller read as one whole
+    /// value.
+    #[inline(always)]
+    pub fn consume(&mut self, n: usize) {
+        self.sc.pos += n;
+        self.fresh = false;
+    }
+
     fn of_str(bytes: &'a [u8]) -> Self {
         Reader {
             sc: Scanner { b: bytes, pos: 0 },

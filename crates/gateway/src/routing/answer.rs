@@ -517,7 +517,7 @@ fn usage_objects(found: [Option<&Value>; 3]) -> Option<(Tokens, Option<u64>)> {
 
 /// A `usage` object of OpenAI (chat and Responses) or Anthropic shape, as numbers (a member
 /// that is not a non-negative integer reads as 0, as [`usage_object`] reads it).
-#[derive(Default)]
+#[derive(Default, Debug, PartialEq, Eq)]
 struct UsageNumbers {
     prompt_tokens: u64,
     completion_tokens: u64,
@@ -532,7 +532,7 @@ struct UsageNumbers {
     output_tokens_details: Option<UsageDetails>,
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 struct UsageDetails {
     cached_tokens: u64,
     reasoning_tokens: u64,
@@ -541,6 +541,98 @@ struct UsageDetails {
 /// The `usage` value at the reader: its numbers when it is an object, `None` otherwise
 /// (`null`, or a shape no format uses).
 fn read_usage(r: &mut Reader<'_>) -> Result<Option<UsageNumbers>, Malformed> {
+    if let Some((u, len)) = openai_usage_verbatim(r.rest()) {
+        r.consume(len);
+        return Ok(Some(u));
+    }
+    read_usage_walked(r)
+}
+
+/// OpenAI's chat usage object byte for byte as OpenAI writes it: its members in its order,
+/// plain integers, no whitespace — the numbers and the object's length, read by comparing its
+/// fixed bytes (about a fifth of the walk's work, for the one object every answer and stream
+/// of the most common upstream ends with). `None` for anything else, which the walk reads.
+///
+/// Why it reads what the walk reads: the bytes matched are one JSON object with exactly these
+/// members, each value an integer the walk's [`Reader::u64`] takes (1–19 digits, no leading
+/// zero, followed by `,` or `}`), and the members the walk skips (`audio_tokens`, the
+/// prediction counts) are skipped here too.
+fn openai_usage_verbatim(b: &[u8]) -> Option<(UsageNumbers, usize)> {
+    let mut v = Verbatim { b, at: 0 };
+    let mut u = UsageNumbers::default();
+    v.text(b"{\"prompt_tokens\":")?;
+    u.prompt_tokens = v.count()?;
+    v.text(b",\"completion_tokens\":")?;
+    u.completion_tokens = v.count()?;
+    v.text(b",\"total_tokens\":")?;
+    u.total_tokens = v.count()?;
+    if v.text(b",\"prompt_tokens_details\":{\"cached_tokens\":")
+        .is_some()
+    {
+        let cached_tokens = v.count()?;
+        v.text(b",\"audio_tokens\":")?;
+        v.count()?;
+        v.text(b"}")?;
+        u.prompt_tokens_details = Some(UsageDetails {
+            cached_tokens,
+            reasoning_tokens: 0,
+        });
+    }
+    if v.text(b",\"completion_tokens_details\":{\"reasoning_tokens\":")
+        .is_some()
+    {
+        let reasoning_tokens = v.count()?;
+        for member in [
+            &b",\"audio_tokens\":"[..],
+            b",\"accepted_prediction_tokens\":",
+            b",\"rejected_prediction_tokens\":",
+        ] {
+            v.text(member)?;
+            v.count()?;
+        }
+        v.text(b"}")?;
+        u.completion_tokens_details = Some(UsageDetails {
+            cached_tokens: 0,
+            reasoning_tokens,
+        });
+    }
+    v.text(b"}")?;
+    Some((u, v.at))
+}
+
+/// A cursor for [`openai_usage_verbatim`].
+struct Verbatim<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Verbatim<'_> {
+    /// Past `expected` when the bytes at the cursor are it; the cursor stays otherwise.
+    #[inline(always)]
+    fn text(&mut self, expected: &[u8]) -> Option<()> {
+        let end = self.at + expected.len();
+        (self.b.get(self.at..end)? == expected).then(|| self.at = end)
+    }
+
+    /// A plain integer as [`Reader::u64`] takes it, when the next byte ends it.
+    #[inline(always)]
+    fn count(&mut self) -> Option<u64> {
+        let start = self.at;
+        let mut n = 0u64;
+        while let Some(d) = self.b.get(self.at).filter(|d| d.is_ascii_digit()) {
+            n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        ((1..=19).contains(&digits)
+            && (digits == 1 || self.b[start] != b'0')
+            && matches!(self.b.get(self.at), Some(b',' | b'}')))
+        .then_some(n)
+    }
+}
+
+/// [`read_usage`] by walking the object, whatever its shape.
+fn read_usage_walked(r: &mut Reader<'_>) -> Result<Option<UsageNumbers>, Malformed> {
     if !r.enter_object()? {
         return Ok(None);
     }
@@ -1506,6 +1598,87 @@ mod tests {
             );
         }
         reader
+    }
+
+    /// OpenAI's usage object read byte for byte gives what the walk gives, and leaves the
+    /// reader where the walk leaves it; any other shape is left to the walk.
+    #[test]
+    fn the_verbatim_usage_reading_agrees_with_the_walk() {
+        let openai = r#"{"prompt_tokens":8,"completion_tokens":8,"total_tokens":16,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":5,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#;
+        let cases: [(&str, bool); 14] = [
+            (openai, true),
+            (
+                r#"{"prompt_tokens":1234567,"completion_tokens":0,"total_tokens":1234567}"#,
+                true,
+            ),
+            (
+                r#"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"completion_tokens_details":{"reasoning_tokens":9,"audio_tokens":1,"accepted_prediction_tokens":2,"rejected_prediction_tokens":3}}"#,
+                true,
+            ),
+            (
+                r#"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"prompt_tokens_details":{"cached_tokens":1,"audio_tokens":0}}"#,
+                true,
+            ),
+            // Whitespace, another order, other members, odd numbers: the walk reads them.
+            (
+                r#"{ "prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3 }"#,
+                false,
+            ),
+            (
+                r#"{"completion_tokens":2,"prompt_tokens":1,"total_tokens":3}"#,
+                false,
+            ),
+            (
+                r#"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"prompt_tokens_details":null}"#,
+                false,
+            ),
+            (
+                r#"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"prompt_tokens_details":{"cached_tokens":1}}"#,
+                false,
+            ),
+            (
+                r#"{"prompt_tokens":01,"completion_tokens":2,"total_tokens":3}"#,
+                false,
+            ),
+            (
+                r#"{"prompt_tokens":1.5,"completion_tokens":2,"total_tokens":3}"#,
+                false,
+            ),
+            (
+                r#"{"prompt_tokens":12345678901234567890,"completion_tokens":2,"total_tokens":3}"#,
+                false,
+            ),
+            (
+                r#"{"prompt_tokens":-1,"completion_tokens":2,"total_tokens":3}"#,
+                false,
+            ),
+            (
+                r#"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"cost":0.5}"#,
+                false,
+            ),
+            (r#"{"input_tokens":5,"output_tokens":7}"#, false),
+        ];
+        for (usage, verbatim) in cases {
+            // As the usage member of a larger object, so the reader's position after it shows.
+            let event = format!(r#"{{"choices":[],"usage":{usage},"x":1}}"#);
+            let at = event.find(usage).unwrap();
+            assert_eq!(
+                openai_usage_verbatim(&event.as_bytes()[at..]).is_some(),
+                verbatim,
+                "{usage}"
+            );
+            let mut fast = Reader::at(event.as_bytes(), at);
+            let mut walked = Reader::at(event.as_bytes(), at);
+            assert_eq!(
+                read_usage(&mut fast).ok(),
+                read_usage_walked(&mut walked).ok(),
+                "{usage}"
+            );
+            if serde_json::from_str::<Value>(&event).is_ok() {
+                assert_eq!(fast.position(), walked.position(), "{usage}");
+                assert_eq!(fast.next_key().unwrap(), Some(&b"x"[..]), "{usage}");
+            }
+        }
     }
 
     /// The first-content shortcut answers only where the walk (and the general parse) answers
