@@ -208,20 +208,10 @@ impl<'a> Reader<'a> {
         // Usage counts are plain integers: read their digits in one pass (at most 19 cannot
         // overflow; no leading zero; no fraction or exponent after them).
         self.sc.skip_ws();
-        let b = self.sc.b;
-        let start = self.sc.pos;
-        let mut i = start;
-        let mut n = 0u64;
-        while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
-            n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
-            i += 1;
-        }
-        let digits = i - start;
-        if (1..=19).contains(&digits)
-            && (digits == 1 || b.get(start) != Some(&b'0'))
-            && !matches!(b.get(i), Some(b'.' | b'e' | b'E'))
+        if let Some((n, end)) = plain_u64(self.sc.b, self.sc.pos)
+            && !matches!(self.sc.b.get(end), Some(b'.' | b'e' | b'E'))
         {
-            self.sc.pos = i;
+            self.sc.pos = end;
             self.fresh = false;
             return Ok(Some(n));
         }
@@ -244,6 +234,21 @@ impl<'a> Reader<'a> {
             Err(Malformed)
         }
     }
+}
+
+/// The plain integer at `at` of `b` (1–19 digits, no leading zero: it cannot overflow) and
+/// where its digits end; `None` for anything else. The caller checks what may follow it (a
+/// fraction or exponent makes it no integer).
+#[inline(always)]
+pub fn plain_u64(b: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut i = at;
+    let mut n = 0u64;
+    while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+        n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+        i += 1;
+    }
+    let digits = i - at;
+    ((1..=19).contains(&digits) && (digits == 1 || b.get(at) != Some(&b'0'))).then_some((n, i))
 }
 
 /// A raw value that holds something: a non-empty string, or an array with an item.

@@ -617,17 +617,9 @@ impl Verbatim<'_> {
     /// A plain integer as [`Reader::u64`] takes it, when the next byte ends it.
     #[inline(always)]
     fn count(&mut self) -> Option<u64> {
-        let start = self.at;
-        let mut n = 0u64;
-        while let Some(d) = self.b.get(self.at).filter(|d| d.is_ascii_digit()) {
-            n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
-            self.at += 1;
-        }
-        let digits = self.at - start;
-        ((1..=19).contains(&digits)
-            && (digits == 1 || self.b[start] != b'0')
-            && matches!(self.b.get(self.at), Some(b',' | b'}')))
-        .then_some(n)
+        let (n, end) = protocol::skim::plain_u64(self.b, self.at)?;
+        self.at = end;
+        matches!(self.b.get(end), Some(b',' | b'}')).then_some(n)
     }
 }
 
